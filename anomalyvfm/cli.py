@@ -1,0 +1,77 @@
+"""The ``anomalyvfm`` command: one sub-command per verb, each a thin call into the library."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+from .config import MODES
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .model import load_default
+    from .outputs import heatmap, overlay, result_row, unique_stems, write_png, write_results
+    from .predict import collect_inputs, iter_predict
+
+    paths = collect_inputs(args.paths)
+    if not paths:
+        print(f"error: no images found in {' '.join(args.paths)}", file=sys.stderr)
+        return 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # library chatter; the one warning that matters is printed below
+        model = load_default(args.model)
+    if not model.config.trained:
+        print("warning: no trained checkpoint is shipped yet: this model's decoder and head are UNTRAINED, "
+              "so its scores and heatmaps are not meaningful", file=sys.stderr)
+    out = Path(args.out)
+    stems = unique_stems(paths)
+    rows, failed, anomalous = [], 0, 0
+    start = time.perf_counter()
+    results = iter_predict(model, paths, batch_size=args.batch_size, mode=args.mode, resolution=args.resolution,
+                           threshold=args.threshold, keep_images=not args.no_images)
+    for stem, result in zip(stems, tqdm(results, total=len(paths), desc="predict", unit="img", file=sys.stderr)):
+        rows.append(result_row(result.name, result.score, result.is_anomalous, result.error))
+        if not result.ok:
+            failed += 1
+            tqdm.write(f"error: {result.name}: {result.error}", file=sys.stderr)
+            continue
+        anomalous += result.is_anomalous
+        if not args.no_images:
+            write_png(out / "heatmaps" / f"{stem}.png", heatmap(result.anomaly_map))
+            write_png(out / "overlays" / f"{stem}.png", overlay(result.image, result.anomaly_map, result.mask))
+    elapsed = time.perf_counter() - start
+    write_results(out, rows)
+    done = len(paths) - failed
+    print(f"{len(paths)} images: {anomalous} anomalous, {done - anomalous} normal, {failed} failed; "
+          f"{done / max(elapsed, 1e-9):.1f} img/s; results in {out / 'results.csv'}", file=sys.stderr)
+    return 0 if failed == 0 else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="anomalyvfm", description="Zero/few-shot visual anomaly detection.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("predict", help="score images: results.csv/.jsonl, heatmap and overlay PNGs")
+    p.add_argument("paths", nargs="+", help="image files, folders (searched recursively) or glob patterns")
+    p.add_argument("--model", help="checkpoint folder or hub id (default: the shipped checkpoint)")
+    p.add_argument("--mode", choices=tuple(MODES), help="fast (224 px) or accurate (448 px); default: the model's")
+    p.add_argument("--resolution", type=int, help="explicit input side in pixels (a multiple of 14)")
+    p.add_argument("--threshold", type=float, help="image score above which an image is anomalous")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--out", default="anomalyvfm-out", help="output folder")
+    p.add_argument("--no-images", action="store_true", help="write only results.csv / results.jsonl")
+    p.set_defaults(func=_predict)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""Dataclass configs for the AnomalyVFM model, validated on construction and stored as JSON."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+MODES: dict[str, int] = {"fast": 224, "accurate": 448}  # input side in pixels; both are multiples of 14
+IMAGE_SCORES = ("cls", "topk", "fused")
+LORA_ROLES = ("query", "key", "value", "output", "fc1", "fc2")
+
+
+@dataclass
+class AdapterConfig:
+    """LoRA adapters put in every transformer layer of the backbone."""
+
+    rank: int = 8  # LoRA rank r
+    alpha: float = 8.0  # LoRA scaling numerator (scale = alpha / rank)
+    dropout: float = 0.0  # dropout on the adapter input during training
+    targets: tuple[str, ...] = ("query", "value", "output")  # projection roles; see anomalyvfm.lora
+    use_dora: bool = False  # weight-decomposed LoRA (DoRA)
+
+    def __post_init__(self) -> None:
+        self.targets = tuple(self.targets)
+        if self.rank < 1:
+            raise ValueError(f"AdapterConfig.rank must be >= 1, got {self.rank}")
+        unknown = [t for t in self.targets if t not in LORA_ROLES]
+        if unknown or not self.targets:
+            raise ValueError(f"AdapterConfig.targets must be a non-empty subset of {LORA_ROLES}, got {self.targets}")
+
+
+@dataclass
+class DecoderConfig:
+    """Convolutional decoder on the patch grid and the image head on the CLS token."""
+
+    layers: tuple[int, ...] = (-1,)  # transformer layers whose patch tokens are fused (negative = from the end)
+    channels: int = 128  # width of the first decoder stage
+    upsample: int = 2  # total upsampling of the patch grid, a power of two >= 2
+
+    def __post_init__(self) -> None:
+        self.layers = tuple(self.layers)
+        if not self.layers:
+            raise ValueError("DecoderConfig.layers must name at least one layer")
+        if self.upsample < 2 or self.upsample & (self.upsample - 1):
+            raise ValueError(f"DecoderConfig.upsample must be a power of two >= 2, got {self.upsample}")
+
+
+@dataclass
+class AnomalyVFMConfig:
+    """Everything needed to rebuild an AnomalyVFM model around its backbone."""
+
+    backbone: str = "embedded"  # "embedded", a Hugging Face id, a local folder, or "timm:<name>"
+    backbone_sha256: str | None = None  # fingerprint of the backbone weights the adapters were trained on
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    image_score: str = "topk"  # "cls" (image head), "topk" (mean of the top-k map pixels) or "fused" (their mean)
+    top_k: int = 100  # pixels averaged for the "topk" score, counted at the model's input resolution
+    threshold: float = 0.5  # image score above which an image is anomalous
+    pixel_threshold: float = 0.5  # map value above which a pixel belongs to the binary mask
+    mode: str = "fast"  # default input resolution, a key of MODES
+    max_aspect: float = 2.0  # longer/shorter side above which an image is tiled instead of squashed
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)  # ImageNet normalisation, as DINOv2 was trained
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    trained: bool = False  # False for a freshly built model: its heads are random
+
+    def __post_init__(self) -> None:
+        if isinstance(self.adapter, dict):
+            self.adapter = AdapterConfig(**self.adapter)
+        if isinstance(self.decoder, dict):
+            self.decoder = DecoderConfig(**self.decoder)
+        self.mean, self.std = tuple(self.mean), tuple(self.std)
+        if self.image_score not in IMAGE_SCORES:
+            raise ValueError(f"image_score must be one of {IMAGE_SCORES}, got {self.image_score!r}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {tuple(MODES)}, got {self.mode!r}")
+        if self.top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {self.top_k}")
+        if self.max_aspect < 1.0:
+            raise ValueError(f"max_aspect must be >= 1, got {self.max_aspect}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "AnomalyVFMConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown AnomalyVFMConfig keys: {sorted(unknown)}")
+        return cls(**data)
+
+
+def resolution_for(mode: str | None = None, resolution: int | None = None, default_mode: str = "fast") -> int:
+    """Input side in pixels: an explicit resolution wins over a mode; it must be a multiple of the patch size 14."""
+    if resolution is None:
+        mode = mode or default_mode
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {tuple(MODES)}, got {mode!r}")
+        return MODES[mode]
+    if resolution < 28 or resolution % 14:
+        raise ValueError(f"resolution must be a multiple of 14 and >= 28, got {resolution}")
+    return resolution

@@ -1,0 +1,51 @@
+"""LoRA adapters in every transformer layer of a DINOv2 backbone, through ``peft``.
+
+The projection names differ between transformers 4.x and 5.x; they live here and nowhere else."""
+from __future__ import annotations
+
+import re
+
+from torch import nn
+
+from .config import AdapterConfig
+
+# role -> module path inside one ``encoder.layer.N`` block
+_NAMES_V5 = {"query": "attention.q_proj", "key": "attention.k_proj", "value": "attention.v_proj",
+             "output": "attention.o_proj", "fc1": "mlp.fc1", "fc2": "mlp.fc2"}
+_NAMES_V4 = {"query": "attention.attention.query", "key": "attention.attention.key",
+             "value": "attention.attention.value", "output": "attention.output.dense",
+             "fc1": "mlp.fc1", "fc2": "mlp.fc2"}
+
+
+def module_names(backbone: nn.Module, roles: tuple[str, ...]) -> list[str]:
+    """Per-layer module paths for the given roles, in the naming of the installed transformers."""
+    names = dict(backbone.named_modules())
+    table = _NAMES_V5 if "encoder.layer.0.attention.q_proj" in names else _NAMES_V4
+    return [table[r] for r in roles]
+
+
+def target_regex(backbone: nn.Module, roles: tuple[str, ...]) -> str:
+    """A full-match regex selecting the role's projection in *every* encoder layer (and nothing else)."""
+    alternatives = "|".join(re.escape(n) for n in module_names(backbone, roles))
+    return rf"(.*\.)?encoder\.layer\.\d+\.({alternatives})"
+
+
+def apply_lora(backbone: nn.Module, cfg: AdapterConfig) -> nn.Module:
+    """Wrap ``backbone`` in a ``PeftModel`` with LoRA on ``cfg.targets`` of every layer; only adapters train."""
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, use_dora=cfg.use_dora,
+                      target_modules=target_regex(backbone, cfg.targets), bias="none")
+    return get_peft_model(backbone, lora)
+
+
+def count_wrapped_per_layer(model: nn.Module, num_layers: int) -> list[int]:
+    """How many LoRA-wrapped modules each encoder layer holds (a check that no layer was silently missed)."""
+    from peft.tuners.lora import LoraLayer
+
+    counts = [0] * num_layers
+    for name, module in model.named_modules():
+        match = re.search(r"encoder\.layer\.(\d+)\.", name)
+        if match and isinstance(module, LoraLayer):
+            counts[int(match.group(1))] += 1
+    return counts

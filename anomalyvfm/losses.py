@@ -1,0 +1,34 @@
+"""Training losses: focal, the AnomalyVFM pixel loss, its confidence weighting (DUSt3R-style) and the image loss."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torchvision.ops import sigmoid_focal_loss
+
+
+def pixel_loss(mask_logits: torch.Tensor, target: torch.Tensor, focal_weight: float = 5.0) -> torch.Tensor:
+    """Per-pixel L = 5·focal(m, y) + |clip(σ(m), 0.1, 0.9) − y| (no reduction)."""
+    focal = sigmoid_focal_loss(mask_logits, target, alpha=-1, gamma=2.0, reduction="none")
+    l1 = (torch.sigmoid(mask_logits).clamp(0.1, 0.9) - target).abs()
+    return focal_weight * focal + l1
+
+
+def confidence_weighted(loss: torch.Tensor, confidence_logits: torch.Tensor, alpha: float = 0.1) -> torch.Tensor:
+    """mean(c·L − α·log c) with c = 1 + exp(ĉ); log c is softplus(ĉ), computed stably."""
+    log_c = F.softplus(confidence_logits)
+    return (torch.exp(log_c) * loss - alpha * log_c).mean()
+
+
+def image_loss(image_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Focal loss on the image-level logit."""
+    return sigmoid_focal_loss(image_logits, labels.to(image_logits.dtype), alpha=-1, gamma=2.0, reduction="mean")
+
+
+def anomalyvfm_loss(mask_logits: torch.Tensor, confidence_logits: torch.Tensor, image_logits: torch.Tensor,
+                    masks: torch.Tensor, labels: torch.Tensor, alpha: float = 0.1,
+                    image_weight: float = 1.0) -> torch.Tensor:
+    """The full objective: confidence-weighted pixel loss on masks resized to the logits' size, plus image loss."""
+    if masks.shape[-2:] != mask_logits.shape[-2:]:
+        masks = F.interpolate(masks, size=mask_logits.shape[-2:], mode="bilinear", align_corners=False)
+    pixel = confidence_weighted(pixel_loss(mask_logits, masks), confidence_logits, alpha)
+    return pixel + image_weight * image_loss(image_logits, labels)

@@ -1,0 +1,174 @@
+"""AnomalyVFM: a DINOv2 backbone with LoRA in every layer, a mask/confidence decoder and an image head."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .backbones import load_backbone, num_prefix_tokens, weights_fingerprint
+from .config import AnomalyVFMConfig
+from .heads import Decoder, ImageHead
+from .lora import apply_lora
+
+CONFIG_NAME = "config.json"
+HEADS_NAME = "heads.safetensors"
+ADAPTER_NAME = "adapter_model.safetensors"
+
+
+class BackboneMismatchError(ValueError):
+    """The backbone at hand is not the one a checkpoint's adapters were trained on."""
+
+
+@dataclass
+class ModelOutput:
+    mask_logits: torch.Tensor  # (B, 1, h·u, w·u)
+    confidence_logits: torch.Tensor  # (B, 1, h·u, w·u)
+    image_logits: torch.Tensor  # (B,)
+
+
+class AnomalyVFM(nn.Module):
+    """Zero-shot anomaly detector. ``forward`` gives logits; ``predict`` gives scores, verdicts and maps."""
+
+    def __init__(self, config: AnomalyVFMConfig | None = None, *, backbone: nn.Module | None = None,
+                 pretrained_backbone: bool = True):
+        super().__init__()
+        self.config = config = config or AnomalyVFMConfig()
+        if backbone is None:
+            backbone = load_backbone(config.backbone, pretrained=pretrained_backbone)
+        fingerprint = weights_fingerprint(backbone)
+        if config.backbone_sha256 is None:
+            config.backbone_sha256 = fingerprint
+        elif config.backbone_sha256 != fingerprint:
+            raise BackboneMismatchError(
+                f"backbone {config.backbone!r} has weights fingerprint {fingerprint[:16]}…, but this model's adapters "
+                f"were trained on {config.backbone_sha256[:16]}…; load the same backbone weights")
+        hidden = backbone.config.hidden_size
+        self.patch_size = backbone.config.patch_size
+        self.num_layers = backbone.config.num_hidden_layers
+        self.prefix_tokens = num_prefix_tokens(backbone)
+        self.backbone = apply_lora(backbone, config.adapter)
+        self.decoder = Decoder(hidden * len(config.decoder.layers), config.decoder)
+        self.image_head = ImageHead(hidden)
+        self._merged = False
+
+    # ---- forward -------------------------------------------------------------------------------------------------
+    def forward(self, pixel_values: torch.Tensor) -> ModelOutput:
+        layers = self.config.decoder.layers
+        fused = layers != (-1,)
+        out = self.backbone(pixel_values=pixel_values, output_hidden_states=fused)
+        if fused:
+            norm = self.backbone.get_base_model().layernorm
+            tokens = [norm(out.hidden_states[1:][i]) for i in layers]
+        else:
+            tokens = [out.last_hidden_state]
+        b, _, height, width = pixel_values.shape
+        grid = torch.cat([t[:, self.prefix_tokens:] for t in tokens], dim=-1)
+        grid = grid.transpose(1, 2).reshape(b, -1, height // self.patch_size, width // self.patch_size)
+        mask_logits, confidence_logits = self.decoder(grid)
+        return ModelOutput(mask_logits, confidence_logits, self.image_head(out.last_hidden_state[:, 0]))
+
+    def scores(self, out: ModelOutput, resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Image scores (B,) in [0, 1] by ``config.image_score`` and anomaly maps (B, R, R) in [0, 1]."""
+        logits = F.interpolate(out.mask_logits, size=(resolution, resolution), mode="bilinear", align_corners=False)
+        maps = torch.sigmoid(logits[:, 0])
+        flat = maps.flatten(1)
+        topk = flat.topk(min(self.config.top_k, flat.shape[1]), dim=1).values.mean(1)
+        cls = torch.sigmoid(out.image_logits)
+        score = {"cls": cls, "topk": topk, "fused": (cls + topk) / 2}[self.config.image_score]
+        return score, maps
+
+    def train(self, mode: bool = True) -> "AnomalyVFM":
+        super().train(mode)
+        if mode and self._merged:
+            self.backbone.unmerge_adapter()
+            self._merged = False
+        return self
+
+    def prepare_for_inference(self) -> "AnomalyVFM":
+        """eval mode with the LoRA weights merged into the backbone (no adapter cost per forward)."""
+        self.eval()
+        if not self._merged:
+            self.backbone.merge_adapter()
+            self._merged = True
+        return self
+
+    def trainable_parameters(self) -> Iterable[tuple[str, nn.Parameter]]:
+        return ((n, p) for n, p in self.named_parameters() if p.requires_grad)
+
+    # ---- prediction ----------------------------------------------------------------------------------------------
+    def predict(self, images, batch_size: int = 8, **kwargs):
+        """Score images (paths, PIL images or arrays). Returns one ``Prediction`` per input, in order; an input
+        that can't be read gets ``error`` set instead of stopping the batch. See ``anomalyvfm.predict.iter_predict``."""
+        from .predict import iter_predict
+
+        return list(iter_predict(self, images, batch_size=batch_size, **kwargs))
+
+    # ---- persistence ---------------------------------------------------------------------------------------------
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Write config.json, the adapters in PEFT's format and the decoder/head weights, safetensors only.
+        Files are written to a temporary folder first and moved into place, so a reader never sees half of them."""
+        from peft import get_peft_model_state_dict
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        heads = {k: v.detach().contiguous() for k, v in self.state_dict().items()
+                 if k.startswith(("decoder.", "image_head."))}
+        adapters = {k: v.detach().contiguous() for k, v in get_peft_model_state_dict(self.backbone).items()}
+        with tempfile.TemporaryDirectory(dir=directory, prefix=".save-") as tmp:
+            tmp = Path(tmp)
+            self.backbone.peft_config["default"].save_pretrained(tmp)
+            save_file(adapters, tmp / ADAPTER_NAME, metadata={"format": "pt"})
+            save_file(heads, tmp / HEADS_NAME, metadata={"format": "pt"})
+            (tmp / CONFIG_NAME).write_text(json.dumps(self.config.to_dict(), indent=2))
+            for f in tmp.iterdir():
+                os.replace(f, directory / f.name)
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, name_or_dir: str | os.PathLike, *, revision: str | None = None,
+                        backbone: nn.Module | None = None) -> "AnomalyVFM":
+        """Load a checkpoint folder (or a hub repo id) written by ``save_pretrained``; safetensors only."""
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        directory = Path(name_or_dir)
+        if not directory.is_dir():
+            from huggingface_hub import snapshot_download
+
+            directory = Path(snapshot_download(str(name_or_dir), revision=revision))
+        config = AnomalyVFMConfig.from_dict(json.loads((directory / CONFIG_NAME).read_text()))
+        model = cls(config, backbone=backbone)
+        set_peft_model_state_dict(model.backbone, load_file(directory / ADAPTER_NAME))
+        missing, unexpected = model.load_state_dict(load_file(directory / HEADS_NAME), strict=False)
+        missing = [k for k in missing if k.startswith(("decoder.", "image_head."))]
+        if missing or unexpected:
+            raise ValueError(f"{directory / HEADS_NAME}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        return model.eval()
+
+
+def shipped_checkpoint() -> Path:
+    """The default zero-shot checkpoint inside the package."""
+    return Path(__file__).parent / "weights" / "anomalyvfm-vits14"
+
+
+def load_default(model: str | os.PathLike | None = None) -> AnomalyVFM:
+    """The model ``anomalyvfm predict`` uses: ``model`` if given, else the shipped checkpoint; if no checkpoint is
+    shipped yet, an untrained model on the embedded backbone (with a warning: its scores are not meaningful)."""
+    if model is not None:
+        return AnomalyVFM.from_pretrained(model)
+    if (shipped_checkpoint() / CONFIG_NAME).is_file():
+        return AnomalyVFM.from_pretrained(shipped_checkpoint())
+    warnings.warn("no trained AnomalyVFM checkpoint is shipped yet: using an UNTRAINED decoder and head on the "
+                  "embedded backbone; scores and maps are not meaningful", stacklevel=2)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return AnomalyVFM().eval()

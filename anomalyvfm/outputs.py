@@ -1,0 +1,77 @@
+"""Result files: atomic writes, results.csv / results.jsonl, heatmap and overlay PNGs."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+RESULT_FIELDS = ("path", "score", "verdict", "error")
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write to a temporary file beside ``path`` and rename it over ``path``: readers see all or nothing."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_png(path: str | os.PathLike, rgb: np.ndarray) -> None:
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise OSError(f"{path}: PNG encoding failed")
+    atomic_write_bytes(path, encoded.tobytes())
+
+
+def heatmap(anomaly_map: np.ndarray) -> np.ndarray:
+    """float map in [0, 1] -> RGB colour image (absolute scale, so heatmaps of different images compare)."""
+    grey = np.clip(anomaly_map * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return cv2.cvtColor(cv2.applyColorMap(grey, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+
+
+def overlay(rgb: np.ndarray, anomaly_map: np.ndarray, mask: np.ndarray | None = None, alpha: float = 0.45) -> np.ndarray:
+    """The image with its heatmap blended in and the binary mask outlined in white."""
+    out = cv2.addWeighted(rgb, 1.0 - alpha, heatmap(anomaly_map), alpha, 0.0)
+    if mask is not None and mask.any():
+        contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(out, contours, -1, (255, 255, 255), max(1, round(max(rgb.shape[:2]) / 300)))
+    return out
+
+
+def result_row(name: str, score: float, is_anomalous: bool, error: str | None) -> dict:
+    verdict = "error" if error else ("anomalous" if is_anomalous else "normal")
+    return {"path": name, "score": None if error else round(float(score), 6), "verdict": verdict, "error": error}
+
+
+def write_results(out_dir: str | os.PathLike, rows: list[dict]) -> None:
+    """results.csv and results.jsonl, each written atomically."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=RESULT_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: ("" if row[k] is None else row[k]) for k in RESULT_FIELDS} for row in rows)
+    atomic_write_bytes(Path(out_dir) / "results.csv", buffer.getvalue().encode())
+    lines = "".join(json.dumps(row) + "\n" for row in rows)
+    atomic_write_bytes(Path(out_dir) / "results.jsonl", lines.encode())
+
+
+def unique_stems(names: list[str]) -> list[str]:
+    """File stems for output images; repeated stems (same name in different folders) get a numeric suffix."""
+    seen: dict[str, int] = {}
+    stems = []
+    for name in names:
+        stem = Path(name).stem or "image"
+        seen[stem] = seen.get(stem, 0) + 1
+        stems.append(stem if seen[stem] == 1 else f"{stem}_{seen[stem]}")
+    return stems

@@ -1,0 +1,132 @@
+"""Batched inference: inputs -> ``Prediction`` (score, verdict, map and mask at the original size)."""
+from __future__ import annotations
+
+import glob
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from .config import resolution_for
+from .preprocess import ImageInput, ImageReadError, Tile, crop_and_resize, describe, load, normalize, plan_tiles, stitch
+
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm", ".pbm"}
+
+
+@dataclass
+class Prediction:
+    """One image's result. ``error`` is set (and the rest empty) when the image could not be read."""
+
+    name: str
+    score: float = float("nan")  # image anomaly score in [0, 1]
+    is_anomalous: bool = False  # score > threshold
+    anomaly_map: np.ndarray | None = None  # float32 (H, W) in [0, 1], the original image size
+    mask: np.ndarray | None = None  # bool (H, W): anomaly_map > pixel threshold
+    error: str | None = None
+    image: np.ndarray | None = None  # the uint8 RGB input as read, only with ``keep_images=True``
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class _Loaded:
+    name: str
+    rgb: np.ndarray | None = None
+    tiles: list[Tile] | None = None
+    crops: list[np.ndarray] | None = None
+    error: str | None = None
+
+
+def collect_inputs(specs: Sequence[str]) -> list[str]:
+    """Expand files, folders (recursively, image extensions only) and glob patterns into a sorted, de-duplicated
+    list. An explicit file is kept whatever its extension, so that a bad file is reported rather than skipped."""
+    found: list[str] = []
+    for spec in specs:
+        if os.path.isdir(spec):
+            found += sorted(str(p) for p in Path(spec).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+        elif glob.has_magic(spec):
+            found += sorted(p for p in glob.glob(spec, recursive=True) if not os.path.isdir(p))
+        else:
+            found.append(spec)
+    return list(dict.fromkeys(found))
+
+
+def _load(item: ImageInput, index: int, resolution: int, max_aspect: float) -> _Loaded:
+    name = describe(item, index)
+    try:
+        rgb = load(item)
+    except ImageReadError as e:
+        return _Loaded(name, error=e.reason)
+    tiles = plan_tiles(rgb.shape[0], rgb.shape[1], max_aspect)
+    return _Loaded(name, rgb, tiles, [crop_and_resize(rgb, t, resolution) for t in tiles])
+
+
+def _chunks(items: Sequence, size: int) -> Iterator[list[tuple[int, object]]]:
+    for start in range(0, len(items), size):
+        yield list(enumerate(items[start:start + size], start))
+
+
+def iter_predict(model, images: Iterable[ImageInput], batch_size: int = 8, mode: str | None = None,
+                 resolution: int | None = None, threshold: float | None = None,
+                 pixel_threshold: float | None = None, errors: str = "keep",
+                 keep_images: bool = False) -> Iterator[Prediction]:
+    """Yield one ``Prediction`` per input, in order. Images are read and resized in a background thread while
+    the model runs on the previous batch. ``errors="raise"`` raises ``ImageReadError`` instead of keeping going."""
+    if errors not in ("keep", "raise"):
+        raise ValueError(f"errors must be 'keep' or 'raise', got {errors!r}")
+    cfg = model.config
+    res = resolution_for(mode, resolution, cfg.mode)
+    threshold = cfg.threshold if threshold is None else threshold
+    pixel_threshold = cfg.pixel_threshold if pixel_threshold is None else pixel_threshold
+    items = list(images)
+    model.prepare_for_inference()
+    device = next(model.parameters()).device
+
+    def load_chunk(chunk):
+        return [_load(item, i, res, cfg.max_aspect) for i, item in chunk]
+
+    with ThreadPoolExecutor(max_workers=1) as pool, torch.inference_mode():
+        chunks = _chunks(items, batch_size)
+        pending = pool.submit(load_chunk, next(chunks, []))
+        while True:
+            loaded = pending.result()
+            if not loaded:
+                break
+            pending = pool.submit(load_chunk, next(chunks, []))
+            for result in _run(model, loaded, res, threshold, pixel_threshold, batch_size, device):
+                if result.error and errors == "raise":
+                    raise ImageReadError(result.name, result.error)
+                if not keep_images:
+                    result.image = None
+                yield result
+
+
+def _run(model, loaded: list[_Loaded], res: int, threshold: float, pixel_threshold: float, batch_size: int,
+         device) -> list[Prediction]:
+    crops = [c for item in loaded if item.crops for c in item.crops]
+    scores, maps = [], []
+    for start in range(0, len(crops), batch_size):
+        x = normalize(np.stack(crops[start:start + batch_size]), model.config.mean, model.config.std).to(device)
+        s, m = model.scores(model(x), res)
+        scores.append(s.float().cpu())
+        maps.append(m.float().cpu())
+    scores_np = torch.cat(scores).numpy() if scores else np.zeros(0, np.float32)
+    maps_np = torch.cat(maps).numpy() if maps else np.zeros((0, res, res), np.float32)
+    results, k = [], 0
+    for item in loaded:
+        if item.error:
+            results.append(Prediction(item.name, error=item.error))
+            continue
+        n = len(item.tiles)
+        h, w = item.rgb.shape[:2]
+        amap = stitch(list(maps_np[k:k + n]), item.tiles, h, w).astype(np.float32)
+        score = float(scores_np[k:k + n].max())
+        k += n
+        results.append(Prediction(item.name, score, score > threshold, amap, amap > pixel_threshold, image=item.rgb))
+    return results

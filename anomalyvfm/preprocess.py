@@ -1,0 +1,137 @@
+"""Image reading (any mode, EXIF orientation), aspect-preserving tiling, and maps back to the original size."""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray]
+
+
+class ImageReadError(ValueError):
+    """An input that is not a readable image; the message names the file and what is wrong."""
+
+    def __init__(self, path: str, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = path, reason
+
+
+def to_rgb(image: Image.Image) -> np.ndarray:
+    """Any PIL image -> uint8 RGB (H, W, 3). 16-bit and float images are scaled from their type's full range
+    (16-bit: 0..65535); transparency is composited onto black."""
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        array = np.asarray(image, dtype=np.float32)
+        top = 1.0 if image.mode == "F" else 65535.0
+        grey = np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        rgba = np.asarray(image.convert("RGBA"), dtype=np.float32)
+        return (rgba[..., :3] * (rgba[..., 3:] / 255.0) + 0.5).astype(np.uint8)
+    return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as uint8 RGB, raising ``ImageReadError`` with a one-line reason on any failure."""
+    name = str(path)
+    try:
+        if os.path.getsize(name) == 0:
+            raise ImageReadError(name, "empty file (0 bytes)")
+        with Image.open(name) as image:
+            image.load()
+            return to_rgb(image)
+    except ImageReadError:
+        raise
+    except FileNotFoundError:
+        raise ImageReadError(name, "no such file") from None
+    except IsADirectoryError:
+        raise ImageReadError(name, "is a directory, not an image") from None
+    except PermissionError:
+        raise ImageReadError(name, "permission denied") from None
+    except UnidentifiedImageError:
+        raise ImageReadError(name, "not an image (unrecognised format)") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ImageReadError(name, f"corrupt or truncated image ({reason})") from None
+
+
+def load(item: ImageInput) -> np.ndarray:
+    """A path, PIL image or array (H, W), (H, W, 1|3|4) -> uint8 RGB."""
+    if isinstance(item, (str, os.PathLike)):
+        return read_image(item)
+    if isinstance(item, Image.Image):
+        return to_rgb(item)
+    array = np.asarray(item)
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3 or array.shape[2] not in (1, 3, 4):
+        raise ValueError(f"image array must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got {array.shape}")
+    if array.dtype != np.uint8:
+        return to_rgb(Image.fromarray(array.squeeze(-1) if array.shape[2] == 1 else array))
+    array = array[..., :3] if array.shape[2] == 4 else array
+    return np.repeat(array, 3, axis=2) if array.shape[2] == 1 else array
+
+
+@dataclass(frozen=True)
+class Tile:
+    """A square (or, untiled, the whole image) crop: rows y0:y1, columns x0:x1 of the original."""
+
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+
+
+def plan_tiles(height: int, width: int, max_aspect: float) -> list[Tile]:
+    """The whole image when its aspect ratio is within ``max_aspect``; otherwise overlapping squares of the
+    shorter side, evenly spaced along the longer one, so nothing is squashed."""
+    short, long = min(height, width), max(height, width)
+    if long <= max_aspect * short:
+        return [Tile(0, height, 0, width)]
+    n = math.ceil(long / short)
+    starts = np.linspace(0, long - short, n).round().astype(int)
+    if height >= width:
+        return [Tile(int(s), int(s) + short, 0, width) for s in starts]
+    return [Tile(0, height, int(s), int(s) + short) for s in starts]
+
+
+def crop_and_resize(rgb: np.ndarray, tile: Tile, resolution: int) -> np.ndarray:
+    """Crop a tile and resize it (bicubic, antialiased) to a square of ``resolution``."""
+    crop = rgb[tile.y0:tile.y1, tile.x0:tile.x1]
+    if crop.shape[:2] == (resolution, resolution):
+        return np.ascontiguousarray(crop)
+    return np.asarray(Image.fromarray(crop).resize((resolution, resolution), Image.BICUBIC))
+
+
+def normalize(batch: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    """uint8 (B, H, W, 3) -> float32 (B, 3, H, W) normalised."""
+    x = torch.from_numpy(batch).permute(0, 3, 1, 2).float().div_(255.0)
+    m = torch.tensor(mean).view(1, 3, 1, 1)
+    s = torch.tensor(std).view(1, 3, 1, 1)
+    return x.sub_(m).div_(s)
+
+
+def stitch(maps: list[np.ndarray], tiles: list[Tile], height: int, width: int) -> np.ndarray:
+    """Resize each tile's map to its crop and average overlaps into one float32 (height, width) map."""
+    if len(tiles) == 1:
+        return cv2.resize(maps[0], (width, height), interpolation=cv2.INTER_LINEAR)
+    total = np.zeros((height, width), np.float32)
+    count = np.zeros((height, width), np.float32)
+    for m, t in zip(maps, tiles):
+        total[t.y0:t.y1, t.x0:t.x1] += cv2.resize(m, (t.x1 - t.x0, t.y1 - t.y0), interpolation=cv2.INTER_LINEAR)
+        count[t.y0:t.y1, t.x0:t.x1] += 1.0
+    return total / count
+
+
+def describe(item: ImageInput, index: int) -> str:
+    """A name for an input in messages and result files."""
+    return str(item) if isinstance(item, (str, os.PathLike, Path)) else f"<image {index}>"
