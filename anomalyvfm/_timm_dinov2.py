@@ -16,7 +16,7 @@ def _hf_config(vit: nn.Module):
         hidden_size=dim,
         num_hidden_layers=len(vit.blocks),
         num_attention_heads=block.attn.num_heads,
-        mlp_ratio=block.mlp.fc1.out_features / dim,
+        mlp_ratio=block.mlp.fc1.out_features // dim,
         patch_size=vit.patch_embed.patch_size[0],
         image_size=vit.patch_embed.img_size[0],
         layer_norm_eps=vit.norm.eps,

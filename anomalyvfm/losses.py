@@ -14,8 +14,9 @@ def pixel_loss(mask_logits: torch.Tensor, target: torch.Tensor, focal_weight: fl
 
 
 def confidence_weighted(loss: torch.Tensor, confidence_logits: torch.Tensor, alpha: float = 0.1) -> torch.Tensor:
-    """mean(c·L − α·log c) with c = 1 + exp(ĉ); log c is softplus(ĉ), computed stably."""
-    log_c = F.softplus(confidence_logits)
+    """mean(c·L − α·log c) with c = 1 + exp(ĉ); log c is softplus(ĉ), computed stably. ĉ is capped at 30 so that
+    c stays finite in float32 (c·0 would otherwise be inf·0 = nan)."""
+    log_c = F.softplus(confidence_logits.clamp(max=30.0))
     return (torch.exp(log_c) * loss - alpha * log_c).mean()
 
 

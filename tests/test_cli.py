@@ -1,0 +1,65 @@
+import csv
+import json
+
+import pytest
+
+from anomalyvfm.cli import main
+from conftest import shared_images, write_image
+
+
+def _rows(out):
+    with open(out / "results.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_predict_writes_results_and_pngs(tiny_checkpoint, tmp_path, capsys):
+    images = tmp_path / "imgs"
+    for i in range(3):
+        write_image(images / f"img{i}.png", seed=i)
+    out = tmp_path / "out"
+    code = main(["predict", str(images), "--model", str(tiny_checkpoint), "--resolution", "56", "--out", str(out)])
+    assert code == 0
+    rows = _rows(out)
+    assert [r["verdict"] in ("normal", "anomalous") for r in rows] == [True] * 3
+    assert len((out / "results.jsonl").read_text().splitlines()) == 3
+    assert sorted(p.name for p in (out / "heatmaps").iterdir()) == ["img0.png", "img1.png", "img2.png"]
+    assert len(list((out / "overlays").iterdir())) == 3
+    assert not list(out.rglob("*.tmp")) and not list(out.rglob(".*"))
+    assert "3 images" in capsys.readouterr().err
+
+
+def test_unreadable_files_are_reported_and_the_rest_scored(tiny_checkpoint, tmp_path, capsys):
+    good = write_image(tmp_path / "good.png")
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    text = tmp_path / "text.jpg"
+    text.write_text("not an image")
+    out = tmp_path / "out"
+    code = main(["predict", str(good), str(empty), str(text), str(tmp_path / "missing.png"),
+                 "--model", str(tiny_checkpoint), "--resolution", "56", "--out", str(out)])
+    assert code == 1
+    rows = {r["path"]: r for r in _rows(out)}
+    assert rows[str(good)]["verdict"] != "error" and rows[str(good)]["score"] != ""
+    assert rows[str(empty)]["verdict"] == "error" and "empty file" in rows[str(empty)]["error"]
+    assert "not an image" in rows[str(text)]["error"]
+    assert "no such file" in rows[str(tmp_path / "missing.png")]["error"]
+    err = capsys.readouterr().err
+    assert f"{empty}: empty file" in err and "3 failed" in err
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert [r["error"] is None for r in records] == [True, False, False, False]
+
+
+def test_no_images_found_is_an_error(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["predict", str(tmp_path / "empty"), "--out", str(tmp_path / "out")]) == 2
+    assert "no images found" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_predict_on_real_images_with_the_default_model(tmp_path, capsys):
+    images = shared_images("magnetic_tile", "magnetic_tile", "crack", 3)
+    out = tmp_path / "out"
+    assert main(["predict", *map(str, images), "--out", str(out)]) == 0
+    rows = _rows(out)
+    assert len(rows) == 3 and all(0.0 <= float(r["score"]) <= 1.0 for r in rows)
+    assert len(list((out / "overlays").glob("*.png"))) == 3

@@ -1,0 +1,99 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from anomalyvfm import AnomalyVFM, AnomalyVFMConfig, BackboneMismatchError, DecoderConfig
+from anomalyvfm.model import ADAPTER_NAME, HEADS_NAME
+
+
+def _x(n=2, res=56):
+    return torch.randn(n, 3, res, res, generator=torch.Generator().manual_seed(1))
+
+
+def test_forward_shapes_upsample_the_patch_grid(tiny_model):
+    out = tiny_model(_x(res=56))
+    assert out.mask_logits.shape == out.confidence_logits.shape == (2, 1, 8, 8)  # 4x4 patches, 2x upsampled
+    assert out.image_logits.shape == (2,)
+
+
+def test_multi_layer_fusion_and_larger_upsampling(tiny_backbone_dir):
+    cfg = AnomalyVFMConfig(backbone=str(tiny_backbone_dir), decoder=DecoderConfig(layers=(0, -1), upsample=4))
+    model = AnomalyVFM(cfg).eval()
+    assert model.decoder.stem[0][0].in_channels == 64
+    assert model(_x()).mask_logits.shape == (2, 1, 16, 16)
+
+
+@pytest.mark.parametrize("kind", ["cls", "topk", "fused"])
+def test_image_scores_are_probabilities_by_the_chosen_rule(tiny_model, kind):
+    tiny_model.config.image_score = kind
+    out = tiny_model(_x())
+    score, maps = tiny_model.scores(out, 56)
+    assert maps.shape == (2, 56, 56) and ((0 <= score) & (score <= 1)).all()
+    cls = torch.sigmoid(out.image_logits)
+    topk = maps.flatten(1).topk(10).values.mean(1)
+    expected = {"cls": cls, "topk": topk, "fused": (cls + topk) / 2}[kind]
+    assert torch.allclose(score, expected)
+
+
+def test_merged_adapters_give_the_same_outputs(tiny_model):
+    with torch.no_grad():
+        for name, p in tiny_model.named_parameters():
+            if "lora_B" in name:
+                p.normal_()  # make the adapters non-trivial
+        x = _x()
+        unmerged = tiny_model(x).mask_logits
+        tiny_model.prepare_for_inference()
+        merged = tiny_model(x).mask_logits
+        tiny_model.train()
+        restored = tiny_model(x).mask_logits
+    assert torch.allclose(unmerged, merged, atol=1e-4) and torch.allclose(unmerged, restored, atol=1e-4)
+
+
+def test_save_holds_only_trained_weights_in_safetensors(tiny_model, tmp_path):
+    from safetensors.torch import load_file
+
+    folder = tiny_model.save_pretrained(tmp_path / "ckpt")
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == ["adapter_config.json", ADAPTER_NAME, "config.json", HEADS_NAME]
+    adapters = load_file(folder / ADAPTER_NAME)
+    assert adapters and all("lora_" in k for k in adapters)
+    heads = load_file(folder / HEADS_NAME)
+    assert all(k.startswith(("decoder.", "image_head.")) for k in heads)
+
+
+def test_round_trip_in_a_fresh_process_gives_identical_outputs(tiny_model, tmp_path):
+    with torch.no_grad():
+        for name, p in tiny_model.named_parameters():
+            if "lora_B" in name:
+                p.normal_()
+    folder = tiny_model.save_pretrained(tmp_path / "ckpt")
+    x = _x()
+    np.save(tmp_path / "x.npy", x.numpy())
+    with torch.no_grad():
+        expected = tiny_model(x).mask_logits.numpy()
+    script = (f"import numpy as np, torch; from anomalyvfm import AnomalyVFM;"
+              f"m = AnomalyVFM.from_pretrained({str(folder)!r});"
+              f"x = torch.from_numpy(np.load({str(tmp_path / 'x.npy')!r}));"
+              f"np.save({str(tmp_path / 'y.npy')!r}, m(x).mask_logits.detach().numpy())")
+    subprocess.run([sys.executable, "-c", script], check=True)
+    assert np.allclose(np.load(tmp_path / "y.npy"), expected, atol=1e-5)
+
+
+def test_loading_on_a_different_backbone_is_refused(tiny_checkpoint):
+    from conftest import tiny_dinov2
+
+    other = tiny_dinov2()
+    with torch.no_grad():
+        other.layernorm.weight.add_(1.0)
+    with pytest.raises(BackboneMismatchError, match="fingerprint"):
+        AnomalyVFM.from_pretrained(tiny_checkpoint, backbone=other)
+
+
+def test_config_rejects_bad_values():
+    with pytest.raises(ValueError, match="median"):
+        AnomalyVFMConfig(image_score="median")
+    with pytest.raises(ValueError, match="3"):
+        DecoderConfig(upsample=3)

@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from anomalyvfm import ImageReadError
+from anomalyvfm.predict import collect_inputs
+from conftest import write_image
+
+
+def test_predict_returns_maps_at_the_original_size(tiny_model, tmp_path):
+    paths = [write_image(tmp_path / "a.png", (40, 60)), write_image(tmp_path / "b.png", (30, 30), seed=1)]
+    results = tiny_model.predict(paths, batch_size=2, resolution=56)
+    assert [r.anomaly_map.shape for r in results] == [(40, 60), (30, 30)]
+    for r in results:
+        assert r.ok and 0.0 <= r.score <= 1.0 and r.anomaly_map.dtype == np.float32
+        assert r.mask.dtype == bool and (r.mask == (r.anomaly_map > 0.5)).all()
+        assert r.is_anomalous == (r.score > tiny_model.config.threshold)
+
+
+def test_a_bad_file_does_not_stop_the_batch(tiny_model, tmp_path):
+    good = write_image(tmp_path / "good.png")
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"")
+    results = tiny_model.predict([good, bad, good], batch_size=2, resolution=56)
+    assert [r.ok for r in results] == [True, False, True]
+    assert "empty file" in results[1].error and results[1].name == str(bad)
+    with pytest.raises(ImageReadError):
+        tiny_model.predict([good, bad], resolution=56, errors="raise")
+
+
+def test_batching_does_not_change_results(tiny_model, tmp_path):
+    paths = [write_image(tmp_path / f"{i}.png", (28 + 7 * i, 56), seed=i) for i in range(5)]
+    one = tiny_model.predict(paths, batch_size=1, resolution=56)
+    many = tiny_model.predict(paths, batch_size=4, resolution=56)
+    assert np.allclose([r.score for r in one], [r.score for r in many], atol=1e-5)
+    assert all(np.allclose(a.anomaly_map, b.anomaly_map, atol=1e-5) for a, b in zip(one, many))
+
+
+def test_threshold_override_and_array_inputs(tiny_model):
+    image = np.random.default_rng(0).integers(0, 255, (50, 50), np.uint8)
+    low = tiny_model.predict([image, Image.fromarray(image)], resolution=56, threshold=0.0)
+    high = tiny_model.predict([image], resolution=56, threshold=1.0)
+    assert low[0].is_anomalous and not high[0].is_anomalous
+    assert low[0].score == pytest.approx(low[1].score)
+
+
+def test_long_images_are_scored_per_tile(tiny_model):
+    image = np.random.default_rng(0).integers(0, 255, (20, 70, 3), np.uint8)
+    [result] = tiny_model.predict([image], resolution=56)
+    tiles = [tiny_model.predict([image[:, x:x + 20]], resolution=56)[0].score for x in (0, 17, 33, 50)]
+    assert result.anomaly_map.shape == (20, 70)
+    assert result.score == pytest.approx(max(tiles), abs=1e-5)
+
+
+def test_collect_inputs_expands_folders_and_globs(tmp_path):
+    a = write_image(tmp_path / "x" / "a.png")
+    b = write_image(tmp_path / "x" / "sub" / "b.jpg")
+    (tmp_path / "x" / "notes.txt").write_text("hi")
+    assert collect_inputs([str(tmp_path / "x")]) == [str(a), str(b)]
+    assert collect_inputs([str(tmp_path / "x" / "*.png"), str(a)]) == [str(a)]
+    assert collect_inputs([str(tmp_path / "x" / "notes.txt")]) == [str(tmp_path / "x" / "notes.txt")]

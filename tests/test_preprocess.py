@@ -1,0 +1,87 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from anomalyvfm.preprocess import ImageReadError, Tile, plan_tiles, read_image, stitch
+
+
+def _gradient(h=20, w=30):
+    return np.broadcast_to(np.arange(w, dtype=np.uint8)[None, :, None] * 8, (h, w, 3)).copy()
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "P", "LA", "1", "CMYK"])
+def test_any_mode_reads_as_rgb_uint8(tmp_path, mode):
+    path = tmp_path / f"img.{'jpg' if mode == 'CMYK' else 'png'}"
+    Image.fromarray(_gradient()).convert(mode).save(path)
+    rgb = read_image(path)
+    assert rgb.shape == (20, 30, 3) and rgb.dtype == np.uint8
+
+
+def test_rgba_is_composited_by_alpha(tmp_path):
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    rgba[..., 0] = 200
+    rgba[..., 3] = 128
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    assert read_image(tmp_path / "a.png")[0, 0, 0] == round(200 * 128 / 255)
+
+
+def test_sixteen_bit_uses_the_full_range(tmp_path):
+    array = np.full((8, 8), 65535, np.uint16)
+    array[0, 0] = 0
+    Image.fromarray(array).save(tmp_path / "d.png")
+    rgb = read_image(tmp_path / "d.png")
+    assert rgb[1, 1].tolist() == [255, 255, 255] and rgb[0, 0].tolist() == [0, 0, 0]
+
+
+def test_exif_rotation_is_applied(tmp_path):
+    image = Image.fromarray(_gradient(20, 30))
+    exif = image.getexif()
+    exif[0x0112] = 6  # rotate 90° clockwise to display
+    image.save(tmp_path / "r.jpg", exif=exif)
+    assert read_image(tmp_path / "r.jpg").shape == (30, 20, 3)
+
+
+@pytest.mark.parametrize("content,reason", [
+    (b"", "empty file"),
+    (b"this is not an image at all", "not an image"),
+])
+def test_bad_files_raise_a_one_line_reason_naming_the_file(tmp_path, content, reason):
+    path = tmp_path / "bad.png"
+    path.write_bytes(content)
+    with pytest.raises(ImageReadError, match=reason) as info:
+        read_image(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_truncated_image_is_reported(tmp_path):
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)).save(tmp_path / "t.png")
+    data = (tmp_path / "t.png").read_bytes()
+    (tmp_path / "t.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageReadError, match="truncated"):
+        read_image(tmp_path / "t.png")
+
+
+def test_missing_and_directory_inputs(tmp_path):
+    with pytest.raises(ImageReadError, match="no such file"):
+        read_image(tmp_path / "nope.png")
+    (tmp_path / "dir.png").mkdir()
+    with pytest.raises(ImageReadError, match="directory"):
+        read_image(tmp_path / "dir.png")
+
+
+def test_long_images_are_tiled_not_squashed():
+    tiles = plan_tiles(500, 1250, max_aspect=2.0)
+    assert [(t.x0, t.x1) for t in tiles] == [(0, 500), (375, 875), (750, 1250)]
+    assert all(t.y1 - t.y0 == 500 for t in tiles)
+    assert plan_tiles(400, 600, max_aspect=2.0) == [Tile(0, 400, 0, 600)]
+    assert len(plan_tiles(1250, 500, max_aspect=2.0)) == 3
+
+
+def test_stitch_averages_overlaps_back_to_the_original_size():
+    tiles = plan_tiles(10, 25, max_aspect=2.0)
+    maps = [np.full((4, 4), float(i), np.float32) for i in range(len(tiles))]
+    out = stitch(maps, tiles, 10, 25)
+    assert out.shape == (10, 25)
+    assert out[0, 0] == 0.0 and out[0, 24] == len(tiles) - 1
+    overlap = tiles[0].x1 - 1
+    assert 0.0 < out[5, overlap] < len(tiles) - 1
