@@ -1,0 +1,61 @@
+"""Dataset readers: MVTec AD (and MPDD, DTD-Synthetic), VisA, BTAD, KSDD2, Real-IAD and plain folders."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+from .layouts import read_btad, read_folder, read_ksdd2, read_mvtec, read_realiad, read_visa
+from .samples import Category, Sample
+
+__all__ = ["Category", "Sample", "scan", "read_btad", "read_folder", "read_ksdd2", "read_mvtec", "read_realiad",
+           "read_visa"]
+log = logging.getLogger(__name__)
+
+
+def _read(folder: Path, depth: int) -> list[Category] | None:
+    """The categories in ``folder`` if it is a dataset or category in a known layout, else None."""
+    if (folder / "split_csv" / "1cls.csv").is_file():
+        return read_visa(folder, folder.name)
+    if (folder / "realiad_jsons").is_dir():
+        return read_realiad(folder, folder.name)
+    if (folder / "train").is_dir() and (folder / "test").is_dir():
+        if (folder / "train" / "good").is_dir():
+            return [read_mvtec(folder, folder.parent.name)]
+        if (folder / "train" / "ok").is_dir():
+            return [read_btad(folder, folder.parent.name)]
+        if next((folder / "train").glob("*_GT.png"), None) is not None:
+            return [read_ksdd2(folder, folder.name)]
+    if (folder / "good").is_dir() and depth > 0:
+        return [read_folder(folder, folder.parent.name)]
+    return None
+
+
+def scan(root: str | Path, datasets: Sequence[str] | None = None, max_depth: int = 3) -> list[Category]:
+    """Find every dataset/category under ``root`` (the root itself may be one). ``datasets`` keeps only the
+    named datasets or ``dataset/category`` keys. Categories with no test images are skipped with a warning."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such data folder")
+    found: list[Category] = []
+
+    def visit(folder: Path, depth: int) -> None:
+        cats = _read(folder, depth)
+        if cats is not None:
+            found.extend(cats)
+        elif depth < max_depth:
+            for sub in sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")):
+                visit(sub, depth + 1)
+
+    visit(root, 0)
+    kept = []
+    for cat in found:
+        if datasets and cat.dataset not in datasets and cat.key not in datasets:
+            continue
+        if not cat.test:
+            log.warning("%s: category %s has no test images; skipped", root, cat.key)
+            continue
+        for message in cat.warnings:
+            log.warning(message)
+        kept.append(cat)
+    return kept
