@@ -52,6 +52,34 @@ def _predict(args: argparse.Namespace) -> int:
     return 0 if failed == 0 else 1
 
 
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split(",") if x)
+
+
+def _benchmark(args: argparse.Namespace) -> int:
+    import logging
+    import time
+
+    from .benchmark import BenchmarkConfig, config_dict, run_benchmark
+    from .report import write_reports
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    cfg = BenchmarkConfig(data=args.data, out=args.out, methods=tuple(args.methods.split(",")),
+                          datasets=tuple(args.datasets or ()), shots=_ints(args.shots), seeds=_ints(args.seeds),
+                          mode=args.mode, resolution=args.resolution, pixel_max_side=args.pixel_max_side,
+                          model=args.model)
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        parts = run_benchmark(cfg)
+    wall = time.perf_counter() - start
+    write_reports(parts, Path(cfg.out), config_dict(cfg), cfg.warnings, wall)
+    print((Path(cfg.out) / "summary.md").read_text())
+    print(f"{len(parts)} runs, {len(cfg.warnings)} warnings, {wall / 60:.1f} min this session; "
+          f"results in {cfg.out}/", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="anomalyvfm", description="Zero/few-shot visual anomaly detection.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -65,6 +93,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="anomalyvfm-out", help="output folder")
     p.add_argument("--no-images", action="store_true", help="write only results.csv / results.jsonl")
     p.set_defaults(func=_predict)
+
+    b = sub.add_parser("benchmark", help="cross-dataset benchmark: per-category metrics, reports and PNGs")
+    b.add_argument("--data", required=True, help="root folder holding datasets (scanned for known layouts)")
+    b.add_argument("--datasets", nargs="*", help="dataset names or dataset/category keys (default: all found)")
+    b.add_argument("--methods", default="anomalyvfm,knn", help="comma-separated: anomalyvfm, knn")
+    b.add_argument("--shots", default="1,4", help="comma-separated k for few-shot methods")
+    b.add_argument("--seeds", default="0,1,2", help="comma-separated seeds for drawing the k references")
+    b.add_argument("--mode", choices=tuple(MODES), help="fast (224) or accurate (448); default: each method's")
+    b.add_argument("--resolution", type=int, help="explicit input side (multiple of 14)")
+    b.add_argument("--pixel-max-side", type=int, help="compute pixel metrics at this reduced size (faster)")
+    b.add_argument("--model", help="checkpoint for the anomalyvfm method")
+    b.add_argument("--out", default="results", help="output folder (an interrupted run resumes from it)")
+    b.set_defaults(func=_benchmark)
     return parser
 
 

@@ -1,0 +1,27 @@
+"""Methods behind one interface (``Method``): ``anomalyvfm`` (zero-shot) and ``knn`` (AnomalyDINO)."""
+from __future__ import annotations
+
+from .base import Method, Scored
+
+__all__ = ["Method", "Scored", "create_method", "METHODS"]
+METHODS = ("anomalyvfm", "knn")
+
+
+def create_method(name: str, *, mode: str | None = None, resolution: int | None = None,
+                  model: str | None = None, backbone: str = "embedded") -> Method:
+    """Build a harness method by name. ``resolution``/``mode`` set the input side (knn defaults to 448,
+    anomalyvfm to the model's mode)."""
+    from ..config import MODES
+
+    if name == "knn":
+        from .knn import KNN, KNNConfig
+
+        res = resolution or (MODES[mode] if mode else 448)
+        return KNN(KNNConfig(backbone=backbone, resolution=res))
+    if name == "anomalyvfm":
+        from ..model import load_default
+        from .zeroshot import AnomalyVFMMethod
+
+        m = load_default(model)
+        return AnomalyVFMMethod(m, resolution=resolution or MODES[mode or m.config.mode])
+    raise ValueError(f"unknown method {name!r}; available: {', '.join(METHODS)}")
