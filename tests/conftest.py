@@ -80,3 +80,25 @@ def shared_images(dataset: str, category: str, split: str, n: int) -> list[Path]
     if not files:
         pytest.skip(f"real data not found at {folder}")
     return files
+
+
+def write_mask(path: Path, size=(40, 60), box=(5, 15, 10, 30)) -> Path:
+    from PIL import Image
+
+    mask = np.zeros(size, np.uint8)
+    y0, y1, x0, x1 = box
+    mask[y0:y1, x0:x1] = 255
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(mask).save(path)
+    return path
+
+
+def fake_mvtec(root: Path, category: str = "widget", n: int = 3, size=(40, 60)) -> Path:
+    """A tiny MVTec-layout category: n train/good, n test/good, n test/crack with masks."""
+    folder = root / category
+    for i in range(n):
+        write_image(folder / "train" / "good" / f"{i:03d}.png", size, seed=i)
+        write_image(folder / "test" / "good" / f"{i:03d}.png", size, seed=100 + i)
+        write_image(folder / "test" / "crack" / f"{i:03d}.png", size, seed=200 + i)
+        write_mask(folder / "ground_truth" / "crack" / f"{i:03d}_mask.png", size)
+    return folder

@@ -1,0 +1,130 @@
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from anomalyvfm.benchmark import BenchmarkConfig, draw_shots, run_benchmark
+from anomalyvfm.cli import main
+from anomalyvfm.methods.knn import KNN, KNNConfig
+from anomalyvfm.methods.zeroshot import AnomalyVFMMethod
+from anomalyvfm.report import COLUMNS, write_reports
+from conftest import fake_mvtec, tiny_dinov2, write_mask
+
+
+def _factory(tiny_model):
+    def make(name):
+        if name == "knn":
+            return KNN(KNNConfig(resolution=56, sigma=1.0), backbone=tiny_dinov2())
+        return AnomalyVFMMethod(tiny_model, resolution=56)
+    return make
+
+
+def test_runner_end_to_end_on_a_fake_tree(tmp_path, tiny_model):
+    data = tmp_path / "data"
+    fake_mvtec(data / "toyset", "a")
+    fake_mvtec(data / "toyset", "b")
+    cfg = BenchmarkConfig(data=str(data), out=str(tmp_path / "out"), methods=("anomalyvfm", "knn"),
+                          shots=(1, 2), seeds=(0, 1))
+    parts = run_benchmark(cfg, _factory(tiny_model))
+    # per category: anomalyvfm once (k=0) + knn 2 shots x 2 seeds
+    assert len(parts) == 2 * (1 + 4)
+    write_reports(parts, tmp_path / "out", {"data": str(data)}, cfg.warnings, 1.0)
+    with open(tmp_path / "out" / "results.csv") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    assert tuple(reader.fieldnames) == COLUMNS and len(rows) == 10
+    for r in rows:
+        assert 0.0 <= float(r["I-AUROC"]) <= 1.0 and 0.0 <= float(r["AUPRO@0.3"]) <= 1.0 and float(r["img/s"]) > 0
+    payload = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert payload["environment"]["torch_threads"] >= 1 and "torch" in payload["environment"]["packages"]
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert "| toyset | a | knn | 2 | 56 |" in summary and "Mean over categories" in summary
+    assert (tmp_path / "out" / "roc" / "toyset__a.png").stat().st_size > 1000
+    assert (tmp_path / "out" / "grids" / "toyset__b__knn__k2.png").stat().st_size > 1000
+
+
+def test_an_interrupted_run_resumes_without_recomputing(tmp_path, tiny_model):
+    data = tmp_path / "data"
+    fake_mvtec(data / "toyset", "a")
+    cfg = BenchmarkConfig(data=str(data), out=str(tmp_path / "out"), methods=("knn",), shots=(1,), seeds=(0,))
+    run_benchmark(cfg, _factory(tiny_model))
+
+    def refuse(name):
+        method = _factory(tiny_model)(name)
+        method.score = lambda images: pytest.fail("a finished run was recomputed")
+        return method
+
+    assert len(run_benchmark(cfg, refuse)) == 1
+
+
+def test_features_are_cached_across_shots_and_seeds(tmp_path, tiny_model):
+    data = tmp_path / "data"
+    fake_mvtec(data / "toyset", "a")
+    method = _factory(tiny_model)("knn")
+    calls = []
+    forward = method.backbone.forward
+    method.backbone.forward = lambda *a, **k: calls.append(k["pixel_values"].shape[0]) or forward(*a, **k)
+    run_benchmark(BenchmarkConfig(data=str(data), out=str(tmp_path / "o"), methods=("knn",), shots=(1, 2),
+                                  seeds=(0, 1)), lambda name: method)
+    assert sum(calls) <= 6 + 3  # 6 test images once, at most 3 distinct train images
+
+
+def test_bad_dataset_folder_warns_per_item_and_completes(tmp_path, tiny_model):
+    data = tmp_path / "data"
+    folder = fake_mvtec(data / "toyset", "a", n=4)
+    (folder / "ground_truth" / "crack" / "000_mask.png").unlink()  # missing mask
+    write_mask(folder / "ground_truth" / "crack" / "001_mask.png", size=(20, 20))  # wrong size
+    (folder / "test" / "crack" / "002.png").write_bytes(b"garbage")  # unreadable image
+    (data / "toyset" / "empty" / "train" / "good").mkdir(parents=True)  # empty category
+    (data / "toyset" / "empty" / "test").mkdir()
+    cfg = BenchmarkConfig(data=str(data), out=str(tmp_path / "out"), methods=("knn",), shots=(1,), seeds=(0,))
+    parts = run_benchmark(cfg, _factory(tiny_model))
+    text = "\n".join(cfg.warnings)
+    assert "000.png: no mask" in text
+    assert "001_mask.png: mask size 20x20 differs from image size 60x40" in text
+    assert "002.png: not an image" in text
+    assert len(parts) == 1 and len(parts[0]["paths"]) == 7  # 4 good + 3 readable defective
+    assert not np.isnan(parts[0]["row"]["P-AUROC"])
+
+
+def test_shots_are_reproducible_and_distinct(tmp_path):
+    from anomalyvfm.data import Sample
+
+    train = [Sample(tmp_path / f"{i}.png", 0) for i in range(20)]
+    assert draw_shots(train, 4, 0) == draw_shots(train, 4, 0)
+    assert draw_shots(train, 4, 0) != draw_shots(train, 4, 1)
+    assert len(set(draw_shots(train, 16, 2))) == 16
+
+
+def test_knn_gives_zero_distance_to_its_own_reference():
+    method = KNN(KNNConfig(resolution=56, sigma=0), backbone=tiny_dinov2())
+    image = np.random.default_rng(0).integers(0, 255, (56, 56, 3), np.uint8)
+    other = np.random.default_rng(1).integers(0, 255, (56, 56, 3), np.uint8)
+    method.fit({"ref": image})
+    scored = method.score({"same": image, "other": other})
+    assert scored["same"].score == pytest.approx(0.0, abs=1e-5) and scored["other"].score > 1e-3
+    assert scored["same"].anomaly_map.shape == (56, 56)
+
+
+def test_knn_rotations_and_masking_grow_and_shrink_the_memory():
+    image = np.random.default_rng(0).integers(0, 255, (56, 56, 3), np.uint8)
+    plain = KNN(KNNConfig(resolution=56), backbone=tiny_dinov2())
+    plain.fit({"r": image})
+    rotated = KNN(KNNConfig(resolution=56, rotations=True), backbone=tiny_dinov2())
+    rotated.fit({"r": image})
+    masked = KNN(KNNConfig(resolution=56, masking=True), backbone=tiny_dinov2())
+    masked.fit({"r": image})
+    assert rotated.memory.shape[0] == 4 * plain.memory.shape[0]
+    assert 0 < masked.memory.shape[0] <= plain.memory.shape[0]
+
+
+def test_benchmark_cli_writes_the_reports(tmp_path, tiny_checkpoint, capsys):
+    data = tmp_path / "data"
+    fake_mvtec(data / "toyset", "a")
+    out = tmp_path / "out"
+    code = main(["benchmark", "--data", str(data), "--methods", "anomalyvfm", "--model", str(tiny_checkpoint),
+                 "--resolution", "56", "--out", str(out)])
+    assert code == 0
+    assert (out / "results.csv").is_file() and (out / "summary.md").is_file() and (out / "results.json").is_file()
+    assert "| toyset | a | anomalyvfm | 0 | 56 |" in capsys.readouterr().out
