@@ -22,7 +22,8 @@ class _Curve:
 
 
 def _curve(labels: np.ndarray, scores: np.ndarray) -> _Curve:
-    order = np.argsort(-scores, kind="stable")
+    # Ties are grouped below, so the order inside a group of equal scores does not matter: no stable sort needed.
+    order = np.argsort(scores)[::-1]
     s = scores[order]
     y = labels[order].astype(np.float64)
     last = np.r_[np.flatnonzero(np.diff(s)), y.size - 1]
@@ -110,7 +111,7 @@ def pixel_metrics(masks: list[np.ndarray], maps: list[np.ndarray], max_fpr: floa
     Maps are compared at each mask's own resolution unless ``max_side`` asks for a reduced one."""
     pairs = [resize_pair(m, a, max_side) for m, a in zip(masks, maps)]
     labels = np.concatenate([m.ravel() for m, _ in pairs])
-    scores = np.concatenate([a.ravel() for _, a in pairs]).astype(np.float64)
+    scores = np.concatenate([a.ravel() for _, a in pairs])
     c = _curve(labels, scores)
     weights, regions = _region_weights([m for m, _ in pairs])
     return {"P-AUROC": _auroc(c), "P-AP": _ap(c), "P-F1max": _f1max(c),
