@@ -1,0 +1,106 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from training.train import TrainConfig, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _config(tmp_path, backbone_dir, name, **kw) -> TrainConfig:
+    return TrainConfig(out=str(tmp_path / name), steps=6, batch_size=4, resolution=56, checkpoint_every=2,
+                       warmup=2, lr=1e-3, model={"backbone": str(backbone_dir)}, **kw)
+
+
+def _weights(final: Path) -> dict:
+    return {**load_file(final / "adapter_model.safetensors"), **load_file(final / "heads.safetensors")}
+
+
+def _same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_training_writes_checkpoints_log_and_a_loadable_model(tmp_path, tiny_backbone_dir):
+    from anomalyvfm import AnomalyVFM
+
+    final = train(_config(tmp_path, tiny_backbone_dir, "run"))
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == [
+        "step_0000002", "step_0000004", "step_0000006"]
+    history = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [h["step"] for h in history] == list(range(1, 7)) and all(h["loss"] > 0 for h in history)
+    assert (tmp_path / "run" / "loss.png").stat().st_size > 1000
+    model = AnomalyVFM.from_pretrained(final)
+    assert model.config.trained
+
+
+def test_resume_after_a_crash_gives_the_same_weights(tmp_path, tiny_backbone_dir):
+    straight = _weights(train(_config(tmp_path, tiny_backbone_dir, "a")))
+    cfg = _config(tmp_path, tiny_backbone_dir, "b")
+    with pytest.raises(SystemExit):
+        train(cfg, crash_at_step=3)  # last checkpoint: step 2
+    assert not (tmp_path / "b" / "final").exists()
+    resumed = _weights(train(cfg))
+    assert _same(straight, resumed)
+
+
+def test_resume_after_sigkill_gives_the_same_weights(tmp_path, tiny_backbone_dir):
+    straight = _weights(train(_config(tmp_path, tiny_backbone_dir, "a", ).__class__(
+        **{**_config(tmp_path, tiny_backbone_dir, "a").__dict__, "steps": 8})))
+    cfg = {**_config(tmp_path, tiny_backbone_dir, "k").__dict__, "steps": 8}
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "training.train", "--config", str(tmp_path / "cfg.json")],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 180
+    while not (tmp_path / "k" / "checkpoints" / "step_0000004").exists() and proc.poll() is None:
+        assert time.time() < deadline, "no checkpoint appeared"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "k" / "final").exists() or proc.returncode == 0
+    resumed = _weights(train(TrainConfig(**cfg)))
+    assert _same(straight, resumed)
+
+
+def _ddp_worker(rank: int, world: int, port: int, cfg: dict, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
+    from training.train import build, train as run
+
+    cfg = TrainConfig(**cfg)
+    initial = [p.detach().clone() for p in build(cfg, torch.device("cpu"))[0].parameters() if p.requires_grad]
+    run(cfg)
+    # rebuild the trained model from the final checkpoint on rank 0 and compare every rank's live weights to it
+    from training.train import latest_checkpoint, load_checkpoint
+
+    model, opt = build(cfg, torch.device("cpu"))
+    load_checkpoint(latest_checkpoint(Path(cfg.out)), model, opt)
+    trained = [p.detach() for p in model.parameters() if p.requires_grad]
+    gathered = [None] * world
+    torch.distributed.all_gather_object(gathered, [t.numpy() for t in trained])
+    same = all((a == b).all() for a, b in zip(gathered[0], gathered[1]))
+    moved = any(not torch.equal(a, b) for a, b in zip(initial, trained))
+    Path(out, f"rank{rank}.json").write_text(json.dumps({"same": bool(same), "moved": bool(moved)}))
+    torch.distributed.destroy_process_group()
+
+
+def test_two_cpu_processes_stay_in_sync(tmp_path, tiny_backbone_dir):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:  # a free loopback port (the network guard only blocks connect)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = {**_config(tmp_path, tiny_backbone_dir, "ddp").__dict__, "steps": 2, "checkpoint_every": 2}
+    mp.spawn(_ddp_worker, args=(2, port, cfg, str(tmp_path)), nprocs=2, join=True)
+    results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert all(r["same"] and r["moved"] for r in results)

@@ -1,0 +1,245 @@
+"""Train AnomalyVFM on streamed synthetic pairs: AdamW, gradient accumulation, confidence-weighted pixel loss and
+image focal loss, periodic checkpoints with exact resume, loss curves as PNG, data-parallel through torchrun.
+
+    python -m training.train --config training/configs/default.json [--out runs/x] [--steps N]
+    torchrun --nproc-per-node 2 -m training.train --config ...       # data-parallel (gloo on CPU, nccl on CUDA)
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from anomalyvfm.backbones import load_backbone
+from anomalyvfm.config import AnomalyVFMConfig
+from anomalyvfm.losses import anomalyvfm_loss, image_loss
+from anomalyvfm.model import AnomalyVFM
+from anomalyvfm.preprocess import normalize
+from anomalyvfm.synth import SynthConfig, make_pair
+
+
+@dataclass
+class TrainConfig:
+    out: str = "runs/default"  # run folder: checkpoints/, final/, log.jsonl, loss.png
+    steps: int = 1000  # optimiser steps
+    batch_size: int = 8  # images per micro-batch: half good, half defective (pairs)
+    grad_accum: int = 1  # micro-batches per optimiser step
+    lr: float = 3e-4
+    weight_decay: float = 1e-4
+    warmup: int = 50  # linear warm-up steps, then cosine decay to 10%
+    resolution: int = 224
+    seed: int = 0  # model init and the synthetic stream
+    checkpoint_every: int = 100
+    alpha: float = 0.1  # confidence regulariser α
+    image_weight: float = 1.0
+    device: str = "auto"  # auto | cpu | cuda
+    model: dict = field(default_factory=dict)  # AnomalyVFMConfig fields
+    synth: dict = field(default_factory=dict)  # SynthConfig fields
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, **overrides) -> "TrainConfig":
+        data = json.loads(Path(path).read_text()) if path else {}
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"{path}: unknown training config keys {sorted(unknown)}")
+        return cls(**data)
+
+
+def _dist() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def batch(cfg: TrainConfig, synth: SynthConfig, step: int, micro: int) -> tuple[torch.Tensor, ...]:
+    """The micro-batch for (step, micro) of this rank: a pure function of the indices, so resume is exact."""
+    rank, world = _dist()
+    pairs = cfg.batch_size // 2
+    first = ((step * cfg.grad_accum + micro) * world + rank) * pairs
+    images, masks, labels = [], [], []
+    for i in range(first, first + pairs):
+        s = make_pair(np.random.default_rng([cfg.seed, i]), synth)
+        images += [s["good"], s["bad"]]
+        masks += [np.zeros_like(s["mask"]), s["mask"]]
+        labels += [0.0, 1.0]
+    x = normalize(np.stack(images), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    m = torch.from_numpy(np.stack(masks)).float().div_(255.0).unsqueeze(1)
+    return x, m, torch.tensor(labels)
+
+
+def lr_factor(cfg: TrainConfig, step: int) -> float:
+    if step < cfg.warmup:
+        return (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return 0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * min(1.0, progress)))
+
+
+# ---- checkpoints: safetensors + JSON only ----------------------------------------------------------------------
+
+def save_checkpoint(folder: Path, model: AnomalyVFM, optimizer: torch.optim.Optimizer, step: int,
+                    history: list[dict]) -> None:
+    from safetensors.torch import save_file
+
+    tmp = Path(tempfile.mkdtemp(prefix=".ckpt-", dir=folder.parent))
+    model.save_pretrained(tmp / "model")
+    tensors, groups = {}, []
+    state = optimizer.state_dict()
+    for pid, st in state["state"].items():
+        for key, value in st.items():
+            tensors[f"{pid}.{key}"] = value.detach().clone().contiguous() if torch.is_tensor(value) \
+                else torch.tensor(value)
+    for g in state["param_groups"]:
+        groups.append({k: v for k, v in g.items()})
+    save_file(tensors, tmp / "optimizer.safetensors")
+    (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "param_groups": groups,
+                                                        "history": history}))
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(tmp, folder)
+
+
+def load_checkpoint(folder: Path, model: AnomalyVFM, optimizer: torch.optim.Optimizer) -> tuple[int, list[dict]]:
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    set_peft_model_state_dict(model.backbone, load_file(folder / "model" / "adapter_model.safetensors"))
+    model.load_state_dict(load_file(folder / "model" / "heads.safetensors"), strict=False)
+    meta = json.loads((folder / "trainer_state.json").read_text())
+    tensors = load_file(folder / "optimizer.safetensors")
+    state: dict = {}
+    for name, value in tensors.items():
+        pid, key = name.split(".", 1)
+        state.setdefault(int(pid), {})[key] = value
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    return meta["step"], meta["history"]
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    found = sorted((out / "checkpoints").glob("step_*"))
+    return found[-1] if found else None
+
+
+def plot_losses(history: list[dict], path: Path) -> None:
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from anomalyvfm.outputs import atomic_write_bytes
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    steps = [h["step"] for h in history]
+    for key in ("loss", "pixel", "image"):
+        ax.plot(steps, [h[key] for h in history], label=key, lw=1)
+    ax.set(xlabel="step", ylabel="loss", yscale="log", title="training loss")
+    ax.legend()
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+# ---- the loop ------------------------------------------------------------------------------------------------
+
+def build(cfg: TrainConfig, device: torch.device) -> tuple[AnomalyVFM, torch.optim.Optimizer]:
+    torch.manual_seed(cfg.seed)
+    mcfg = AnomalyVFMConfig(**cfg.model)
+    model = AnomalyVFM(mcfg, backbone=load_backbone(mcfg.backbone)).to(device).train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    return model, torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def train(cfg: TrainConfig, crash_at_step: int | None = None) -> Path:
+    """Run (or resume) training; returns the folder of the final model."""
+    from tqdm import tqdm
+
+    rank, world = _dist()
+    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
+                          (cfg.device if cfg.device != "auto" else "cpu"))
+    out = Path(cfg.out)
+    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    synth = SynthConfig(**{**cfg.synth, "size": cfg.resolution})
+    model, optimizer = build(cfg, device)
+    step, history = 0, []
+    resume = latest_checkpoint(out)
+    if resume is not None:
+        step, history = load_checkpoint(resume, model, optimizer)
+    ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    if rank == 0:
+        (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+    bar = tqdm(total=cfg.steps, initial=step, desc="train", unit="step", disable=rank != 0)
+    start = time.perf_counter()
+    while step < cfg.steps:
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.lr * lr_factor(cfg, step)
+        optimizer.zero_grad(set_to_none=True)
+        totals = {"loss": 0.0, "pixel": 0.0, "image": 0.0}
+        for micro in range(cfg.grad_accum):
+            x, m, y = (t.to(device) for t in batch(cfg, synth, step, micro))
+            out_ = ddp(x)
+            loss = anomalyvfm_loss(out_.mask_logits, out_.confidence_logits, out_.image_logits, m, y,
+                                   cfg.alpha, cfg.image_weight)
+            (loss / cfg.grad_accum).backward()
+            with torch.no_grad():
+                img = image_loss(out_.image_logits, y).item()
+            totals["loss"] += loss.item() / cfg.grad_accum
+            totals["image"] += img / cfg.grad_accum
+            totals["pixel"] += (loss.item() - cfg.image_weight * img) / cfg.grad_accum
+        optimizer.step()
+        step += 1
+        history.append({"step": step, **totals, "lr": optimizer.param_groups[0]["lr"],
+                        "elapsed_s": time.perf_counter() - start})
+        bar.update(1)
+        bar.set_postfix(loss=f"{totals['loss']:.4f}")
+        if rank == 0 and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
+            save_checkpoint(out / "checkpoints" / f"step_{step:07d}", model, optimizer, step, history)
+            with open(out / "log.jsonl", "w") as f:
+                f.writelines(json.dumps(h) + "\n" for h in history)
+            plot_losses(history, out / "loss.png")
+        if crash_at_step is not None and step == crash_at_step:
+            raise SystemExit(f"simulated crash at step {step}")
+    bar.close()
+    if rank == 0:
+        model.config.trained = True
+        model.save_pretrained(out / "final")
+    if world > 1:
+        torch.distributed.barrier()  # every rank returns only once the checkpoints and final model are written
+    return out / "final"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", help="JSON file of TrainConfig fields")
+    parser.add_argument("--out")
+    parser.add_argument("--steps", type=int)
+    parser.add_argument("--crash-at-step", type=int, help=argparse.SUPPRESS)  # for the resume test
+    args = parser.parse_args(argv)
+    cfg = TrainConfig.from_file(args.config, out=args.out, steps=args.steps)
+    if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1:
+        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    try:
+        final = train(cfg, crash_at_step=args.crash_at_step)
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+    print(f"final model: {final}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
