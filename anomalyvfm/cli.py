@@ -80,6 +80,23 @@ def _benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+def _synth(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .outputs import write_png
+    from .synth import SynthConfig, contact_sheet, generate, to_dataset
+
+    cfg = SynthConfig(size=args.size)
+    out = Path(args.out)
+    dataset = to_dataset(args.n, args.seed, cfg)
+    dataset.save_to_disk(str(out / "dataset"))
+    preview = list(tqdm(generate(min(args.n, 24), args.seed, cfg), total=min(args.n, 24), desc="contact sheet"))
+    write_png(out / "contact_sheet.png", contact_sheet(preview))
+    print(f"{args.n} pairs (seed {args.seed}, {args.size} px) in {out / 'dataset'} "
+          f"(datasets.load_from_disk); preview {out / 'contact_sheet.png'}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="anomalyvfm", description="Zero/few-shot visual anomaly detection.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -106,6 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--model", help="checkpoint for the anomalyvfm method")
     b.add_argument("--out", default="results", help="output folder (an interrupted run resumes from it)")
     b.set_defaults(func=_benchmark)
+
+    s = sub.add_parser("synth", help="generate a synthetic anomaly dataset (Hugging Face datasets on disk)")
+    s.add_argument("--n", type=int, required=True, help="number of good/defective pairs")
+    s.add_argument("--out", required=True, help="output folder: dataset/ and contact_sheet.png")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--size", type=int, default=224, help="image side in pixels")
+    s.set_defaults(func=_synth)
     return parser
 
 
