@@ -65,3 +65,24 @@ def test_synth_cli_writes_an_arrow_dataset_with_its_config(tmp_path):
 def test_unknown_family_is_refused():
     with pytest.raises(ValueError, match="bogus"):
         SynthConfig(defects=("bogus",))
+
+
+def test_mask_refinement_keeps_only_what_the_features_see():
+    import torch
+
+    from anomalyvfm.synth.refine import refine_masks
+
+    def features(x):  # a stand-in backbone: 4x4 patches of the mean colour
+        return torch.nn.functional.avg_pool2d(x, 4)
+
+    good = torch.zeros(2, 3, 16, 16)
+    bad = good.clone()
+    bad[0, 0, 0:4, 0:4] = 1.0  # pair 0: a visible (red) change in one patch
+    masks = torch.zeros(2, 1, 16, 16)
+    masks[0, :, 0:8, 0:8] = 1.0  # the mask claims more than changed
+    masks[1, :, 4:8, 4:8] = 1.0  # pair 1: nothing changed at all
+    good += 0.5
+    bad += 0.5
+    refined, keep = refine_masks(features, good, bad, masks, threshold=0.01)
+    assert keep.tolist() == [True, False]
+    assert refined[0, 0, 0:2, 0:2].all() and not refined[0, 0, 6:8, 6:8].any()

@@ -104,3 +104,8 @@ def test_two_cpu_processes_stay_in_sync(tmp_path, tiny_backbone_dir):
     mp.spawn(_ddp_worker, args=(2, port, cfg, str(tmp_path)), nprocs=2, join=True)
     results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     assert all(r["same"] and r["moved"] for r in results)
+
+
+def test_training_with_mask_refinement_runs(tmp_path, tiny_backbone_dir):
+    final = train(_config(tmp_path, tiny_backbone_dir, "r", refine_masks=True, refine_threshold=0.0))
+    assert (final / "heads.safetensors").is_file()

@@ -44,6 +44,8 @@ class TrainConfig:
     alpha: float = 0.1  # confidence regulariser α
     image_weight: float = 1.0
     device: str = "auto"  # auto | cpu | cuda
+    refine_masks: bool = False  # keep only mask pixels where frozen-backbone features of good and bad differ
+    refine_threshold: float = 0.1  # cosine distance above which a masked pixel is kept
     model: dict = field(default_factory=dict)  # AnomalyVFMConfig fields
     synth: dict = field(default_factory=dict)  # SynthConfig fields
 
@@ -77,6 +79,25 @@ def batch(cfg: TrainConfig, synth: SynthConfig, step: int, micro: int) -> tuple[
     x = normalize(np.stack(images), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
     m = torch.from_numpy(np.stack(masks)).float().div_(255.0).unsqueeze(1)
     return x, m, torch.tensor(labels)
+
+
+def refine(model: AnomalyVFM, x: torch.Tensor, m: torch.Tensor, y: torch.Tensor,
+           threshold: float) -> tuple[torch.Tensor, ...]:
+    """Refine the defect masks of the (good, bad) pairs interleaved in the batch with the frozen backbone's
+    features, and drop the pairs whose mask becomes empty."""
+    from anomalyvfm.synth.refine import refine_masks
+
+    def features(images: torch.Tensor) -> torch.Tensor:
+        with model.backbone.disable_adapter():
+            tokens = model.backbone(pixel_values=images).last_hidden_state[:, model.prefix_tokens:]
+        side = images.shape[-1] // model.patch_size
+        return tokens.transpose(1, 2).reshape(images.shape[0], -1, side, side)
+
+    refined, keep = refine_masks(features, x[0::2], x[1::2], m[1::2], threshold)
+    m = m.clone()
+    m[1::2] = refined
+    rows = keep.repeat_interleave(2)
+    return x[rows], m[rows], y[rows]
 
 
 def lr_factor(cfg: TrainConfig, step: int) -> float:
@@ -191,6 +212,8 @@ def train(cfg: TrainConfig, crash_at_step: int | None = None) -> Path:
         totals = {"loss": 0.0, "pixel": 0.0, "image": 0.0}
         for micro in range(cfg.grad_accum):
             x, m, y = (t.to(device) for t in batch(cfg, synth, step, micro))
+            if cfg.refine_masks:
+                x, m, y = refine(model, x, m, y, cfg.refine_threshold)
             out_ = ddp(x)
             loss = anomalyvfm_loss(out_.mask_logits, out_.confidence_logits, out_.image_logits, m, y,
                                    cfg.alpha, cfg.image_weight)
