@@ -33,6 +33,8 @@ class BenchmarkConfig:
     resolution: int | None = None  # explicit input side; wins over mode
     pixel_max_side: int | None = None  # None = pixel metrics at the ground-truth resolution
     model: str | None = None  # checkpoint for the anomalyvfm method (default: the shipped one)
+    clip_model: str | None = None  # open_clip model name for winclip/winclipplus
+    clip_pretrained: str | None = None  # open_clip pretrained tag or local checkpoint path
     warnings: list[str] = field(default_factory=list)
 
 
@@ -96,7 +98,8 @@ def evaluate(cat: Category, scored: dict[str, Scored], images: dict[str, np.ndar
 def run_benchmark(cfg: BenchmarkConfig, factory: Callable[..., Method] | None = None) -> list[dict]:
     """Run every (category, method, shots, seed) not already finished under ``cfg.out/parts`` and return all rows."""
     factory = factory or (lambda name: create_method(name, mode=cfg.mode, resolution=cfg.resolution,
-                                                     model=cfg.model))
+                                                     model=cfg.model, clip_model=cfg.clip_model,
+                                                     clip_pretrained=cfg.clip_pretrained))
     categories = scan(cfg.data, cfg.datasets or None)
 
     def warn(message: str) -> None:
@@ -108,8 +111,13 @@ def run_benchmark(cfg: BenchmarkConfig, factory: Callable[..., Method] | None = 
         for message in cat.warnings:
             warn(message)
     for name in cfg.methods:
-        method = factory(name)
+        try:
+            method = factory(name)
+        except OSError as e:  # e.g. CLIP weights unavailable offline: report, and go on with the other methods
+            warn(f"{name}: skipped: {e}")
+            continue
         for cat in tqdm(categories, desc=f"{name}", unit="category"):
+            method.set_category(cat.name)
             runs = [(0, 0)] if method.zero_shot else [(k, s) for k in cfg.shots for s in cfg.seeds]
             runs = [(k, s) for k, s in runs if not _part_path(cfg, cat, name, k, s).is_file()]
             if not runs:

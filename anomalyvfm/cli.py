@@ -67,7 +67,7 @@ def _benchmark(args: argparse.Namespace) -> int:
     cfg = BenchmarkConfig(data=args.data, out=args.out, methods=tuple(args.methods.split(",")),
                           datasets=tuple(args.datasets or ()), shots=_ints(args.shots), seeds=_ints(args.seeds),
                           mode=args.mode, resolution=args.resolution, pixel_max_side=args.pixel_max_side,
-                          model=args.model)
+                          model=args.model, clip_model=args.clip_model, clip_pretrained=args.clip_pretrained)
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
@@ -114,13 +114,16 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("benchmark", help="cross-dataset benchmark: per-category metrics, reports and PNGs")
     b.add_argument("--data", required=True, help="root folder holding datasets (scanned for known layouts)")
     b.add_argument("--datasets", nargs="*", help="dataset names or dataset/category keys (default: all found)")
-    b.add_argument("--methods", default="anomalyvfm,knn", help="comma-separated: anomalyvfm, knn")
+    b.add_argument("--methods", default="anomalyvfm,knn",
+                   help="comma-separated: anomalyvfm, knn, winclip, winclipplus")
     b.add_argument("--shots", default="1,4", help="comma-separated k for few-shot methods")
     b.add_argument("--seeds", default="0,1,2", help="comma-separated seeds for drawing the k references")
     b.add_argument("--mode", choices=tuple(MODES), help="fast (224) or accurate (448); default: each method's")
     b.add_argument("--resolution", type=int, help="explicit input side (multiple of 14)")
     b.add_argument("--pixel-max-side", type=int, help="compute pixel metrics at this reduced size (faster)")
     b.add_argument("--model", help="checkpoint for the anomalyvfm method")
+    b.add_argument("--clip-model", help="open_clip model for winclip (default ViT-B-16-plus-240)")
+    b.add_argument("--clip-pretrained", help="open_clip pretrained tag or checkpoint path (default laion400m_e31)")
     b.add_argument("--out", default="results", help="output folder (an interrupted run resumes from it)")
     b.set_defaults(func=_benchmark)
 

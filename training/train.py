@@ -94,6 +94,8 @@ def refine(model: AnomalyVFM, x: torch.Tensor, m: torch.Tensor, y: torch.Tensor,
         return tokens.transpose(1, 2).reshape(images.shape[0], -1, side, side)
 
     refined, keep = refine_masks(features, x[0::2], x[1::2], m[1::2], threshold)
+    if not keep.any():  # nothing visible at all: train on the unrefined batch rather than on nothing
+        return x, m, y
     m = m.clone()
     m[1::2] = refined
     rows = keep.repeat_interleave(2)

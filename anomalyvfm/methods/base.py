@@ -28,5 +28,8 @@ class Method(ABC):
     def score(self, images: dict[str, np.ndarray]) -> dict[str, Scored]:
         """Score images; keys are kept."""
 
+    def set_category(self, name: str) -> None:  # noqa: B027 - only prompt-based methods use it
+        """Told the category name before each category (WinCLIP puts it in its prompts)."""
+
     def clear_cache(self) -> None:  # noqa: B027 - methods without caches need nothing
         """Drop any per-image cache (the harness calls it between categories)."""
