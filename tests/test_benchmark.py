@@ -128,3 +128,13 @@ def test_benchmark_cli_writes_the_reports(tmp_path, tiny_checkpoint, capsys):
     assert code == 0
     assert (out / "results.csv").is_file() and (out / "summary.md").is_file() and (out / "results.json").is_file()
     assert "| toyset | a | anomalyvfm | 0 | 56 |" in capsys.readouterr().out
+
+
+def test_reused_features_still_count_in_the_throughput():
+    method = KNN(KNNConfig(resolution=56), backbone=tiny_dinov2())
+    images = {str(i): np.random.default_rng(i).integers(0, 255, (40, 40, 3), np.uint8) for i in range(3)}
+    method.fit({"r": images["0"]})
+    method.score(images)
+    assert method.reused_seconds == 0.0
+    method.score(images)
+    assert method.reused_seconds > 0.0

@@ -18,6 +18,7 @@ class Method(ABC):
     can cache per-image work across shots and seeds; ``score`` returns one ``Scored`` per image."""
 
     name: str = "method"
+    reused_seconds: float = 0.0  # time the last score() saved by reusing cached work (counted in img/s anyway)
     zero_shot: bool = False  # True: fit is a no-op and the harness runs it once, with k = 0
     resolution: int = 224
 

@@ -3,6 +3,7 @@ references, image score = mean of the top 1% patch distances; optional foregroun
 augmentation of the references."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import cv2
@@ -36,6 +37,7 @@ class KNN(Method):
         self.prefix = num_prefix_tokens(self.backbone)
         self.grid = config.resolution // self.backbone.config.patch_size
         self._cache: dict[tuple[str, int], torch.Tensor] = {}
+        self._cost: dict[tuple[str, int], float] = {}  # seconds each cached feature map took to compute
         self.memory: torch.Tensor | None = None
         self.pc: torch.Tensor | None = None  # (mean, direction) of the foreground principal component
 
@@ -43,8 +45,10 @@ class KNN(Method):
     def features(self, images: dict[str, np.ndarray], rotation: int = 0) -> dict[str, torch.Tensor]:
         """L2-normalised last-layer patch tokens (grid², D) per image, cached by (id, rotation)."""
         todo = [k for k in images if (k, rotation) not in self._cache]
+        self.reused_seconds = sum(self._cost[(k, rotation)] for k in images if (k, rotation) in self._cache)
         res = self.config.resolution
         for start in range(0, len(todo), self.config.batch_size):
+            tic = time.perf_counter()
             keys = todo[start:start + self.config.batch_size]
             crops = [crop_and_resize(images[k], Tile(0, images[k].shape[0], 0, images[k].shape[1]), res)
                      for k in keys]
@@ -53,10 +57,12 @@ class KNN(Method):
             tokens = self.backbone(pixel_values=x).last_hidden_state[:, self.prefix:]
             for k, t in zip(keys, F.normalize(tokens, dim=-1)):
                 self._cache[(k, rotation)] = t.clone()
+                self._cost[(k, rotation)] = (time.perf_counter() - tic) / len(keys)
         return {k: self._cache[(k, rotation)] for k in images}
 
     def clear_cache(self) -> None:
         self._cache.clear()
+        self._cost.clear()
 
     def fit(self, references: dict[str, np.ndarray]) -> None:
         if not references:
