@@ -52,8 +52,7 @@ def test_resume_after_a_crash_gives_the_same_weights(tmp_path, tiny_backbone_dir
 
 
 def test_resume_after_sigkill_gives_the_same_weights(tmp_path, tiny_backbone_dir):
-    straight = _weights(train(_config(tmp_path, tiny_backbone_dir, "a", ).__class__(
-        **{**_config(tmp_path, tiny_backbone_dir, "a").__dict__, "steps": 8})))
+    straight = _weights(train(TrainConfig(**{**_config(tmp_path, tiny_backbone_dir, "a").__dict__, "steps": 8})))
     cfg = {**_config(tmp_path, tiny_backbone_dir, "k").__dict__, "steps": 8}
     (tmp_path / "cfg.json").write_text(json.dumps(cfg))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

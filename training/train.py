@@ -25,6 +25,7 @@ from anomalyvfm.backbones import load_backbone
 from anomalyvfm.config import AnomalyVFMConfig
 from anomalyvfm.losses import anomalyvfm_loss, image_loss
 from anomalyvfm.model import AnomalyVFM
+from anomalyvfm.outputs import atomic_write_bytes
 from anomalyvfm.preprocess import normalize
 from anomalyvfm.synth import SynthConfig, make_pair
 
@@ -162,8 +163,6 @@ def plot_losses(history: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from anomalyvfm.outputs import atomic_write_bytes
-
     fig, ax = plt.subplots(figsize=(6, 3.5))
     steps = [h["step"] for h in history]
     for key in ("loss", "pixel", "image"):
@@ -187,6 +186,30 @@ def build(cfg: TrainConfig, device: torch.device) -> tuple[AnomalyVFM, torch.opt
     return model, torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
+def train_step(cfg: TrainConfig, model: AnomalyVFM, ddp: torch.nn.Module, optimizer: torch.optim.Optimizer,
+               synth: SynthConfig, device: torch.device, step: int) -> dict[str, float]:
+    """One optimiser step over ``grad_accum`` micro-batches; returns the mean losses."""
+    for group in optimizer.param_groups:
+        group["lr"] = cfg.lr * lr_factor(cfg, step)
+    optimizer.zero_grad(set_to_none=True)
+    totals = {"loss": 0.0, "pixel": 0.0, "image": 0.0}
+    for micro in range(cfg.grad_accum):
+        x, m, y = (t.to(device) for t in batch(cfg, synth, step, micro))
+        if cfg.refine_masks:
+            x, m, y = refine(model, x, m, y, cfg.refine_threshold)
+        out = ddp(x)
+        loss = anomalyvfm_loss(out.mask_logits, out.confidence_logits, out.image_logits, m, y, cfg.alpha,
+                               cfg.image_weight)
+        (loss / cfg.grad_accum).backward()
+        with torch.no_grad():
+            img = image_loss(out.image_logits, y).item()
+        totals["loss"] += loss.item() / cfg.grad_accum
+        totals["image"] += img / cfg.grad_accum
+        totals["pixel"] += (loss.item() - cfg.image_weight * img) / cfg.grad_accum
+    optimizer.step()
+    return totals
+
+
 def train(cfg: TrainConfig, crash_at_step: int | None = None) -> Path:
     """Run (or resume) training; returns the folder of the final model."""
     from tqdm import tqdm
@@ -205,40 +228,21 @@ def train(cfg: TrainConfig, crash_at_step: int | None = None) -> Path:
     ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     if rank == 0:
         (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
-    bar = tqdm(total=cfg.steps, initial=step, desc="train", unit="step", disable=rank != 0)
     start = time.perf_counter()
-    while step < cfg.steps:
-        for group in optimizer.param_groups:
-            group["lr"] = cfg.lr * lr_factor(cfg, step)
-        optimizer.zero_grad(set_to_none=True)
-        totals = {"loss": 0.0, "pixel": 0.0, "image": 0.0}
-        for micro in range(cfg.grad_accum):
-            x, m, y = (t.to(device) for t in batch(cfg, synth, step, micro))
-            if cfg.refine_masks:
-                x, m, y = refine(model, x, m, y, cfg.refine_threshold)
-            out_ = ddp(x)
-            loss = anomalyvfm_loss(out_.mask_logits, out_.confidence_logits, out_.image_logits, m, y,
-                                   cfg.alpha, cfg.image_weight)
-            (loss / cfg.grad_accum).backward()
-            with torch.no_grad():
-                img = image_loss(out_.image_logits, y).item()
-            totals["loss"] += loss.item() / cfg.grad_accum
-            totals["image"] += img / cfg.grad_accum
-            totals["pixel"] += (loss.item() - cfg.image_weight * img) / cfg.grad_accum
-        optimizer.step()
-        step += 1
-        history.append({"step": step, **totals, "lr": optimizer.param_groups[0]["lr"],
-                        "elapsed_s": time.perf_counter() - start})
-        bar.update(1)
-        bar.set_postfix(loss=f"{totals['loss']:.4f}")
-        if rank == 0 and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
-            save_checkpoint(out / "checkpoints" / f"step_{step:07d}", model, optimizer, step, history)
-            with open(out / "log.jsonl", "w") as f:
-                f.writelines(json.dumps(h) + "\n" for h in history)
-            plot_losses(history, out / "loss.png")
-        if crash_at_step is not None and step == crash_at_step:
-            raise SystemExit(f"simulated crash at step {step}")
-    bar.close()
+    with tqdm(total=cfg.steps, initial=step, desc="train", unit="step", disable=rank != 0) as bar:
+        while step < cfg.steps:
+            totals = train_step(cfg, model, ddp, optimizer, synth, device, step)
+            step += 1
+            history.append({"step": step, **totals, "lr": optimizer.param_groups[0]["lr"],
+                            "elapsed_s": time.perf_counter() - start})
+            bar.update(1)
+            bar.set_postfix(loss=f"{totals['loss']:.4f}")
+            if rank == 0 and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
+                save_checkpoint(out / "checkpoints" / f"step_{step:07d}", model, optimizer, step, history)
+                atomic_write_bytes(out / "log.jsonl", "".join(json.dumps(h) + "\n" for h in history).encode())
+                plot_losses(history, out / "loss.png")
+            if crash_at_step is not None and step == crash_at_step:
+                raise SystemExit(f"simulated crash at step {step}")
     if rank == 0:
         model.config.trained = True
         model.save_pretrained(out / "final")
