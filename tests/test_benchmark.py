@@ -138,3 +138,32 @@ def test_reused_features_still_count_in_the_throughput():
     assert method.reused_seconds == 0.0
     method.score(images)
     assert method.reused_seconds > 0.0
+
+
+@pytest.mark.integration
+def test_knn_on_real_images_with_real_masks(tmp_path):
+    """A small tree of real magnetic-tile images (linked, not copied) through the embedded backbone."""
+    from conftest import SHARED_DATA
+
+    src = SHARED_DATA / "magnetic_tile" / "magnetic_tile"
+    if not src.is_dir():
+        pytest.skip("real data not found")
+    dst = tmp_path / "data" / "mt" / "tile"
+    picks = {"train/good": sorted((src / "train/good").iterdir())[:2],
+             "test/good": sorted((src / "test/good").iterdir())[:4],
+             "test/blowhole": sorted((src / "test/blowhole").iterdir())[:4]}
+    for sub, files in picks.items():
+        (dst / sub).mkdir(parents=True)
+        for f in files:
+            (dst / sub / f.name).symlink_to(f)
+            if sub == "test/blowhole":
+                mask = src / "ground_truth/blowhole" / f"{f.stem}_mask.png"
+                (dst / "ground_truth/blowhole").mkdir(parents=True, exist_ok=True)
+                (dst / "ground_truth/blowhole" / mask.name).symlink_to(mask)
+    cfg = BenchmarkConfig(data=str(tmp_path / "data"), out=str(tmp_path / "out"), methods=("knn",), shots=(2,),
+                          seeds=(0,), resolution=224)
+    [part] = run_benchmark(cfg)
+    row = part["row"]
+    assert len(part["paths"]) == 8 and not cfg.warnings
+    assert all(0.0 <= row[m] <= 1.0 for m in ("I-AUROC", "P-AUROC", "AUPRO@0.3"))
+    assert row["resolution"] == 224 and row["pixel_resolution"] == "ground truth"
