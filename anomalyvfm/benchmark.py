@@ -80,7 +80,11 @@ def evaluate(cat: Category, scored: dict[str, Scored], images: dict[str, np.ndar
              warn: Callable[[str], None]) -> dict:
     """Image and pixel metrics of one run over the test samples that could be read."""
     samples = [s for s in cat.test if str(s.path) in scored]
-    metrics = image_metrics([s.label for s in samples], [scored[str(s.path)].score for s in samples])
+    labels = [s.label for s in samples]
+    metrics = image_metrics(labels, [scored[str(s.path)].score for s in samples])
+    for rule in scored[str(samples[0].path)].variants or {}:  # e.g. I-AUROC[cls], I-AUROC[topk], I-AUROC[fused]
+        metrics[f"I-AUROC[{rule}]"] = image_metrics(labels, [scored[str(s.path)].variants[rule]
+                                                             for s in samples])["I-AUROC"]
     pix_keys = ("P-AUROC", "P-AP", "P-F1max", "AUPRO@0.3")
     if cat.has_masks:
         masks, maps = [], []

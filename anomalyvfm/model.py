@@ -75,15 +75,15 @@ class AnomalyVFM(nn.Module):
         mask_logits, confidence_logits = self.decoder(grid)
         return ModelOutput(mask_logits, confidence_logits, self.image_head(out.last_hidden_state[:, 0]))
 
-    def scores(self, out: ModelOutput, resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Image scores (B,) in [0, 1] by ``config.image_score`` and anomaly maps (B, R, R) in [0, 1]."""
+    def scores(self, out: ModelOutput, resolution: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Image scores (B,) in [0, 1] under every rule of ``IMAGE_SCORES`` (``config.image_score`` picks the one
+        used for verdicts) and anomaly maps (B, R, R) in [0, 1]."""
         logits = F.interpolate(out.mask_logits, size=(resolution, resolution), mode="bilinear", align_corners=False)
         maps = torch.sigmoid(logits[:, 0])
         flat = maps.flatten(1)
         topk = flat.topk(min(self.config.top_k, flat.shape[1]), dim=1).values.mean(1)
         cls = torch.sigmoid(out.image_logits)
-        score = {"cls": cls, "topk": topk, "fused": (cls + topk) / 2}[self.config.image_score]
-        return score, maps
+        return {"cls": cls, "topk": topk, "fused": (cls + topk) / 2}, maps
 
     def train(self, mode: bool = True) -> "AnomalyVFM":
         super().train(mode)

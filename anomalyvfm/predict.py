@@ -11,7 +11,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
-from .config import resolution_for
+from .config import IMAGE_SCORES, resolution_for
 from .preprocess import ImageInput, ImageReadError, Tile, crop_and_resize, describe, load, normalize, plan_tiles, stitch
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm", ".pbm"}
@@ -22,7 +22,8 @@ class Prediction:
     """One image's result. ``error`` is set (and the rest empty) when the image could not be read."""
 
     name: str
-    score: float = float("nan")  # image anomaly score in [0, 1]
+    score: float = float("nan")  # image anomaly score in [0, 1], by the model's ``image_score`` rule
+    scores: dict[str, float] | None = None  # the score under every rule (cls, topk, fused)
     is_anomalous: bool = False  # score > threshold
     anomaly_map: np.ndarray | None = None  # float32 (H, W) in [0, 1], the original image size
     mask: np.ndarray | None = None  # bool (H, W): anomaly_map > pixel threshold
@@ -110,13 +111,14 @@ def iter_predict(model, images: Iterable[ImageInput], batch_size: int = 8, mode:
 def _run(model, loaded: list[_Loaded], res: int, threshold: float, pixel_threshold: float, batch_size: int,
          device) -> list[Prediction]:
     crops = [c for item in loaded if item.crops for c in item.crops]
+    rules = tuple(IMAGE_SCORES)
     scores, maps = [], []
     for start in range(0, len(crops), batch_size):
         x = normalize(np.stack(crops[start:start + batch_size]), model.config.mean, model.config.std).to(device)
         s, m = model.scores(model(x), res)
-        scores.append(s.float().cpu())
+        scores.append(torch.stack([s[r] for r in rules], 1).float().cpu())
         maps.append(m.float().cpu())
-    scores_np = torch.cat(scores).numpy() if scores else np.zeros(0, np.float32)
+    scores_np = torch.cat(scores).numpy() if scores else np.zeros((0, len(rules)), np.float32)
     maps_np = torch.cat(maps).numpy() if maps else np.zeros((0, res, res), np.float32)
     results, k = [], 0
     for item in loaded:
@@ -126,7 +128,9 @@ def _run(model, loaded: list[_Loaded], res: int, threshold: float, pixel_thresho
         n = len(item.tiles)
         h, w = item.rgb.shape[:2]
         amap = stitch(list(maps_np[k:k + n]), item.tiles, h, w).astype(np.float32)
-        score = float(scores_np[k:k + n].max())
+        by_rule = dict(zip(rules, scores_np[k:k + n].max(0).tolist()))  # a long image: its most anomalous tile
+        score = by_rule[model.config.image_score]
         k += n
-        results.append(Prediction(item.name, score, score > threshold, amap, amap > pixel_threshold, image=item.rgb))
+        results.append(Prediction(item.name, score=score, scores=by_rule, is_anomalous=score > threshold,
+                                  anomaly_map=amap, mask=amap > pixel_threshold, image=item.rgb))
     return results

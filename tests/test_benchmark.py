@@ -29,6 +29,8 @@ def test_runner_end_to_end_on_a_fake_tree(tmp_path, tiny_model):
     parts = run_benchmark(cfg, _factory(tiny_model))
     # per category: anomalyvfm once (k=0) + knn 2 shots x 2 seeds
     assert len(parts) == 2 * (1 + 4)
+    zero_shot = [p["row"] for p in parts if p["row"]["method"] == "anomalyvfm"]
+    assert all({"I-AUROC[cls]", "I-AUROC[topk]", "I-AUROC[fused]"} <= set(r) for r in zero_shot)
     write_reports(parts, tmp_path / "out", {"data": str(data)}, cfg.warnings, 1.0)
     with open(tmp_path / "out" / "results.csv") as f:
         reader = csv.DictReader(f)

@@ -30,7 +30,8 @@ def test_multi_layer_fusion_and_larger_upsampling(tiny_backbone_dir):
 def test_image_scores_are_probabilities_by_the_chosen_rule(tiny_model, kind):
     tiny_model.config.image_score = kind
     out = tiny_model(_x())
-    score, maps = tiny_model.scores(out, 56)
+    scores, maps = tiny_model.scores(out, 56)
+    score = scores[kind]
     assert maps.shape == (2, 56, 56) and ((0 <= score) & (score <= 1)).all()
     cls = torch.sigmoid(out.image_logits)
     topk = maps.flatten(1).topk(10).values.mean(1)

@@ -15,6 +15,8 @@ def test_predict_returns_maps_at_the_original_size(tiny_model, tmp_path):
         assert r.ok and 0.0 <= r.score <= 1.0 and r.anomaly_map.dtype == np.float32
         assert r.mask.dtype == bool and (r.mask == (r.anomaly_map > 0.5)).all()
         assert r.is_anomalous == (r.score > tiny_model.config.threshold)
+        assert r.scores[tiny_model.config.image_score] == r.score
+        assert r.scores["fused"] == pytest.approx((r.scores["cls"] + r.scores["topk"]) / 2, abs=1e-6)
 
 
 def test_a_bad_file_does_not_stop_the_batch(tiny_model, tmp_path):

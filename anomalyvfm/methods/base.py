@@ -11,6 +11,7 @@ import numpy as np
 class Scored:
     score: float  # image anomaly score (higher = more anomalous)
     anomaly_map: np.ndarray  # float32 (H, W), the image's own size
+    variants: dict[str, float] | None = None  # the image score under alternative rules, evaluated alongside
 
 
 class Method(ABC):
