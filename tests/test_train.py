@@ -108,3 +108,27 @@ def test_two_cpu_processes_stay_in_sync(tmp_path, tiny_backbone_dir):
 def test_training_with_mask_refinement_runs(tmp_path, tiny_backbone_dir):
     final = train(_config(tmp_path, tiny_backbone_dir, "r", refine_masks=True, refine_threshold=0.0))
     assert (final / "heads.safetensors").is_file()
+
+
+def test_frozen_arm_trains_no_adapter(tmp_path, tiny_backbone_dir):
+    from training.train import build
+
+    model, optimizer = build(_config(tmp_path, tiny_backbone_dir, "f", freeze_adapters=True), torch.device("cpu"))
+    trained = {id(p) for g in optimizer.param_groups for p in g["params"]}
+    lora = [p for n, p in model.named_parameters() if "lora_" in n]
+    assert lora and not any(id(p) in trained for p in lora)
+
+
+def test_ablation_runs_an_arm_end_to_end(tmp_path, tiny_backbone_dir):
+    from conftest import fake_mvtec
+    from training.ablate import main as ablate
+
+    fake_mvtec(tmp_path / "data" / "toyset", "a")
+    base = tmp_path / "base.json"
+    base.write_text(json.dumps({"batch_size": 4, "resolution": 56, "warmup": 1,
+                                "model": {"backbone": str(tiny_backbone_dir)}}))
+    assert ablate(["--steps", "2", "--arms", "lora,frozen", "--base", str(base), "--data", str(tmp_path / "data"),
+                   "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "res")]) == 0
+    summary = json.loads((tmp_path / "res" / "summary.json").read_text())
+    assert set(summary) == {"lora", "frozen"}
+    assert 0.0 <= summary["lora"]["I-AUROC[cls]"] <= 1.0 and "toyset/a" in summary["frozen"]["per_category"]

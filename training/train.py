@@ -45,6 +45,7 @@ class TrainConfig:
     alpha: float = 0.1  # confidence regulariser α
     image_weight: float = 1.0
     device: str = "auto"  # auto | cpu | cuda
+    freeze_adapters: bool = False  # train the decoder and head only (LoRA stays at its identity init)
     refine_masks: bool = False  # keep only mask pixels where frozen-backbone features of good and bad differ
     refine_threshold: float = 0.1  # cosine distance above which a masked pixel is kept
     model: dict = field(default_factory=dict)  # AnomalyVFMConfig fields
@@ -182,6 +183,10 @@ def build(cfg: TrainConfig, device: torch.device) -> tuple[AnomalyVFM, torch.opt
     torch.manual_seed(cfg.seed)
     mcfg = AnomalyVFMConfig(**cfg.model)
     model = AnomalyVFM(mcfg, backbone=load_backbone(mcfg.backbone)).to(device).train()
+    if cfg.freeze_adapters:
+        for name, p in model.named_parameters():
+            if "lora_" in name:
+                p.requires_grad_(False)
     params = [p for p in model.parameters() if p.requires_grad]
     return model, torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
