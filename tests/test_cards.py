@@ -1,0 +1,26 @@
+import json
+
+from anomalyvfm.cards import build_card, weights_sha256
+
+
+def _results(tmp_path):
+    rows = [{"dataset": "toyset", "category": "a", "method": "anomalyvfm", "shots": 0, "seed": 0,
+             "I-AUROC": 0.8123, "P-AUROC": 0.9, "AUPRO@0.3": float("nan")},
+            {"dataset": "toyset", "category": "a", "method": "knn", "shots": 1, "seed": 0,
+             "I-AUROC": 0.6, "P-AUROC": 0.7, "AUPRO@0.3": 0.5}]
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"rows": rows}))
+    return path
+
+
+def test_card_carries_metadata_and_measured_results(tiny_checkpoint, tmp_path):
+    from huggingface_hub import ModelCard
+
+    card = build_card(tiny_checkpoint, _results(tmp_path), summary="A tiny test model.",
+                      training="synthetic pairs", evaluation="toy", limitations="none")
+    parsed = ModelCard(str(card))
+    assert parsed.data.library_name == "anomalyvfm" and parsed.data.license == "mit"
+    assert "anomaly-detection" in parsed.data.tags and parsed.data.datasets == ["toyset"]
+    results = {(r.metric_name, r.dataset_name): r.metric_value for r in parsed.data.eval_results}
+    assert results == {("I-AUROC", "toyset/a"): 81.23, ("P-AUROC", "toyset/a"): 90.0}  # knn rows and NaN left out
+    assert weights_sha256(tiny_checkpoint) in str(card) and "A tiny test model." in str(card)
