@@ -138,7 +138,9 @@ def run_benchmark(cfg: BenchmarkConfig, factory: Callable[..., Method] | None = 
     return collect_parts(Path(cfg.out) / "parts")
 
 
-def _run_one(cfg, cat, method, name, k, seed, test, warn) -> None:
+def _run_one(cfg: BenchmarkConfig, cat: Category, method: Method, name: str, k: int, seed: int,
+             test: dict[str, np.ndarray], warn: Callable[[str], None]) -> None:
+    """Fit on k references drawn with ``seed`` (none for zero-shot), score the test set, save the part."""
     if k:
         method.fit(_load_images(draw_shots(cat.train, k, seed), warn))
     start = time.perf_counter()
@@ -152,7 +154,7 @@ def _run_one(cfg, cat, method, name, k, seed, test, warn) -> None:
     samples = [s for s in cat.test if str(s.path) in scored]
     part = {"row": row, "paths": [str(s.path) for s in samples], "labels": [s.label for s in samples],
             "scores": [scored[str(s.path)].score for s in samples]}
-    if seed == cfg.seeds[0]:
+    if seed == (cfg.seeds[0] if k else 0):  # one grid per method and k
         from .report import write_grid
 
         write_grid(Path(cfg.out) / "grids" / f"{cat.dataset}__{cat.name}__{name}__k{k}.png", samples, scored, test,
