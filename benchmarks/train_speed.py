@@ -6,13 +6,17 @@ default training run. Prints a table; all settings in one run so the ratios comp
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 
-from training.train import TrainConfig, batch, build, train_step
-from anomalyvfm.synth import SynthConfig
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for ``training``
+
+from training.train import TrainConfig, batch, build, train_step  # noqa: E402
+from anomalyvfm.synth import SynthConfig  # noqa: E402
 
 
 def seconds_per_step(cfg: TrainConfig, steps: int) -> tuple[float, float]:
