@@ -112,6 +112,11 @@ def crop_and_resize(rgb: np.ndarray, tile: Tile, resolution: int) -> np.ndarray:
     return np.asarray(Image.fromarray(crop).resize((resolution, resolution), Image.BICUBIC))
 
 
+def resize_square(rgb: np.ndarray, resolution: int) -> np.ndarray:
+    """The whole image resized (bicubic, antialiased) to a square of ``resolution``."""
+    return crop_and_resize(rgb, Tile(0, rgb.shape[0], 0, rgb.shape[1]), resolution)
+
+
 def normalize(batch: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
     """uint8 (B, H, W, 3) -> float32 (B, 3, H, W) normalised."""
     x = torch.from_numpy(batch).permute(0, 3, 1, 2).float().div_(255.0)

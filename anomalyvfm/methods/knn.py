@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ..backbones import load_backbone, num_prefix_tokens
-from ..preprocess import Tile, crop_and_resize, normalize
+from ..preprocess import normalize, resize_square
 from .base import Method, Scored
 
 
@@ -50,8 +50,7 @@ class KNN(Method):
         for start in range(0, len(todo), self.config.batch_size):
             tic = time.perf_counter()
             keys = todo[start:start + self.config.batch_size]
-            crops = [crop_and_resize(images[k], Tile(0, images[k].shape[0], 0, images[k].shape[1]), res)
-                     for k in keys]
+            crops = [resize_square(images[k], res) for k in keys]
             crops = [np.ascontiguousarray(np.rot90(c, rotation)) for c in crops]
             x = normalize(np.stack(crops), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
             tokens = self.backbone(pixel_values=x).last_hidden_state[:, self.prefix:]

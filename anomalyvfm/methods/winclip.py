@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..preprocess import Tile, crop_and_resize, normalize
+from ..preprocess import normalize, resize_square
 from .base import Method, Scored
 
 NORMAL_STATES = ("{}", "flawless {}", "perfect {}", "unblemished {}", "{} without flaw", "{} without defect",
@@ -137,7 +137,7 @@ class WinCLIP(Method):
     @torch.inference_mode()
     def encode(self, images: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         """Image embeddings (B, D), penultimate patch tokens (B, N, W), window embeddings per scale (B, n_w, D)."""
-        crops = [crop_and_resize(im, Tile(0, im.shape[0], 0, im.shape[1]), self.resolution) for im in images]
+        crops = [resize_square(im, self.resolution) for im in images]
         x = self.clip.visual._embeds(normalize(np.stack(crops), self.mean, self.std))
         blocks = list(self.clip.visual.transformer.resblocks)
         penultimate = self._blocks(x, blocks[:-1])
