@@ -97,6 +97,23 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _card(args: argparse.Namespace) -> int:
+    from huggingface_hub import ModelCard
+
+    from .cards import build_card
+    from .outputs import atomic_write_bytes
+
+    sections = {k: Path(v).read_text() if v else "" for k, v in
+                (("summary", args.summary), ("training", args.training), ("evaluation", args.evaluation),
+                 ("limitations", args.limitations))}
+    card = build_card(args.checkpoint, args.results, repo_or_path=args.repo, **sections)
+    ModelCard(str(card))  # parses back through huggingface_hub (YAML front matter, model-index)
+    out = Path(args.out) if args.out else Path(args.checkpoint) / "README.md"
+    atomic_write_bytes(out, str(card).encode())
+    print(f"model card: {out}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="anomalyvfm", description="Zero/few-shot visual anomaly detection.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -133,6 +150,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--size", type=int, default=224, help="image side in pixels")
     s.set_defaults(func=_synth)
+
+    c = sub.add_parser("card", help="model card (README.md) for a checkpoint from the benchmark's results.json")
+    c.add_argument("checkpoint", help="checkpoint folder written by save_pretrained")
+    c.add_argument("--results", help="results.json of an `anomalyvfm benchmark` run of this checkpoint")
+    c.add_argument("--repo", help="hub repo id or path shown in the usage example (default: the folder)")
+    for name in ("summary", "training", "evaluation", "limitations"):
+        c.add_argument(f"--{name}", help=f"Markdown file with the card's {name} section")
+    c.add_argument("--out", help="output file (default: CHECKPOINT/README.md)")
+    c.set_defaults(func=_card)
     return parser
 
 

@@ -24,3 +24,15 @@ def test_card_carries_metadata_and_measured_results(tiny_checkpoint, tmp_path):
     results = {(r.metric_name, r.dataset_name): r.metric_value for r in parsed.data.eval_results}
     assert results == {("I-AUROC", "toyset/a"): 81.23, ("P-AUROC", "toyset/a"): 90.0}  # knn rows and NaN left out
     assert weights_sha256(tiny_checkpoint) in str(card) and "A tiny test model." in str(card)
+
+
+def test_card_command_writes_a_parseable_card(tiny_checkpoint, tmp_path):
+    from huggingface_hub import ModelCard
+
+    from anomalyvfm.cli import main
+
+    (tmp_path / "limits.md").write_text("Not for medical use.")
+    assert main(["card", str(tiny_checkpoint), "--results", str(_results(tmp_path)),
+                 "--limitations", str(tmp_path / "limits.md")]) == 0
+    card = ModelCard.load(tiny_checkpoint / "README.md")
+    assert card.data.eval_results[0].metric_value == 81.23 and "Not for medical use." in card.text
