@@ -85,6 +85,11 @@ def evaluate(cat: Category, scored: dict[str, Scored], images: dict[str, np.ndar
     for rule in scored[str(samples[0].path)].variants or {}:  # e.g. I-AUROC[cls], I-AUROC[topk], I-AUROC[fused]
         metrics[f"I-AUROC[{rule}]"] = image_metrics(labels, [scored[str(s.path)].variants[rule]
                                                              for s in samples])["I-AUROC"]
+    verdicts = [scored[str(s.path)].verdict for s in samples]
+    if all(v is not None for v in verdicts):  # a calibrated threshold: how it does on this test set
+        v, y = np.array(verdicts, bool), np.array(labels, bool)
+        metrics["FPR@thr"] = float(v[~y].mean()) if (~y).any() else float("nan")
+        metrics["recall@thr"] = float(v[y].mean()) if y.any() else float("nan")
     pix_keys = ("P-AUROC", "P-AP", "P-F1max", "AUPRO@0.3")
     if cat.has_masks:
         masks, maps = [], []
@@ -141,15 +146,19 @@ def run_benchmark(cfg: BenchmarkConfig, factory: Callable[..., Method] | None = 
 def _run_one(cfg: BenchmarkConfig, cat: Category, method: Method, name: str, k: int, seed: int,
              test: dict[str, np.ndarray], warn: Callable[[str], None]) -> None:
     """Fit on k references drawn with ``seed`` (none for zero-shot), score the test set, save the part."""
+    fit_s = 0.0
     if k:
-        method.fit(_load_images(draw_shots(cat.train, k, seed), warn))
+        references = _load_images(draw_shots(cat.train, k, seed), warn)
+        tic = time.perf_counter()
+        method.fit(references)
+        fit_s = time.perf_counter() - tic
     start = time.perf_counter()
     scored = method.score(test)
     # features reused from an earlier shot/seed still count, so img/s is the cold per-image cost on every row
     elapsed = time.perf_counter() - start + method.reused_seconds
     row = {"dataset": cat.dataset, "category": cat.name, "method": name, "shots": k, "seed": seed,
            "resolution": method.resolution, **evaluate(cat, scored, test, cfg, warn),
-           "img/s": len(test) / max(elapsed, 1e-9),
+           "img/s": len(test) / max(elapsed, 1e-9), "fit_s": fit_s,
            "pixel_resolution": f"max side {cfg.pixel_max_side}" if cfg.pixel_max_side else "ground truth"}
     samples = [s for s in cat.test if str(s.path) in scored]
     part = {"row": row, "paths": [str(s.path) for s in samples], "labels": [s.label for s in samples],

@@ -97,6 +97,56 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _finetune(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .fewshot import FinetuneConfig, finetune, save_profile
+    from .model import load_default, shipped_checkpoint
+    from .predict import collect_inputs
+
+    good = collect_inputs(args.good)
+    if not good:
+        print(f"error: no images found in {' '.join(args.good)}", file=sys.stderr)
+        return 2
+    if args.shots:
+        good = [good[i] for i in sorted(np.random.default_rng(args.seed).permutation(len(good))[:args.shots])]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        base = load_default(args.base)
+    given = {"steps": args.steps, "mode": args.mode, "resolution": args.resolution}
+    cfg = FinetuneConfig(**{k: v for k, v in given.items() if v is not None}, seed=args.seed, fpr=args.fpr,
+                         memory=not args.no_memory)
+    profile, report = finetune(base, good, cfg)
+    out = save_profile(profile, args.out, base=args.base or str(shipped_checkpoint()), good=good, config=cfg,
+                       report=report)
+    print(f"profile {out}: {len(good)} good images, {report.steps} steps (best {report.best_step}), fusion weight "
+          f"{report.fusion_weight:g}, threshold at raw score {report.calibration['threshold']:.4f} "
+          f"(target FPR {cfg.fpr:g}), {report.seconds:.0f} s", file=sys.stderr)
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from .fewshot import recalibrate
+    from .model import load_default
+    from .predict import collect_inputs
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = load_default(args.model)
+    good = collect_inputs(args.good)
+    bad = collect_inputs(args.defective) if args.defective else None
+    if len(good) < 2:
+        print(f"error: calibration needs at least 2 good images, found {len(good)} in {' '.join(args.good)}",
+              file=sys.stderr)
+        return 2
+    cal = recalibrate(model, good, args.fpr, bad)
+    out = model.save_pretrained(args.out or args.model)
+    print(f"{out}: threshold at raw score {cal.threshold:.4f} from {cal.n_good} good"
+          f"{f' and {cal.n_defective} defective' if cal.n_defective else ''} images (target FPR {cal.fpr:g})",
+          file=sys.stderr)
+    return 0
+
+
 def _card(args: argparse.Namespace) -> int:
     from huggingface_hub import ModelCard
 
@@ -150,6 +200,27 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--size", type=int, default=224, help="image side in pixels")
     s.set_defaults(func=_synth)
+
+    f = sub.add_parser("finetune", help="adapt to one product from a few good images: a profile folder")
+    f.add_argument("--good", nargs="+", required=True, help="good images: files, folders or glob patterns")
+    f.add_argument("--shots", type=int, help="use k of them, drawn with --seed (default: all)")
+    f.add_argument("--base", help="base checkpoint folder or hub id (default: the shipped checkpoint)")
+    f.add_argument("--out", required=True, help="profile folder to write")
+    f.add_argument("--mode", choices=tuple(MODES))
+    f.add_argument("--resolution", type=int)
+    f.add_argument("--steps", type=int, help="most fine-tuning steps (default: FinetuneConfig.steps)")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--fpr", type=float, default=0.01, help="target false-positive rate of the threshold")
+    f.add_argument("--no-memory", action="store_true", help="no kNN memory of the good images")
+    f.set_defaults(func=_finetune)
+
+    k = sub.add_parser("calibrate", help="choose a model's or profile's threshold from good (and defective) images")
+    k.add_argument("model", help="checkpoint or profile folder")
+    k.add_argument("--good", nargs="+", required=True, help="good images it has not been fitted on")
+    k.add_argument("--defective", nargs="+", help="optional defective images")
+    k.add_argument("--fpr", type=float, default=0.01)
+    k.add_argument("--out", help="write the calibrated model here (default: in place)")
+    k.set_defaults(func=_calibrate)
 
     c = sub.add_parser("card", help="model card (README.md) for a checkpoint from the benchmark's results.json")
     c.add_argument("checkpoint", help="checkpoint folder written by save_pretrained")

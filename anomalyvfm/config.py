@@ -62,6 +62,9 @@ class AnomalyVFMConfig:
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)  # ImageNet normalisation, as DINOv2 was trained
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     trained: bool = False  # False for a freshly built model: its heads are random
+    fusion_weight: float = 0.0  # few-shot: weight of the good-image memory's kNN map fused with the model's map
+    knn_scale: float = 1.0  # few-shot: kNN cosine distance that maps to 1 before fusion
+    calibration: dict | None = None  # few-shot: anomalyvfm.calibration.Calibration fields (0–1 deviation score)
 
     def __post_init__(self) -> None:
         if isinstance(self.adapter, dict):
@@ -75,6 +78,10 @@ class AnomalyVFMConfig:
             raise ValueError(f"mode must be one of {tuple(MODES)}, got {self.mode!r}")
         if self.top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {self.top_k}")
+        if not 0.0 <= self.fusion_weight <= 1.0:
+            raise ValueError(f"fusion_weight must be in [0, 1], got {self.fusion_weight}")
+        if self.knn_scale <= 0:
+            raise ValueError(f"knn_scale must be > 0, got {self.knn_scale}")
         if self.max_aspect < 1.0:
             raise ValueError(f"max_aspect must be >= 1, got {self.max_aspect}")
 

@@ -21,6 +21,7 @@ from .lora import apply_lora
 CONFIG_NAME = "config.json"
 HEADS_NAME = "heads.safetensors"
 ADAPTER_NAME = "adapter_model.safetensors"
+MEMORY_NAME = "memory.safetensors"
 
 
 class BackboneMismatchError(ValueError):
@@ -32,6 +33,7 @@ class ModelOutput:
     mask_logits: torch.Tensor  # (B, 1, h·u, w·u)
     confidence_logits: torch.Tensor  # (B, 1, h·u, w·u)
     image_logits: torch.Tensor  # (B,)
+    patch_tokens: torch.Tensor | None = None  # (B, h·w, D) L2-normalised last-layer patch tokens (for the memory)
 
 
 class AnomalyVFM(nn.Module):
@@ -57,6 +59,7 @@ class AnomalyVFM(nn.Module):
         self.backbone = apply_lora(backbone, config.adapter)
         self.decoder = Decoder(hidden * len(config.decoder.layers), config.decoder)
         self.image_head = ImageHead(hidden)
+        self.memory: torch.Tensor | None = None  # (M, D) normalised patch tokens of good images (few-shot)
         self._merged = False
 
     # ---- forward -------------------------------------------------------------------------------------------------
@@ -73,17 +76,38 @@ class AnomalyVFM(nn.Module):
         grid = torch.cat([t[:, self.prefix_tokens:] for t in tokens], dim=-1)
         grid = grid.transpose(1, 2).reshape(b, -1, height // self.patch_size, width // self.patch_size)
         mask_logits, confidence_logits = self.decoder(grid)
-        return ModelOutput(mask_logits, confidence_logits, self.image_head(out.last_hidden_state[:, 0]))
+        patches = F.normalize(out.last_hidden_state[:, self.prefix_tokens:], dim=-1)
+        return ModelOutput(mask_logits, confidence_logits, self.image_head(out.last_hidden_state[:, 0]), patches)
 
     def scores(self, out: ModelOutput, resolution: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """Image scores (B,) in [0, 1] under every rule of ``IMAGE_SCORES`` (``config.image_score`` picks the one
-        used for verdicts) and anomaly maps (B, R, R) in [0, 1]."""
+        used for verdicts) and anomaly maps (B, R, R) in [0, 1]. With a good-image memory (a few-shot profile) the
+        map is (1 − w)·model map + w·kNN map, and ``model`` holds the top-k score of the model's map alone."""
         logits = F.interpolate(out.mask_logits, size=(resolution, resolution), mode="bilinear", align_corners=False)
         maps = torch.sigmoid(logits[:, 0])
-        flat = maps.flatten(1)
-        topk = flat.topk(min(self.config.top_k, flat.shape[1]), dim=1).values.mean(1)
         cls = torch.sigmoid(out.image_logits)
-        return {"cls": cls, "topk": topk, "fused": (cls + topk) / 2}, maps
+        extra = {}
+        if self.memory is not None and self.config.fusion_weight > 0:
+            extra["model"] = self._topk(maps)
+            knn = self.knn_map(out.patch_tokens, resolution)
+            maps = (1 - self.config.fusion_weight) * maps + self.config.fusion_weight * knn
+        topk = self._topk(maps)
+        return {"cls": cls, "topk": topk, "fused": (cls + topk) / 2, **extra}, maps
+
+    def _topk(self, maps: torch.Tensor) -> torch.Tensor:
+        flat = maps.flatten(1)
+        return flat.topk(min(self.config.top_k, flat.shape[1]), dim=1).values.mean(1)
+
+    def knn_map(self, patch_tokens: torch.Tensor, resolution: int, memory: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, R, R) cosine distance of each patch to its nearest memory patch, divided by ``config.knn_scale``
+        and clipped to [0, 1]."""
+        from .memory import nearest_distance
+
+        memory = self.memory if memory is None else memory
+        side = int(round(patch_tokens.shape[1] ** 0.5))
+        dist = torch.stack([nearest_distance(t, memory) for t in patch_tokens]).view(-1, 1, side, side)
+        dist = F.interpolate(dist, size=(resolution, resolution), mode="bilinear", align_corners=False)[:, 0]
+        return (dist / self.config.knn_scale).clamp(0.0, 1.0)
 
     def train(self, mode: bool = True) -> "AnomalyVFM":
         super().train(mode)
@@ -128,6 +152,8 @@ class AnomalyVFM(nn.Module):
             self.backbone.peft_config["default"].save_pretrained(tmp)
             save_file(adapters, tmp / ADAPTER_NAME, metadata={"format": "pt"})
             save_file(heads, tmp / HEADS_NAME, metadata={"format": "pt"})
+            if self.memory is not None:
+                save_file({"memory": self.memory.detach().contiguous()}, tmp / MEMORY_NAME, metadata={"format": "pt"})
             (tmp / CONFIG_NAME).write_text(json.dumps(self.config.to_dict(), indent=2))
             for f in tmp.iterdir():
                 os.replace(f, directory / f.name)
@@ -152,6 +178,8 @@ class AnomalyVFM(nn.Module):
         missing = [k for k in missing if k.startswith(("decoder.", "image_head."))]
         if missing or unexpected:
             raise ValueError(f"{directory / HEADS_NAME}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        if (directory / MEMORY_NAME).is_file():
+            model.memory = load_file(directory / MEMORY_NAME)["memory"]
         return model.eval()
 
 

@@ -23,7 +23,7 @@ class Prediction:
 
     name: str
     score: float = float("nan")  # image anomaly score in [0, 1], by the model's ``image_score`` rule
-    scores: dict[str, float] | None = None  # the score under every rule (cls, topk, fused)
+    scores: dict[str, float] | None = None  # raw score per rule (cls, topk, fused; model, raw for profiles)
     is_anomalous: bool = False  # score > threshold
     anomaly_map: np.ndarray | None = None  # float32 (H, W) in [0, 1], the original image size
     mask: np.ndarray | None = None  # bool (H, W): anomaly_map > pixel threshold
@@ -110,8 +110,11 @@ def iter_predict(model, images: Iterable[ImageInput], batch_size: int = 8, mode:
 
 def _run(model, loaded: list[_Loaded], res: int, threshold: float, pixel_threshold: float, batch_size: int,
          device) -> list[Prediction]:
+    from .calibration import Calibration
+
     crops = [c for item in loaded if item.crops for c in item.crops]
-    rules = tuple(IMAGE_SCORES)
+    rules = tuple(IMAGE_SCORES) + (("model",) if model.memory is not None and model.config.fusion_weight > 0 else ())
+    calibration = Calibration.from_dict(model.config.calibration) if model.config.calibration else None
     scores, maps = [], []
     for start in range(0, len(crops), batch_size):
         x = normalize(np.stack(crops[start:start + batch_size]), model.config.mean, model.config.std).to(device)
@@ -130,6 +133,9 @@ def _run(model, loaded: list[_Loaded], res: int, threshold: float, pixel_thresho
         amap = stitch(list(maps_np[k:k + n]), item.tiles, h, w).astype(np.float32)
         by_rule = dict(zip(rules, scores_np[k:k + n].max(0).tolist()))  # a long image: its most anomalous tile
         score = by_rule[model.config.image_score]
+        if calibration is not None:  # a calibrated profile: the 0–1 deviation score, its threshold at 0.5
+            by_rule["raw"] = score
+            score = calibration.deviation(score)
         k += n
         results.append(Prediction(item.name, score=score, scores=by_rule, is_anomalous=score > threshold,
                                   anomaly_map=amap, mask=amap > pixel_threshold, image=item.rgb))

@@ -4,7 +4,7 @@ from __future__ import annotations
 from .base import Method, Scored
 
 __all__ = ["Method", "Scored", "create_method", "METHODS"]
-METHODS = ("anomalyvfm", "knn", "winclip", "winclipplus")
+METHODS = ("anomalyvfm", "anomalyvfm-fewshot", "knn", "winclip", "winclipplus")
 
 
 def create_method(name: str, *, mode: str | None = None, resolution: int | None = None,
@@ -31,4 +31,12 @@ def create_method(name: str, *, mode: str | None = None, resolution: int | None 
 
         m = load_default(model)
         return AnomalyVFMMethod(m, resolution=resolution or MODES[mode or m.config.mode])
+    if name == "anomalyvfm-fewshot":
+        from ..fewshot import FinetuneConfig
+        from ..model import load_default
+        from .fewshot import AnomalyVFMFewShot
+
+        m = load_default(model)
+        res = resolution or MODES[mode or m.config.mode]
+        return AnomalyVFMFewShot(m, FinetuneConfig(resolution=res), resolution=res)
     raise ValueError(f"unknown method {name!r}; available: {', '.join(METHODS)}")

@@ -12,6 +12,7 @@ class Scored:
     score: float  # image anomaly score (higher = more anomalous)
     anomaly_map: np.ndarray  # float32 (H, W), the image's own size
     variants: dict[str, float] | None = None  # the image score under alternative rules, evaluated alongside
+    verdict: bool | None = None  # anomalous at the method's own calibrated threshold, where it has one
 
 
 class Method(ABC):

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ..backbones import load_backbone, num_prefix_tokens
+from ..memory import nearest_distance
 from ..preprocess import normalize, resize_square
 from .base import Method, Scored
 
@@ -81,12 +82,8 @@ class KNN(Method):
 
     @torch.inference_mode()
     def distances(self, feats: torch.Tensor) -> torch.Tensor:
-        """Cosine distance of each patch to its nearest neighbour in the memory, chunked over the memory."""
-        best = torch.full((feats.shape[0],), -1.0)
-        for start in range(0, self.memory.shape[0], 16384):
-            sim = feats @ self.memory[start:start + 16384].T
-            best = torch.maximum(best, sim.max(dim=1).values)
-        return 1.0 - best
+        """Cosine distance of each patch to its nearest neighbour in the memory."""
+        return nearest_distance(feats, self.memory)
 
     def score(self, images: dict[str, np.ndarray]) -> dict[str, Scored]:
         if self.memory is None:

@@ -50,18 +50,26 @@ def normal_image(rng: np.random.Generator, cfg: SynthConfig) -> tuple[np.ndarray
 def make_pair(rng: np.random.Generator, cfg: SynthConfig) -> dict:
     """One sample: good image, defective image, float mask in [0, 1], and what was drawn."""
     good, fg, family = normal_image(rng, cfg)
+    return {"good": good, **defect_on(rng, good, cfg, fg, family), "family": family}
+
+
+def defect_on(rng: np.random.Generator, good: np.ndarray, cfg: SynthConfig, fg: np.ndarray | None = None,
+              family: str | None = None) -> dict:
+    """A synthetic defect on a given (square, ``cfg.size``) image: the defective image, its 0/255 mask and what
+    was drawn. ``fg`` limits where defects go; ``family`` keeps the donor texture of a texture swap different."""
+    fg = np.ones(good.shape[:2], bool) if fg is None else fg
     for _ in range(20):
         defect = str(rng.choice(cfg.defects))
         donor_family = str(rng.choice([t for t in cfg.textures if t != family] or cfg.textures))
-        donor = TEXTURES[donor_family](rng, cfg.size, bool(rng.random() < cfg.colour_fraction))
+        donor = TEXTURES[donor_family](rng, good.shape[0], bool(rng.random() < cfg.colour_fraction))
         source, mask = DEFECTS[defect](rng, good, fg, donor)
         if (mask > 0.5).sum() >= cfg.min_mask_pixels:
             break
     faint = bool(rng.random() < cfg.low_contrast_fraction)
     opacity = float(rng.uniform(*(cfg.low_contrast_opacity if faint else cfg.opacity)))
     bad = blend(good, source, mask, opacity)
-    return {"good": good, "bad": bad, "mask": (mask > 0.5).astype(np.uint8) * 255, "family": family,
-            "defect": defect, "opacity": opacity, "low_contrast": faint}
+    return {"bad": bad, "mask": (mask > 0.5).astype(np.uint8) * 255, "defect": defect, "opacity": opacity,
+            "low_contrast": faint}
 
 
 def generate(n: int, seed: int = 0, cfg: SynthConfig | None = None, start: int = 0) -> Iterator[dict]:

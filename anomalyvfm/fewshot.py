@@ -1,0 +1,311 @@
+"""Few-shot adaptation from a handful of good images: fine-tune the adapters, decoder and head on synthetic defects
+made on those images, store their adapted patch features as a kNN memory fused with the model's map, and calibrate
+a threshold from the good images alone. The result is a product profile: a checkpoint folder (loadable by
+``AnomalyVFM.from_pretrained`` and ``anomalyvfm predict --model``) plus ``profile.json`` with its provenance."""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import datetime
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .calibration import Calibration, calibrate
+from .config import resolution_for
+from .losses import anomalyvfm_loss
+from .metrics import image_metrics
+from .model import AnomalyVFM
+from .outputs import atomic_write_bytes
+from .preprocess import ImageInput, describe, load, normalize, resize_square
+from .synth import SynthConfig
+from .synth.generator import defect_on
+
+PROFILE_NAME = "profile.json"
+
+
+@dataclass
+class FinetuneConfig:
+    steps: int = 60  # most optimiser steps (early stopping may end sooner)
+    batch_size: int = 8  # half augmented good images, half the same with a synthetic defect
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    alpha: float = 0.1  # confidence regulariser of the pixel loss
+    image_weight: float = 1.0
+    eval_every: int = 15  # steps between held-out evaluations
+    patience: int = 2  # held-out evaluations without improvement before stopping
+    holdout: int = 16  # synthetic held-out pairs (early stopping, fusion weight)
+    mode: str | None = None  # fast | accurate; default: the base model's
+    resolution: int | None = None
+    seed: int = 0
+    memory: bool = True  # keep the good images' adapted patch features and fuse their kNN map
+    fusion_weights: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)  # candidates, chosen on held-out pairs
+    fpr: float = 0.01  # target false-positive rate of the calibrated threshold
+    augmentations: int = 8  # augmented views per good image for calibration
+    synth: dict = field(default_factory=dict)  # SynthConfig fields for the defects made on the good images
+
+
+@dataclass
+class FinetuneReport:
+    steps: int = 0
+    best_step: int = 0
+    holdout_loss: list[float] = field(default_factory=list)
+    fusion_weight: float = 0.0
+    fusion_auroc: dict[str, float] = field(default_factory=dict)
+    calibration: dict | None = None
+    seconds: float = 0.0
+
+
+def augment(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+    """A view of a good image that is still good: flips, a small shift-and-zoom, brightness/contrast jitter."""
+    import cv2
+
+    out = image
+    if rng.random() < 0.5:
+        out = out[:, ::-1]
+    if rng.random() < 0.5:
+        out = out[::-1]
+    size = out.shape[0]
+    scale = rng.uniform(1.0, 1.12)
+    dx, dy = rng.uniform(-0.04, 0.04, 2) * size
+    matrix = np.array([[scale, 0, (1 - scale) * size / 2 + dx], [0, scale, (1 - scale) * size / 2 + dy]], np.float32)
+    out = cv2.warpAffine(np.ascontiguousarray(out), matrix, (size, size), flags=cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REFLECT)
+    gain, bias = rng.uniform(0.9, 1.1), rng.uniform(-10, 10)
+    return np.clip(out.astype(np.float32) * gain + bias, 0, 255).astype(np.uint8)
+
+
+def _pairs(rng: np.random.Generator, images: list[np.ndarray], n: int, synth: SynthConfig,
+           sources: list[int] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]:
+    """n (good view, defective view) pairs, interleaved: images (2n, R, R, 3), masks (2n, R, R), labels (2n,)."""
+    views, masks, labels, origin = [], [], [], []
+    for j in range(n):
+        i = sources[j] if sources is not None else int(rng.integers(len(images)))
+        good = augment(rng, images[i])
+        pair = defect_on(rng, good, synth)
+        views += [good, pair["bad"]]
+        masks += [np.zeros(good.shape[:2], np.uint8), pair["mask"]]
+        labels += [0.0, 1.0]
+        origin += [i, i]
+    return np.stack(views), np.stack(masks), np.array(labels, np.float32), origin
+
+
+def _tensors(model: AnomalyVFM, views: np.ndarray, masks: np.ndarray, labels: np.ndarray, device):
+    x = normalize(views, model.config.mean, model.config.std).to(device)
+    m = torch.from_numpy(masks).float().div_(255.0).unsqueeze(1).to(device)
+    return x, m, torch.from_numpy(labels).to(device)
+
+
+def _trainable_state(model: AnomalyVFM) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+@torch.no_grad()
+def _forward_all(model: AnomalyVFM, views: np.ndarray, batch_size: int, device):
+    """Model outputs for many views in batches: (mask logits, confidence, image logits, patch tokens) concatenated."""
+    parts = []
+    for s in range(0, len(views), batch_size):
+        out = model(normalize(views[s:s + batch_size], model.config.mean, model.config.std).to(device))
+        parts.append(out)
+    from .model import ModelOutput
+
+    return ModelOutput(*(torch.cat([getattr(p, f.name) for p in parts]) for f in dataclasses.fields(ModelOutput)))
+
+
+def _read(images: Sequence[ImageInput], resolution: int) -> tuple[list[np.ndarray], list[str]]:
+    out, names = [], []
+    for i, item in enumerate(images):
+        out.append(resize_square(load(item), resolution))  # ImageReadError names the file and what is wrong
+        names.append(describe(item, i))
+    return out, names
+
+
+def finetune(model: AnomalyVFM, good: Sequence[ImageInput], config: FinetuneConfig | None = None, *,
+             progress: bool = True) -> tuple[AnomalyVFM, FinetuneReport]:
+    """Adapt a copy of ``model`` to one product from its good images. Returns (profile model, report); the
+    profile model carries the memory, the fusion weight and the calibration in its config."""
+    from tqdm import tqdm
+
+    cfg = config or FinetuneConfig()
+    tic = time.perf_counter()
+    res = resolution_for(cfg.mode, cfg.resolution, model.config.mode)
+    images, _ = _read(good, res)
+    if not images:
+        raise ValueError("finetune needs at least one good image")
+    device = next(model.parameters()).device
+    model = copy.deepcopy(model).train()
+    model.memory = None
+    model.config.fusion_weight, model.config.calibration = 0.0, None
+    synth = SynthConfig(**{**cfg.synth, "size": res})
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng([cfg.seed, 0])
+    held = _pairs(np.random.default_rng([cfg.seed, 1]), images, cfg.holdout, synth,
+                  sources=[j % len(images) for j in range(cfg.holdout)])
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    report = FinetuneReport()
+
+    def held_out_loss() -> float:
+        model.eval()
+        x, m, y = _tensors(model, *held[:3], device)
+        losses = []
+        with torch.no_grad():
+            for s in range(0, len(x), cfg.batch_size):
+                o = model(x[s:s + cfg.batch_size])
+                losses.append(anomalyvfm_loss(o.mask_logits, o.confidence_logits, o.image_logits,
+                                              m[s:s + cfg.batch_size], y[s:s + cfg.batch_size], cfg.alpha,
+                                              cfg.image_weight).item())
+        model.train()
+        return float(np.mean(losses))
+
+    best, best_state, stale = held_out_loss(), _trainable_state(model), 0
+    report.holdout_loss.append(best)
+    bar = tqdm(range(1, cfg.steps + 1), desc="finetune", unit="step", disable=not progress)
+    for step in bar:
+        x, m, y = _tensors(model, *_pairs(rng, images, cfg.batch_size // 2, synth)[:3], device)
+        out = model(x)
+        loss = anomalyvfm_loss(out.mask_logits, out.confidence_logits, out.image_logits, m, y, cfg.alpha,
+                               cfg.image_weight)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        report.steps = step
+        bar.set_postfix(loss=f"{loss.item():.4f}", held_out=f"{best:.4f}")
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            current = held_out_loss()
+            report.holdout_loss.append(current)
+            if current < best:
+                best, best_state, stale, report.best_step = current, _trainable_state(model), 0, step
+            else:
+                stale += 1
+                if stale >= cfg.patience:
+                    break
+    bar.close()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name in best_state:
+                p.copy_(best_state[name])
+    model.prepare_for_inference()
+    if cfg.memory:
+        _fit_memory(model, images, held, cfg, res, device, report)
+    _fit_calibration(model, images, cfg, res, device, report)
+    model.config.mode = next((k for k, v in {"fast": 224, "accurate": 448}.items() if v == res), model.config.mode)
+    report.seconds = time.perf_counter() - tic
+    return model, report
+
+
+def _memory_of(model: AnomalyVFM, images: list[np.ndarray], batch_size: int, device) -> list[torch.Tensor]:
+    """Per good image: its patch tokens and those of its horizontal/vertical flips, (3·h·w, D)."""
+    views = np.stack([v for im in images for v in (im, im[:, ::-1], im[::-1])])
+    tokens = _forward_all(model, np.ascontiguousarray(views), batch_size, device).patch_tokens
+    return [tokens[3 * i:3 * i + 3].reshape(-1, tokens.shape[-1]) for i in range(len(images))]
+
+
+def _leave_one_out(per_image: list[torch.Tensor], i: int) -> torch.Tensor:
+    """The memory without image i (with a single image, the image itself: nothing else is known)."""
+    others = [m for j, m in enumerate(per_image) if j != i]
+    return torch.cat(others or per_image)
+
+
+def _fit_memory(model: AnomalyVFM, images, held, cfg: FinetuneConfig, res: int, device,
+                report: FinetuneReport) -> None:
+    """Build the memory; choose ``knn_scale`` from good views and the fusion weight on the held-out pairs, each
+    pair scored against the memory without the image it was made from."""
+    from .metrics import pixel_metrics
+
+    per_image = _memory_of(model, images, cfg.batch_size, device)
+    views, masks, labels, origin = held
+    out = _forward_all(model, views, cfg.batch_size, device)
+    model.config.knn_scale = 1.0
+    knn = torch.cat([model.knn_map(out.patch_tokens[j:j + 1], res, _leave_one_out(per_image, origin[j]))
+                     for j in range(len(views))])
+    good_knn = knn[labels == 0].flatten(1)
+    model.config.knn_scale = max(2.0 * float(good_knn.quantile(0.99, dim=1).mean()), 1e-3)
+    knn = (knn / model.config.knn_scale).clamp(0, 1)
+    maps = torch.sigmoid(torch.nn.functional.interpolate(out.mask_logits, size=(res, res), mode="bilinear",
+                                                         align_corners=False)[:, 0])
+    best = (-1.0, 0.0)
+    for w in cfg.fusion_weights:
+        fused = (1 - w) * maps + w * knn
+        flat = fused.flatten(1)
+        scores = flat.topk(min(model.config.top_k, flat.shape[1]), dim=1).values.mean(1).numpy()
+        i_auroc = image_metrics(labels.astype(int).tolist(), scores.tolist())["I-AUROC"]
+        p_auroc = pixel_metrics([m > 127 for m in masks], list(fused.numpy()), 0.3, max_side=64)["P-AUROC"]
+        report.fusion_auroc[f"{w:g}"] = round(float((i_auroc + p_auroc) / 2), 4)
+        if (i_auroc + p_auroc) / 2 > best[0] + 1e-6:
+            best = ((i_auroc + p_auroc) / 2, w)
+    model.config.fusion_weight = report.fusion_weight = float(best[1])
+    model.memory = torch.cat(per_image)
+    model._per_image_memory = per_image  # for leave-one-out calibration right after; not saved
+
+
+def _fit_calibration(model: AnomalyVFM, images, cfg: FinetuneConfig, res: int, device,
+                     report: FinetuneReport) -> None:
+    """Raw scores of augmented views of each good image, each against the memory without that image, then a
+    threshold at the target false-positive rate."""
+    rng = np.random.default_rng([cfg.seed, 2])
+    full = model.memory
+    per_image = getattr(model, "_per_image_memory", None)
+    raw = []
+    model.config.calibration = None
+    for i, image in enumerate(images):
+        views = np.stack([image] + [augment(rng, image) for _ in range(cfg.augmentations - 1)])
+        if per_image is not None:
+            model.memory = _leave_one_out(per_image, i)
+        with torch.no_grad():
+            out = _forward_all(model, views, cfg.batch_size, device)
+            scores, _ = model.scores(out, res)
+        raw += scores[model.config.image_score].tolist()
+    model.memory = full
+    if per_image is not None:
+        del model._per_image_memory
+    cal = calibrate(raw, cfg.fpr)
+    model.config.calibration = report.calibration = cal.to_dict()
+    model.config.threshold = 0.5
+
+
+def recalibrate(model: AnomalyVFM, good: Sequence[ImageInput], fpr: float = 0.01,
+                defective: Sequence[ImageInput] | None = None, batch_size: int = 8) -> Calibration:
+    """Re-choose a model's threshold from images it has not seen (good, and optionally defective): they are scored
+    as they are (no leave-one-out), so pass images that are not in its memory."""
+    model.config.calibration = None
+    raw_good = [p.scores[model.config.image_score] for p in model.predict(list(good), batch_size=batch_size,
+                                                                             errors="raise")]
+    raw_bad = [p.scores[model.config.image_score] for p in model.predict(list(defective), batch_size=batch_size,
+                                                                            errors="raise")] if defective else None
+    cal = calibrate(raw_good, fpr, raw_bad)
+    model.config.calibration, model.config.threshold = cal.to_dict(), 0.5
+    return cal
+
+
+def _sha256(item: ImageInput) -> str | None:
+    if isinstance(item, (str, os.PathLike)) and Path(item).is_file():
+        return hashlib.sha256(Path(item).read_bytes()).hexdigest()
+    return None
+
+
+def save_profile(model: AnomalyVFM, directory: str | os.PathLike, *, base: str, good: Sequence[ImageInput],
+                 config: FinetuneConfig, report: FinetuneReport) -> Path:
+    """Write the profile: the checkpoint files (adapters, heads, memory, config with calibration) and
+    ``profile.json`` (base model, images used with their sha256, date, package version, settings, report)."""
+    from importlib import metadata
+
+    directory = model.save_pretrained(directory)
+    try:
+        version = metadata.version("anomalyvfm")
+    except metadata.PackageNotFoundError:
+        version = None
+    provenance = {
+        "base_model": base, "base_backbone_sha256": model.config.backbone_sha256,
+        "images": [{"name": describe(item, i), "sha256": _sha256(item)} for i, item in enumerate(good)],
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "anomalyvfm_version": version, "finetune": dataclasses.asdict(config), "report": dataclasses.asdict(report)}
+    atomic_write_bytes(directory / PROFILE_NAME, json.dumps(provenance, indent=2).encode())
+    return directory

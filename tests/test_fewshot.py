@@ -1,0 +1,89 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from anomalyvfm.calibration import Calibration, calibrate
+from anomalyvfm.fewshot import PROFILE_NAME, FinetuneConfig, finetune, recalibrate, save_profile
+from anomalyvfm.model import AnomalyVFM
+
+from conftest import write_image
+
+TINY = FinetuneConfig(steps=6, batch_size=4, eval_every=2, patience=10, holdout=4, resolution=56, augmentations=3,
+                      lr=3e-3)
+
+
+def _goods(tmp_path, n=3):
+    return [write_image(tmp_path / "good" / f"{i}.png", size=(60, 60), seed=i) for i in range(n)]
+
+
+def test_calibration_threshold_is_the_good_quantile_of_a_known_distribution():
+    good = np.random.default_rng(0).normal(0.0, 1.0, 200_000)
+    cal = calibrate(good, fpr=0.01)
+    assert cal.threshold == pytest.approx(2.326, abs=0.03)  # Φ⁻¹(0.99)
+    assert cal.scale == pytest.approx(1.0, abs=0.02)
+    assert cal.deviation(cal.threshold) == pytest.approx(0.5)
+    assert cal.deviation(-10.0) < 0.01 < 0.99 < cal.deviation(10.0)
+    assert np.mean(np.asarray(cal.deviation(good)) > 0.5) == pytest.approx(0.01, abs=0.001)
+
+
+def test_calibration_uses_defective_scores_to_widen_the_margin():
+    good = np.linspace(0.0, 1.0, 101)  # the 0.99 quantile ("higher") is 0.99
+    cal = calibrate(good, fpr=0.01, defective=[0.5, 2.0, 3.0])
+    assert cal.threshold == pytest.approx((0.99 + 2.0) / 2) and cal.n_defective == 3
+    assert Calibration.from_dict(cal.to_dict()) == cal
+    with pytest.raises(ValueError, match="at least 2"):
+        calibrate([0.3])
+
+
+def test_finetune_of_a_tiny_model_lowers_its_held_out_loss(tiny_model, tmp_path):
+    profile, report = finetune(tiny_model, _goods(tmp_path), TINY, progress=False)
+    assert report.steps == 6 and len(report.holdout_loss) == 4
+    assert min(report.holdout_loss[1:]) < report.holdout_loss[0]
+    assert profile.memory is not None and profile.memory.shape == (3 * 3 * 16, 32)  # 3 images × 3 views × 4×4
+    assert report.fusion_weight in TINY.fusion_weights and set(report.fusion_auroc) == {"0", "0.25", "0.5", "0.75",
+                                                                                           "1"}
+    assert profile.config.calibration["n_good"] == 3 * 3 and profile.config.threshold == 0.5
+    assert tiny_model.memory is None  # the base model is left as it was
+
+
+def test_profile_round_trip_in_a_fresh_process_gives_identical_scores(tiny_model, tmp_path):
+    goods = _goods(tmp_path)
+    profile, report = finetune(tiny_model, goods, TINY, progress=False)
+    profile.config.fusion_weight = 0.5  # exercise the memory path whatever the held-out choice was
+    folder = save_profile(profile, tmp_path / "profile", base="tiny", good=goods, config=TINY, report=report)
+    meta = json.loads((folder / PROFILE_NAME).read_text())
+    assert [m["sha256"] for m in meta["images"]] and all(len(m["sha256"]) == 64 for m in meta["images"])
+    assert meta["base_model"] == "tiny" and meta["finetune"]["steps"] == 6
+    test = [write_image(tmp_path / "test" / f"{i}.png", size=(60, 60), seed=10 + i) for i in range(3)]
+    expected = [r.score for r in profile.predict(test)]
+    script = (f"import json; from anomalyvfm import AnomalyVFM;"
+              f"m = AnomalyVFM.from_pretrained({str(folder)!r});"
+              f"print(json.dumps([r.score for r in m.predict({[str(t) for t in test]!r})]))")
+    out = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True).stdout
+    assert np.allclose(json.loads(out.strip().splitlines()[-1]), expected, atol=1e-6)
+    assert all(0.0 < s < 1.0 for s in expected)
+
+
+def test_memory_fusion_lifts_a_patch_that_no_good_image_has(tiny_model):
+    tokens = torch.nn.functional.normalize(torch.randn(1, 16, 32), dim=-1)
+    tiny_model.memory = tokens[0].clone()
+    tiny_model.config.knn_scale = 1.0
+    odd = tokens.clone()
+    odd[0, 5] = -odd[0, 5]  # this patch points the opposite way to its memory twin
+    knn = tiny_model.knn_map(odd, 56)
+    assert knn.shape == (1, 56, 56)
+    expected = 1 - float((-tokens[0, 5] @ tokens[0].T).max())  # its nearest memory patch is another one
+    row, col = divmod(int(knn[0].argmax()), 56)
+    assert (row // 14, col // 14) == (1, 1) and float(knn[0].max()) == pytest.approx(expected, rel=0.1)  # bilinear blur
+    assert float(tiny_model.knn_map(tokens, 56).max()) < 1e-5
+
+
+def test_recalibrate_sets_a_threshold_from_unseen_good_images(tiny_model, tmp_path):
+    cal = recalibrate(tiny_model, _goods(tmp_path, 4), fpr=0.25)
+    scores = [r.score for r in tiny_model.predict(_goods(tmp_path, 4))]
+    assert cal.n_good == 4 and tiny_model.config.threshold == 0.5
+    assert sum(s > 0.5 for s in scores) <= 1  # at most the top quarter of the good images is flagged
