@@ -65,6 +65,8 @@ class AnomalyVFMConfig:
     fusion_weight: float = 0.0  # few-shot: weight of the good-image memory's kNN map fused with the model's map
     knn_scale: float = 1.0  # few-shot: kNN cosine distance that maps to 1 before fusion
     calibration: dict | None = None  # few-shot: anomalyvfm.calibration.Calibration fields (0–1 deviation score)
+    memory_mode: str = "knn"  # "knn": nearest patch anywhere in the memory; "golden": aligned reference image, nearest
+    # patch within one patch of the same position (fixed-position parts)
 
     def __post_init__(self) -> None:
         if isinstance(self.adapter, dict):
@@ -80,6 +82,8 @@ class AnomalyVFMConfig:
             raise ValueError(f"top_k must be >= 1, got {self.top_k}")
         if not 0.0 <= self.fusion_weight <= 1.0:
             raise ValueError(f"fusion_weight must be in [0, 1], got {self.fusion_weight}")
+        if self.memory_mode not in ("knn", "golden"):
+            raise ValueError(f"memory_mode must be 'knn' or 'golden', got {self.memory_mode!r}")
         if self.knn_scale <= 0:
             raise ValueError(f"knn_scale must be > 0, got {self.knn_scale}")
         if self.max_aspect < 1.0:

@@ -46,6 +46,8 @@ class FinetuneConfig:
     resolution: int | None = None
     seed: int = 0
     memory: bool = True  # keep the good images' adapted patch features and fuse their kNN map
+    golden: bool = False  # fixed-position parts: the first good image is a golden reference every image is aligned
+    # to; its patches are compared position by position (± one patch) instead of with the whole memory
     fusion_weights: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)  # candidates, chosen on held-out pairs
     fpr: float = 0.01  # target false-positive rate of the calibrated threshold
     augmentations: int = 8  # augmented views per good image for calibration
@@ -141,8 +143,8 @@ def finetune(model: AnomalyVFM, good: Sequence[ImageInput], config: FinetuneConf
         raise ValueError("finetune needs at least one good image")
     device = next(model.parameters()).device
     model = copy.deepcopy(model).train()
-    model.memory = None
-    model.config.fusion_weight, model.config.calibration = 0.0, None
+    model.memory, model.reference = None, None
+    model.config.fusion_weight, model.config.calibration, model.config.memory_mode = 0.0, None, "knn"
     synth = SynthConfig(**{**cfg.synth, "size": res})
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng([cfg.seed, 0])
@@ -193,7 +195,9 @@ def finetune(model: AnomalyVFM, good: Sequence[ImageInput], config: FinetuneConf
             if name in best_state:
                 p.copy_(best_state[name])
     model.prepare_for_inference()
-    if cfg.memory:
+    if cfg.golden:
+        model.config.memory_mode, model.reference = "golden", load(good[0])
+    if cfg.memory or cfg.golden:
         _fit_memory(model, images, held, cfg, res, device, report)
     _fit_calibration(model, images, cfg, res, device, report)
     model.config.mode = next((k for k, v in {"fast": 224, "accurate": 448}.items() if v == res), model.config.mode)
@@ -220,8 +224,13 @@ def _fit_memory(model: AnomalyVFM, images, held, cfg: FinetuneConfig, res: int, 
     pair scored against the memory without the image it was made from."""
     from .metrics import pixel_metrics
 
-    per_image = _memory_of(model, images, cfg.batch_size, device)
+    if model.config.memory_mode == "golden":  # the reference's own patch grid, position by position
+        per_image = [_forward_all(model, np.stack(images[:1]), cfg.batch_size, device).patch_tokens[0]]
+    else:
+        per_image = _memory_of(model, images, cfg.batch_size, device)
     views, masks, labels, origin = held
+    if len(per_image) == 1:
+        origin = [0] * len(origin)
     out = _forward_all(model, views, cfg.batch_size, device)
     model.config.knn_scale = 1.0
     knn = torch.cat([model.knn_map(out.patch_tokens[j:j + 1], res, _leave_one_out(per_image, origin[j]))

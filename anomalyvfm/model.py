@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -22,6 +23,7 @@ CONFIG_NAME = "config.json"
 HEADS_NAME = "heads.safetensors"
 ADAPTER_NAME = "adapter_model.safetensors"
 MEMORY_NAME = "memory.safetensors"
+REFERENCE_NAME = "reference.png"
 
 
 class BackboneMismatchError(ValueError):
@@ -60,6 +62,7 @@ class AnomalyVFM(nn.Module):
         self.decoder = Decoder(hidden * len(config.decoder.layers), config.decoder)
         self.image_head = ImageHead(hidden)
         self.memory: torch.Tensor | None = None  # (M, D) normalised patch tokens of good images (few-shot)
+        self.reference: np.ndarray | None = None  # golden-reference mode: the uint8 RGB reference image
         self._merged = False
 
     # ---- forward -------------------------------------------------------------------------------------------------
@@ -105,7 +108,12 @@ class AnomalyVFM(nn.Module):
 
         memory = self.memory if memory is None else memory
         side = int(round(patch_tokens.shape[1] ** 0.5))
-        dist = torch.stack([nearest_distance(t, memory) for t in patch_tokens]).view(-1, 1, side, side)
+        if self.config.memory_mode == "golden":
+            from .golden import neighbourhood_distance
+
+            dist = neighbourhood_distance(patch_tokens, memory, side).view(-1, 1, side, side)
+        else:
+            dist = torch.stack([nearest_distance(t, memory) for t in patch_tokens]).view(-1, 1, side, side)
         dist = F.interpolate(dist, size=(resolution, resolution), mode="bilinear", align_corners=False)[:, 0]
         return (dist / self.config.knn_scale).clamp(0.0, 1.0)
 
@@ -154,6 +162,10 @@ class AnomalyVFM(nn.Module):
             save_file(heads, tmp / HEADS_NAME, metadata={"format": "pt"})
             if self.memory is not None:
                 save_file({"memory": self.memory.detach().contiguous()}, tmp / MEMORY_NAME, metadata={"format": "pt"})
+            if self.reference is not None:
+                from .outputs import write_png
+
+                write_png(tmp / REFERENCE_NAME, self.reference)
             (tmp / CONFIG_NAME).write_text(json.dumps(self.config.to_dict(), indent=2))
             for f in tmp.iterdir():
                 os.replace(f, directory / f.name)
@@ -180,6 +192,10 @@ class AnomalyVFM(nn.Module):
             raise ValueError(f"{directory / HEADS_NAME}: missing {missing[:5]}, unexpected {unexpected[:5]}")
         if (directory / MEMORY_NAME).is_file():
             model.memory = load_file(directory / MEMORY_NAME)["memory"]
+        if (directory / REFERENCE_NAME).is_file():
+            from .preprocess import read_image
+
+            model.reference = read_image(directory / REFERENCE_NAME)
         return model.eval()
 
 

@@ -42,6 +42,8 @@ class _Loaded:
     tiles: list[Tile] | None = None
     crops: list[np.ndarray] | None = None
     error: str | None = None
+    warp: np.ndarray | None = None  # golden-reference mode: the image was aligned to the reference
+    size: tuple[int, int] | None = None  # the original (height, width) when aligned
 
 
 def collect_inputs(specs: Sequence[str]) -> list[str]:
@@ -58,12 +60,20 @@ def collect_inputs(specs: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def _load(item: ImageInput, index: int, resolution: int, max_aspect: float) -> _Loaded:
+def _load(item: ImageInput, index: int, resolution: int, max_aspect: float,
+          reference: np.ndarray | None = None) -> _Loaded:
     name = describe(item, index)
     try:
         rgb = load(item)
     except ImageReadError as e:
         return _Loaded(name, error=e.reason)
+    if reference is not None:  # golden-reference mode: one whole-image view, aligned to the reference
+        from .golden import align
+
+        aligned, warp = align(rgb, reference)
+        tile = Tile(0, aligned.shape[0], 0, aligned.shape[1])
+        return _Loaded(name, rgb, [tile], [crop_and_resize(aligned, tile, resolution)], warp=warp,
+                       size=rgb.shape[:2])
     tiles = plan_tiles(rgb.shape[0], rgb.shape[1], max_aspect)
     return _Loaded(name, rgb, tiles, [crop_and_resize(rgb, t, resolution) for t in tiles])
 
@@ -90,7 +100,7 @@ def iter_predict(model, images: Iterable[ImageInput], batch_size: int = 8, mode:
     device = next(model.parameters()).device
 
     def load_chunk(chunk):
-        return [_load(item, i, res, cfg.max_aspect) for i, item in chunk]
+        return [_load(item, i, res, cfg.max_aspect, model.reference) for i, item in chunk]
 
     with ThreadPoolExecutor(max_workers=1) as pool, torch.inference_mode():
         chunks = _chunks(items, batch_size)
@@ -129,8 +139,15 @@ def _run(model, loaded: list[_Loaded], res: int, threshold: float, pixel_thresho
             results.append(Prediction(item.name, error=item.error))
             continue
         n = len(item.tiles)
-        h, w = item.rgb.shape[:2]
-        amap = stitch(list(maps_np[k:k + n]), item.tiles, h, w).astype(np.float32)
+        if item.size is not None:  # aligned to the golden reference: the map goes back to the image's own frame
+            from .golden import unwarp
+
+            ref_h, ref_w = model.reference.shape[:2]
+            amap = unwarp(stitch(list(maps_np[k:k + n]), item.tiles, ref_h, ref_w), item.warp, *item.size)
+        else:
+            h, w = item.rgb.shape[:2]
+            amap = stitch(list(maps_np[k:k + n]), item.tiles, h, w)
+        amap = amap.astype(np.float32)
         by_rule = dict(zip(rules, scores_np[k:k + n].max(0).tolist()))  # a long image: its most anomalous tile
         score = by_rule[model.config.image_score]
         if calibration is not None:  # a calibrated profile: the 0–1 deviation score, its threshold at 0.5

@@ -87,3 +87,33 @@ def test_recalibrate_sets_a_threshold_from_unseen_good_images(tiny_model, tmp_pa
     scores = [r.score for r in tiny_model.predict(_goods(tmp_path, 4))]
     assert cal.n_good == 4 and tiny_model.config.threshold == 0.5
     assert sum(s > 0.5 for s in scores) <= 1  # at most the top quarter of the good images is flagged
+
+
+def test_align_recovers_a_shift_and_maps_go_back_to_the_image_frame():
+    from anomalyvfm.golden import align, unwarp
+
+    rng = np.random.default_rng(0)
+    import cv2
+
+    reference = cv2.GaussianBlur(rng.integers(0, 256, (120, 120, 3), dtype=np.uint8), (0, 0), 2)
+    shifted = np.roll(reference, (3, -4), axis=(0, 1))
+    aligned, warp = align(shifted, reference)
+    assert warp is not None and np.allclose(warp[:, 2], (-4, 3), atol=0.5)
+    assert np.abs(aligned[10:-10, 10:-10].astype(int) - reference[10:-10, 10:-10]).mean() < 3
+    spot = np.zeros((120, 120), np.float32)
+    spot[60, 60] = 1.0  # a spot found on the aligned image lies at the shifted position in the image itself
+    row, col = divmod(int(unwarp(spot, warp, 120, 120).argmax()), 120)
+    assert (row, col) == (63, 56)
+
+
+def test_golden_profile_compares_each_position_with_the_reference(tiny_model, tmp_path):
+    goods = _goods(tmp_path, 1)
+    cfg = FinetuneConfig(**{**TINY.__dict__, "golden": True})
+    profile, report = finetune(tiny_model, goods, cfg, progress=False)
+    assert profile.config.memory_mode == "golden" and profile.reference is not None
+    assert profile.memory.shape == (16, 32)  # one 4×4 patch grid
+    folder = save_profile(profile, tmp_path / "golden", base="tiny", good=goods, config=cfg, report=report)
+    again = AnomalyVFM.from_pretrained(folder)
+    assert np.array_equal(again.reference, profile.reference) and again.config.memory_mode == "golden"
+    result = again.predict([goods[0]])[0]
+    assert result.ok and result.anomaly_map.shape == (60, 60)
