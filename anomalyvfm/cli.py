@@ -115,8 +115,15 @@ def _finetune(args: argparse.Namespace) -> int:
         base = load_default(args.base)
     given = {"steps": args.steps, "mode": args.mode, "resolution": args.resolution}
     cfg = FinetuneConfig(**{k: v for k, v in given.items() if v is not None}, seed=args.seed, fpr=args.fpr,
-                         memory=not args.no_memory)
-    profile, report = finetune(base, good, cfg)
+                         memory=not args.no_memory, golden=args.golden)
+    defective = []
+    if args.defective:
+        from .data.samples import find_mask
+
+        for path in collect_inputs(args.defective):
+            mask = find_mask(Path(args.masks), Path(path).stem) if args.masks else None
+            defective.append((path, str(mask) if mask else None))
+    profile, report = finetune(base, good, cfg, defective=defective)
     out = save_profile(profile, args.out, base=args.base or str(shipped_checkpoint()), good=good, config=cfg,
                        report=report)
     print(f"profile {out}: {len(good)} good images, {report.steps} steps (best {report.best_step}), fusion weight "
@@ -212,6 +219,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--fpr", type=float, default=0.01, help="target false-positive rate of the threshold")
     f.add_argument("--no-memory", action="store_true", help="no kNN memory of the good images")
+    f.add_argument("--golden", action="store_true",
+                   help="fixed-position parts: align every image to the first good image and compare position-wise")
+    f.add_argument("--defective", nargs="+", help="optional real defective images (mixed supervision)")
+    f.add_argument("--masks", help="folder with their masks (<stem>_mask.png or <stem>.png); without: image labels")
     f.set_defaults(func=_finetune)
 
     k = sub.add_parser("calibrate", help="choose a model's or profile's threshold from good (and defective) images")

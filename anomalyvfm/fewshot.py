@@ -50,6 +50,7 @@ class FinetuneConfig:
     # to; its patches are compared position by position (± one patch) instead of with the whole memory
     fusion_weights: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)  # candidates, chosen on held-out pairs
     fpr: float = 0.01  # target false-positive rate of the calibrated threshold
+    real_fraction: float = 0.5  # with real defective images given: share of training pairs that use one
     augmentations: int = 8  # augmented views per good image for calibration
     synth: dict = field(default_factory=dict)  # SynthConfig fields for the defects made on the good images
 
@@ -65,15 +66,16 @@ class FinetuneReport:
     seconds: float = 0.0
 
 
-def augment(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
-    """A view of a good image that is still good: flips, a small shift-and-zoom, brightness/contrast jitter."""
+def augment(rng: np.random.Generator, image: np.ndarray, mask: np.ndarray | None = None):
+    """A view of a good image that is still good: flips, a small shift-and-zoom, brightness/contrast jitter. With a
+    ``mask``, returns (view, mask moved the same way)."""
     import cv2
 
-    out = image
-    if rng.random() < 0.5:
-        out = out[:, ::-1]
-    if rng.random() < 0.5:
-        out = out[::-1]
+    out, m = image, mask
+    for axis in (1, 0):
+        if rng.random() < 0.5:
+            out = np.flip(out, axis)
+            m = None if m is None else np.flip(m, axis)
     size = out.shape[0]
     scale = rng.uniform(1.0, 1.12)
     dx, dy = rng.uniform(-0.04, 0.04, 2) * size
@@ -81,22 +83,49 @@ def augment(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
     out = cv2.warpAffine(np.ascontiguousarray(out), matrix, (size, size), flags=cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_REFLECT)
     gain, bias = rng.uniform(0.9, 1.1), rng.uniform(-10, 10)
-    return np.clip(out.astype(np.float32) * gain + bias, 0, 255).astype(np.uint8)
+    out = np.clip(out.astype(np.float32) * gain + bias, 0, 255).astype(np.uint8)
+    if mask is None:
+        return out
+    return out, cv2.warpAffine(np.ascontiguousarray(m), matrix, (size, size), flags=cv2.INTER_NEAREST,
+                               borderMode=cv2.BORDER_CONSTANT)
 
 
 def _pairs(rng: np.random.Generator, images: list[np.ndarray], n: int, synth: SynthConfig,
-           sources: list[int] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]:
-    """n (good view, defective view) pairs, interleaved: images (2n, R, R, 3), masks (2n, R, R), labels (2n,)."""
-    views, masks, labels, origin = [], [], [], []
+           sources: list[int] | None = None, real: list[tuple[np.ndarray, np.ndarray | None]] | None = None,
+           real_fraction: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int], np.ndarray]:
+    """n (good view, defective view) pairs, interleaved: images (2n, R, R, 3), masks (2n, R, R), labels (2n,),
+    the good image each pair came from, and whether each row's mask is known (a real defect without a mask: no)."""
+    views, masks, labels, origin, known = [], [], [], [], []
     for j in range(n):
         i = sources[j] if sources is not None else int(rng.integers(len(images)))
         good = augment(rng, images[i])
-        pair = defect_on(rng, good, synth)
+        if real and rng.random() < real_fraction:
+            image, mask = real[int(rng.integers(len(real)))]
+            bad, bad_mask = augment(rng, image, mask if mask is not None else np.zeros(image.shape[:2], np.uint8))
+            pair = {"bad": bad, "mask": bad_mask}
+            known += [True, mask is not None]
+        else:
+            pair = defect_on(rng, good, synth)
+            known += [True, True]
         views += [good, pair["bad"]]
         masks += [np.zeros(good.shape[:2], np.uint8), pair["mask"]]
         labels += [0.0, 1.0]
         origin += [i, i]
-    return np.stack(views), np.stack(masks), np.array(labels, np.float32), origin
+    return np.stack(views), np.stack(masks), np.array(labels, np.float32), origin, np.array(known)
+
+
+def _loss(out, m: torch.Tensor, y: torch.Tensor, known: torch.Tensor, cfg: "FinetuneConfig") -> torch.Tensor:
+    """The training objective; rows whose mask is unknown (real defects given without a mask) get the image loss
+    only."""
+    from .losses import confidence_weighted, image_loss, pixel_loss
+
+    if bool(known.all()):
+        return anomalyvfm_loss(out.mask_logits, out.confidence_logits, out.image_logits, m, y, cfg.alpha,
+                               cfg.image_weight)
+    m = torch.nn.functional.interpolate(m, size=out.mask_logits.shape[-2:], mode="bilinear", align_corners=False)
+    pixel = confidence_weighted(pixel_loss(out.mask_logits[known], m[known]), out.confidence_logits[known],
+                                cfg.alpha) if bool(known.any()) else out.mask_logits.sum() * 0
+    return pixel + cfg.image_weight * image_loss(out.image_logits, y)
 
 
 def _tensors(model: AnomalyVFM, views: np.ndarray, masks: np.ndarray, labels: np.ndarray, device):
@@ -129,10 +158,28 @@ def _read(images: Sequence[ImageInput], resolution: int) -> tuple[list[np.ndarra
     return out, names
 
 
+def _read_defective(items, resolution: int) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """(image, mask or None) pairs resized to the training square; masks with nearest-neighbour."""
+    import cv2
+
+    out = []
+    for image, mask in items:
+        rgb = resize_square(load(image), resolution)
+        m = None
+        if mask is not None:
+            m = load(mask)[..., 0]
+            m = (cv2.resize(m, (resolution, resolution), interpolation=cv2.INTER_NEAREST) > 127).astype(np.uint8) * 255
+        out.append((rgb, m))
+    return out
+
+
 def finetune(model: AnomalyVFM, good: Sequence[ImageInput], config: FinetuneConfig | None = None, *,
+             defective: Sequence[tuple[ImageInput, ImageInput | None]] | None = None,
              progress: bool = True) -> tuple[AnomalyVFM, FinetuneReport]:
     """Adapt a copy of ``model`` to one product from its good images. Returns (profile model, report); the
-    profile model carries the memory, the fusion weight and the calibration in its config."""
+    profile model carries the memory, the fusion weight and the calibration in its config. ``defective``: optional
+    real defective images, each with its mask (or None): they join the training pairs (pixel loss where the mask is
+    known, image loss always) and the calibration."""
     from tqdm import tqdm
 
     cfg = config or FinetuneConfig()
@@ -141,6 +188,7 @@ def finetune(model: AnomalyVFM, good: Sequence[ImageInput], config: FinetuneConf
     images, _ = _read(good, res)
     if not images:
         raise ValueError("finetune needs at least one good image")
+    real = _read_defective(defective or [], res)
     device = next(model.parameters()).device
     model = copy.deepcopy(model).train()
     model.memory, model.reference = None, None
@@ -171,10 +219,10 @@ def finetune(model: AnomalyVFM, good: Sequence[ImageInput], config: FinetuneConf
     report.holdout_loss.append(best)
     bar = tqdm(range(1, cfg.steps + 1), desc="finetune", unit="step", disable=not progress)
     for step in bar:
-        x, m, y = _tensors(model, *_pairs(rng, images, cfg.batch_size // 2, synth)[:3], device)
-        out = model(x)
-        loss = anomalyvfm_loss(out.mask_logits, out.confidence_logits, out.image_logits, m, y, cfg.alpha,
-                               cfg.image_weight)
+        views, masks, labels, _, known = _pairs(rng, images, cfg.batch_size // 2, synth, real=real,
+                                                real_fraction=cfg.real_fraction)
+        x, m, y = _tensors(model, views, masks, labels, device)
+        loss = _loss(model(x), m, y, torch.from_numpy(known).to(device), cfg)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -199,7 +247,7 @@ def finetune(model: AnomalyVFM, good: Sequence[ImageInput], config: FinetuneConf
         model.config.memory_mode, model.reference = "golden", load(good[0])
     if cfg.memory or cfg.golden:
         _fit_memory(model, images, held, cfg, res, device, report)
-    _fit_calibration(model, images, cfg, res, device, report)
+    _fit_calibration(model, images, cfg, res, device, report, [image for image, _ in real])
     model.config.mode = next((k for k, v in {"fast": 224, "accurate": 448}.items() if v == res), model.config.mode)
     report.seconds = time.perf_counter() - tic
     return model, report
@@ -228,7 +276,7 @@ def _fit_memory(model: AnomalyVFM, images, held, cfg: FinetuneConfig, res: int, 
         per_image = [_forward_all(model, np.stack(images[:1]), cfg.batch_size, device).patch_tokens[0]]
     else:
         per_image = _memory_of(model, images, cfg.batch_size, device)
-    views, masks, labels, origin = held
+    views, masks, labels, origin, _ = held
     if len(per_image) == 1:
         origin = [0] * len(origin)
     out = _forward_all(model, views, cfg.batch_size, device)
@@ -256,9 +304,9 @@ def _fit_memory(model: AnomalyVFM, images, held, cfg: FinetuneConfig, res: int, 
 
 
 def _fit_calibration(model: AnomalyVFM, images, cfg: FinetuneConfig, res: int, device,
-                     report: FinetuneReport) -> None:
+                     report: FinetuneReport, defective: list[np.ndarray]) -> None:
     """Raw scores of augmented views of each good image, each against the memory without that image, then a
-    threshold at the target false-positive rate."""
+    threshold at the target false-positive rate (moved up towards the real defective images' scores, if any)."""
     rng = np.random.default_rng([cfg.seed, 2])
     full = model.memory
     per_image = getattr(model, "_per_image_memory", None)
@@ -275,7 +323,12 @@ def _fit_calibration(model: AnomalyVFM, images, cfg: FinetuneConfig, res: int, d
     model.memory = full
     if per_image is not None:
         del model._per_image_memory
-    cal = calibrate(raw, cfg.fpr)
+    raw_bad = None
+    if defective:
+        with torch.no_grad():
+            scores, _ = model.scores(_forward_all(model, np.stack(defective), cfg.batch_size, device), res)
+        raw_bad = scores[model.config.image_score].tolist()
+    cal = calibrate(raw, cfg.fpr, raw_bad)
     model.config.calibration = report.calibration = cal.to_dict()
     model.config.threshold = 0.5
 

@@ -117,3 +117,28 @@ def test_golden_profile_compares_each_position_with_the_reference(tiny_model, tm
     assert np.array_equal(again.reference, profile.reference) and again.config.memory_mode == "golden"
     result = again.predict([goods[0]])[0]
     assert result.ok and result.anomaly_map.shape == (60, 60)
+
+
+def test_finetune_with_real_defects_with_and_without_masks(tiny_model, tmp_path):
+    from conftest import write_mask
+
+    goods = _goods(tmp_path, 2)
+    bad = [write_image(tmp_path / "bad" / f"{i}.png", size=(60, 60), seed=20 + i) for i in range(2)]
+    mask = write_mask(tmp_path / "bad" / "0_mask.png", size=(60, 60), box=(10, 30, 10, 30))
+    cfg = FinetuneConfig(**{**TINY.__dict__, "real_fraction": 1.0})
+    profile, report = finetune(tiny_model, goods, cfg, defective=[(bad[0], mask), (bad[1], None)], progress=False)
+    assert report.calibration["n_defective"] == 2 and len(report.holdout_loss) == 4
+    assert all(np.isfinite(report.holdout_loss))
+
+
+def test_finetune_command_writes_a_profile_that_predict_uses(tiny_checkpoint, tmp_path):
+    from anomalyvfm.cli import main
+
+    goods = _goods(tmp_path, 3)
+    assert main(["finetune", "--good", str(tmp_path / "good"), "--shots", "2", "--base", str(tiny_checkpoint),
+                 "--out", str(tmp_path / "profile"), "--resolution", "56", "--steps", "2"]) == 0
+    meta = json.loads((tmp_path / "profile" / PROFILE_NAME).read_text())
+    assert len(meta["images"]) == 2 and meta["base_model"] == str(tiny_checkpoint)
+    assert main(["predict", str(goods[2]), "--model", str(tmp_path / "profile"), "--out", str(tmp_path / "out"),
+                 "--no-images"]) == 0
+    assert (tmp_path / "out" / "results.csv").read_text().count("\n") == 2
