@@ -22,12 +22,22 @@ def _predict(args: argparse.Namespace) -> int:
     if not paths:
         print(f"error: no images found in {' '.join(args.paths)}", file=sys.stderr)
         return 2
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # library chatter; the one warning that matters is printed below
-        model = load_default(args.model)
+    if args.backend == "onnx":
+        from .export import OnnxModel
+
+        if not args.model:
+            print("error: --backend onnx needs --model FILE.onnx (made by `anomalyvfm export`)", file=sys.stderr)
+            return 2
+        model = OnnxModel(args.model)
+        if args.resolution is None and args.mode is None:
+            args.resolution = model.resolution
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # library chatter; the one warning that matters is printed below
+            model = load_default(args.model)
     if not model.config.trained:
-        print("warning: no trained checkpoint is shipped yet: this model's decoder and head are UNTRAINED, "
-              "so its scores and heatmaps are not meaningful", file=sys.stderr)
+        print("warning: this model's decoder and head are UNTRAINED (config.trained is false), so its scores and "
+              "heatmaps are not meaningful", file=sys.stderr)
     out = Path(args.out)
     stems = unique_stems(paths)
     rows, failed, anomalous = [], 0, 0
@@ -154,6 +164,26 @@ def _calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from .export import export_onnx
+    from .model import load_default
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = load_default(args.model)
+    path = export_onnx(model, args.onnx, mode=args.mode, resolution=args.resolution)
+    print(f"{path}: ONNX, {path.stat().st_size / 2**20:.1f} MiB", file=sys.stderr)
+    return 0
+
+
+def _push(args: argparse.Namespace) -> int:
+    from .hub import push_folder
+
+    url = push_folder(args.folder, args.repo, private=args.private, revision=args.revision)
+    print(f"pushed {args.folder} to {args.repo}: {url}", file=sys.stderr)
+    return 0
+
+
 def _card(args: argparse.Namespace) -> int:
     from huggingface_hub import ModelCard
 
@@ -183,6 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--out", default="anomalyvfm-out", help="output folder")
     p.add_argument("--no-images", action="store_true", help="write only results.csv / results.jsonl")
+    p.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+                   help="onnx: run an `anomalyvfm export` file (--model FILE.onnx) with onnxruntime")
     p.set_defaults(func=_predict)
 
     b = sub.add_parser("benchmark", help="cross-dataset benchmark: per-category metrics, reports and PNGs")
@@ -232,6 +264,20 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--fpr", type=float, default=0.01)
     k.add_argument("--out", help="write the calibrated model here (default: in place)")
     k.set_defaults(func=_calibrate)
+
+    e = sub.add_parser("export", help="export a checkpoint or profile to ONNX (LoRA merged, batch dynamic)")
+    e.add_argument("model", nargs="?", help="checkpoint/profile folder or hub id (default: the shipped checkpoint)")
+    e.add_argument("--onnx", required=True, help="output .onnx file")
+    e.add_argument("--mode", choices=tuple(MODES), help="input size of the graph (default: the model's mode)")
+    e.add_argument("--resolution", type=int)
+    e.set_defaults(func=_export)
+
+    u = sub.add_parser("push", help="upload a checkpoint or profile folder to the Hugging Face Hub")
+    u.add_argument("folder")
+    u.add_argument("--repo", required=True, help="user/name")
+    u.add_argument("--private", action="store_true")
+    u.add_argument("--revision", help="branch to push to")
+    u.set_defaults(func=_push)
 
     c = sub.add_parser("card", help="model card (README.md) for a checkpoint from the benchmark's results.json")
     c.add_argument("checkpoint", help="checkpoint folder written by save_pretrained")

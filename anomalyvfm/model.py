@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import warnings
@@ -97,6 +98,14 @@ class AnomalyVFM(nn.Module):
         topk = self._topk(maps)
         return {"cls": cls, "topk": topk, "fused": (cls + topk) / 2, **extra}, maps
 
+    def infer(self, pixel_values: torch.Tensor, resolution: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """``scores(forward(x))``: what prediction runs per batch (an exported model offers the same call)."""
+        return self.scores(self(pixel_values), resolution)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
     def _topk(self, maps: torch.Tensor) -> torch.Tensor:
         flat = maps.flatten(1)
         return flat.topk(min(self.config.top_k, flat.shape[1]), dim=1).values.mean(1)
@@ -107,7 +116,7 @@ class AnomalyVFM(nn.Module):
         from .memory import nearest_distance
 
         memory = self.memory if memory is None else memory
-        side = int(round(patch_tokens.shape[1] ** 0.5))
+        side = math.isqrt(int(patch_tokens.shape[1]))
         if self.config.memory_mode == "golden":
             from .golden import neighbourhood_distance
 
@@ -170,6 +179,19 @@ class AnomalyVFM(nn.Module):
             for f in tmp.iterdir():
                 os.replace(f, directory / f.name)
         return directory
+
+    def push_to_hub(self, repo_id: str, *, private: bool | None = None, token: str | None = None,
+                    revision: str | None = None, commit_message: str = "Upload anomalyvfm model",
+                    card: str | None = None) -> str:
+        """``save_pretrained`` into a temporary folder (plus ``card`` as README.md) and upload it to ``repo_id``."""
+        from .hub import push_folder
+
+        with tempfile.TemporaryDirectory() as tmp:
+            self.save_pretrained(tmp)
+            if card is not None:
+                (Path(tmp) / "README.md").write_text(card)
+            return push_folder(tmp, repo_id, private=private, token=token, revision=revision,
+                               commit_message=commit_message)
 
     @classmethod
     def from_pretrained(cls, name_or_dir: str | os.PathLike, *, revision: str | None = None,

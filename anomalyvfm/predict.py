@@ -97,7 +97,7 @@ def iter_predict(model, images: Iterable[ImageInput], batch_size: int = 8, mode:
     pixel_threshold = cfg.pixel_threshold if pixel_threshold is None else pixel_threshold
     items = list(images)
     model.prepare_for_inference()
-    device = next(model.parameters()).device
+    device = model.device
 
     def load_chunk(chunk):
         return [_load(item, i, res, cfg.max_aspect, model.reference) for i, item in chunk]
@@ -123,12 +123,13 @@ def _run(model, loaded: list[_Loaded], res: int, threshold: float, pixel_thresho
     from .calibration import Calibration
 
     crops = [c for item in loaded if item.crops for c in item.crops]
-    rules = tuple(IMAGE_SCORES) + (("model",) if model.memory is not None and model.config.fusion_weight > 0 else ())
+    rules = tuple(IMAGE_SCORES)
     calibration = Calibration.from_dict(model.config.calibration) if model.config.calibration else None
     scores, maps = [], []
     for start in range(0, len(crops), batch_size):
         x = normalize(np.stack(crops[start:start + batch_size]), model.config.mean, model.config.std).to(device)
-        s, m = model.scores(model(x), res)
+        s, m = model.infer(x, res)
+        rules = tuple(s)  # the image-score rules, plus "model" for a profile with a fused memory
         scores.append(torch.stack([s[r] for r in rules], 1).float().cpu())
         maps.append(m.float().cpu())
     scores_np = torch.cat(scores).numpy() if scores else np.zeros((0, len(rules)), np.float32)

@@ -1,0 +1,108 @@
+"""ONNX export of a checkpoint or a few-shot profile, and an onnxruntime runner with the prediction interface.
+
+The graph takes normalised pixels (B, 3, R, R) at the mode's fixed size R, batch dynamic, and returns the image
+score under every rule and the anomaly map (B, R, R). LoRA is merged into the backbone; a profile's kNN memory and
+fusion are inside the graph. The calibration (0–1 deviation and threshold) and the model config travel in the
+file's metadata and are applied by ``OnnxModel`` exactly as in PyTorch. Not exportable: golden-reference alignment
+(OpenCV ECC runs before the network), so golden profiles are refused.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .config import AnomalyVFMConfig, IMAGE_SCORES, resolution_for
+
+INPUT_NAME = "pixel_values"
+
+
+class _Graph(nn.Module):
+    def __init__(self, model, resolution: int):
+        super().__init__()
+        self.model, self.resolution = model, resolution
+
+    def forward(self, pixel_values: torch.Tensor):
+        scores, maps = self.model.infer(pixel_values, self.resolution)
+        return (*scores.values(), maps)
+
+
+def output_names(model) -> list[str]:
+    fused = model.memory is not None and model.config.fusion_weight > 0
+    return list(IMAGE_SCORES) + (["model"] if fused else []) + ["anomaly_map"]
+
+
+def export_onnx(model, path: str | os.PathLike, *, mode: str | None = None, resolution: int | None = None,
+                opset: int = 17) -> Path:
+    """Write ``model`` (an ``AnomalyVFM``, possibly a profile) as ONNX; the file appears only once complete."""
+    import onnx
+
+    if model.config.memory_mode == "golden":
+        raise ValueError("golden-reference profiles cannot be exported: their OpenCV alignment runs outside the "
+                         "network; export the base checkpoint or a kNN-memory profile instead")
+    res = resolution_for(mode, resolution, model.config.mode)
+    model.prepare_for_inference()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    names = output_names(model)
+    x = torch.zeros(2, 3, res, res)
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".export-") as tmp:
+        tmp_file = Path(tmp) / path.name
+        with torch.inference_mode():
+            torch.onnx.export(_Graph(model, res).eval(), (x,), str(tmp_file), dynamo=False, opset_version=opset,
+                              input_names=[INPUT_NAME], output_names=names,
+                              dynamic_axes={INPUT_NAME: {0: "batch"}, **{n: {0: "batch"} for n in names}})
+        proto = onnx.load(str(tmp_file))
+        meta = {"anomalyvfm_config": json.dumps(model.config.to_dict()), "resolution": str(res)}
+        for key, value in meta.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, value
+        onnx.save(proto, str(tmp_file))
+        os.replace(tmp_file, path)
+    return path
+
+
+class OnnxModel:
+    """An exported model run by onnxruntime; ``predict`` works as ``AnomalyVFM.predict`` at the exported size."""
+
+    memory = None
+    reference = None
+    device = torch.device("cpu")
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"{self.path}: no such ONNX file")
+        self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if "anomalyvfm_config" not in meta:
+            raise ValueError(f"{self.path}: not an anomalyvfm export (no anomalyvfm_config metadata)")
+        self.config = AnomalyVFMConfig.from_dict(json.loads(meta["anomalyvfm_config"]))
+        self.resolution = int(meta["resolution"])
+        self.outputs = [o.name for o in self.session.get_outputs()]
+
+    def prepare_for_inference(self) -> "OnnxModel":
+        return self
+
+    def infer(self, pixel_values: torch.Tensor, resolution: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        if resolution != self.resolution:
+            raise ValueError(f"{self.path} was exported for {self.resolution} px input, asked for {resolution}")
+        values = self.session.run(None, {INPUT_NAME: pixel_values.numpy()})
+        out = {n: torch.from_numpy(v) for n, v in zip(self.outputs, values)}
+        maps = out.pop("anomaly_map")
+        return out, maps
+
+    def predict(self, images, batch_size: int = 8, **kwargs):
+        from .predict import iter_predict
+
+        kwargs.setdefault("resolution", self.resolution)
+        return list(iter_predict(self, images, batch_size=batch_size, **kwargs))

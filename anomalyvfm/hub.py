@@ -1,0 +1,28 @@
+"""Publishing checkpoints and profiles to the Hugging Face Hub through ``huggingface_hub``'s upload API."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# what a checkpoint or profile folder may publish: configs, safetensors weights, the golden reference, the card
+ALLOW_PATTERNS = ["*.json", "*.safetensors", "reference.png", "README.md"]
+
+
+def push_folder(folder: str | os.PathLike, repo_id: str, *, private: bool | None = None, token: str | None = None,
+                revision: str | None = None, commit_message: str = "Upload anomalyvfm model") -> str:
+    """Create ``repo_id`` if needed and upload the checkpoint/profile ``folder`` in one commit (only the files that
+    match ``ALLOW_PATTERNS``: nothing pickled). Returns the commit URL."""
+    from huggingface_hub import CommitOperationAdd, HfApi
+    from huggingface_hub.utils import filter_repo_objects
+
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"{folder}: not a checkpoint or profile folder (no config.json)")
+    files = sorted(filter_repo_objects([p.name for p in folder.iterdir() if p.is_file()],
+                                       allow_patterns=ALLOW_PATTERNS))
+    api = HfApi(token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+    info = api.create_commit(repo_id, [CommitOperationAdd(path_in_repo=f, path_or_fileobj=str(folder / f))
+                                       for f in files], commit_message=commit_message, revision=revision,
+                             repo_type="model")
+    return str(info)

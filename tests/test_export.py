@@ -1,0 +1,85 @@
+import numpy as np
+import pytest
+import torch
+
+from anomalyvfm.export import OnnxModel, export_onnx
+
+from conftest import write_image
+
+
+def _images(tmp_path, n=3):
+    return [write_image(tmp_path / "img" / f"{i}.png", size=(50, 70), seed=i) for i in range(n)]
+
+
+def _randomise_adapters(model):
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(std=0.1)
+
+
+def test_onnx_export_matches_pytorch_on_maps_and_scores(tiny_model, tmp_path):
+    _randomise_adapters(tiny_model)  # so that the merged LoRA changes the backbone
+    images = _images(tmp_path)
+    expected = tiny_model.predict(images, resolution=56)
+    onnx = OnnxModel(export_onnx(tiny_model, tmp_path / "m.onnx", resolution=56))
+    got = onnx.predict(images)
+    assert onnx.resolution == 56 and list(onnx.outputs) == ["cls", "topk", "fused", "anomaly_map"]
+    for a, b in zip(expected, got):
+        assert abs(a.score - b.score) < 1e-4 and a.scores.keys() == b.scores.keys()
+        assert np.abs(a.anomaly_map - b.anomaly_map).max() < 1e-3
+
+
+def test_onnx_export_of_a_profile_keeps_memory_fusion_and_calibration(tiny_model, tmp_path):
+    tiny_model.memory = torch.nn.functional.normalize(torch.randn(48, 32), dim=-1)
+    tiny_model.config.fusion_weight, tiny_model.config.knn_scale = 0.5, 0.8
+    tiny_model.config.calibration = {"threshold": 0.3, "scale": 0.05, "fpr": 0.01, "n_good": 8}
+    images = _images(tmp_path, 2)
+    expected = tiny_model.predict(images, resolution=56)
+    onnx = OnnxModel(export_onnx(tiny_model, tmp_path / "p.onnx", resolution=56))
+    got = onnx.predict(images)
+    assert "model" in onnx.outputs and onnx.config.calibration["threshold"] == 0.3
+    for a, b in zip(expected, got):
+        assert abs(a.score - b.score) < 1e-4 and a.is_anomalous == b.is_anomalous
+        assert abs(a.scores["raw"] - b.scores["raw"]) < 1e-4
+        assert np.abs(a.anomaly_map - b.anomaly_map).max() < 1e-3
+
+
+def test_golden_profiles_are_refused_and_bad_files_named(tiny_model, tmp_path):
+    tiny_model.config.memory_mode = "golden"
+    with pytest.raises(ValueError, match="golden"):
+        export_onnx(tiny_model, tmp_path / "g.onnx", resolution=56)
+    assert not (tmp_path / "g.onnx").exists()
+    (tmp_path / "x.onnx").write_bytes(b"not onnx")
+    with pytest.raises(Exception, match="x.onnx"):
+        OnnxModel(tmp_path / "x.onnx")
+
+
+def test_predict_command_runs_the_onnx_backend(tiny_model, tmp_path):
+    from anomalyvfm.cli import main
+
+    path = export_onnx(tiny_model, tmp_path / "m.onnx", resolution=56)
+    images = _images(tmp_path, 2)
+    assert main(["predict", *map(str, images), "--backend", "onnx", "--model", str(path), "--out",
+                 str(tmp_path / "out")]) == 0
+    assert len(list((tmp_path / "out" / "heatmaps").glob("*.png"))) == 2
+
+
+def test_push_to_hub_sends_exactly_the_checkpoint_files(tiny_model, monkeypatch):
+    from huggingface_hub import HfApi
+
+    calls = {}
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: calls.setdefault("repo", (repo_id, kw)))
+
+    def create_commit(self, repo_id, operations, **kw):
+        calls["files"] = {op.path_in_repo: open(op.path_or_fileobj, "rb").read()[:4] for op in operations}
+        calls["commit"] = kw
+        return "https://huggingface.co/user/tiny/commit/0"
+
+    monkeypatch.setattr(HfApi, "create_commit", create_commit)
+    url = tiny_model.push_to_hub("user/tiny", private=True, card="---\nlibrary_name: anomalyvfm\n---\n# tiny")
+    assert url.endswith("/commit/0") and calls["repo"] == ("user/tiny", {"private": True, "exist_ok": True,
+                                                                        "repo_type": "model"})
+    assert sorted(calls["files"]) == ["README.md", "adapter_config.json", "adapter_model.safetensors", "config.json",
+                                      "heads.safetensors"]
+    assert calls["files"]["README.md"] == b"---\nl"[:4]
