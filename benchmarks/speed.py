@@ -7,11 +7,14 @@ The default images (DeepPCB, 640x640) need no tiling, so both paths see the same
 (a) backbone: the embedded DINOv2 ViT-S/14 alone on ready-made normalised tensors;
 (b) predict: ``AnomalyVFM.predict`` on image files: decode, resize, backbone with merged LoRA, decoder, scores,
     maps resized to the original size. The ratio (b)/(a) is the cost of everything that is not the backbone.
+(c) onnx: the same ``predict`` path on the model exported by ``anomalyvfm export`` and run by onnxruntime
+    (``predict --backend onnx``); (c)/(b) is the export's speed-up.
 """
 from __future__ import annotations
 
 import argparse
 import platform
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -33,11 +36,12 @@ def _best_rate(fn, n_images: int, repeats: int) -> float:
 
 def measure(images: list[str], repeats: int, batch_size: int = 8) -> list[dict]:
     from anomalyvfm import MODES, load_backbone
+    from anomalyvfm.export import OnnxModel, export_onnx
     from anomalyvfm.model import load_default
 
     backbone = load_backbone("embedded")
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "no checkpoint shipped yet": speed does not depend on the weights
+        warnings.simplefilter("ignore")
         model = load_default()
     rows = []
     for mode, res in MODES.items():
@@ -54,7 +58,16 @@ def measure(images: list[str], repeats: int, batch_size: int = 8) -> list[dict]:
 
         a = _best_rate(run_backbone, n_batches * batch_size, repeats)
         b = _best_rate(run_predict, n_batches * batch_size, repeats)
-        rows.append({"mode": mode, "resolution": res, "backbone_img_s": a, "predict_img_s": b, "ratio": b / a})
+        with tempfile.TemporaryDirectory() as tmp:
+            onnx = OnnxModel(export_onnx(model, Path(tmp) / "model.onnx", mode=mode),
+                             threads=torch.get_num_threads())
+
+            def run_onnx():
+                onnx.predict(images[: n_batches * batch_size], batch_size=batch_size)
+
+            c = _best_rate(run_onnx, n_batches * batch_size, repeats)
+        rows.append({"mode": mode, "resolution": res, "backbone_img_s": a, "predict_img_s": b, "ratio": b / a,
+                     "onnx_img_s": c, "onnx_ratio": c / b})
     return rows
 
 
@@ -70,11 +83,12 @@ def main(argv=None) -> int:
     rows = measure(images, args.repeats)
     print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
           f"torch {torch.__version__}, batch 8, {len(images)} images from {args.images}")
-    print("| mode | resolution | backbone img/s | predict img/s | predict / backbone |")
-    print("|---|---|---|---|---|")
+    print("| mode | resolution | backbone img/s | predict img/s | predict / backbone | ONNX predict img/s | "
+          "ONNX / eager predict |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['mode']} | {r['resolution']} | {r['backbone_img_s']:.2f} | {r['predict_img_s']:.2f} "
-              f"| {r['ratio']:.2f} |")
+              f"| {r['ratio']:.2f} | {r['onnx_img_s']:.2f} | {r['onnx_ratio']:.2f} |")
     return 0
 
 

@@ -169,3 +169,19 @@ def test_knn_on_real_images_with_real_masks(tmp_path):
     assert len(part["paths"]) == 8 and not cfg.warnings
     assert all(0.0 <= row[m] <= 1.0 for m in ("I-AUROC", "P-AUROC", "AUPRO@0.3"))
     assert row["resolution"] == 224 and row["pixel_resolution"] == "ground truth"
+
+
+def test_fewshot_method_in_the_runner_reports_calibration_and_fit_time(tmp_path, tiny_model):
+    from anomalyvfm.fewshot import FinetuneConfig
+    from anomalyvfm.methods.fewshot import AnomalyVFMFewShot
+
+    data = tmp_path / "data"
+    fake_mvtec(data / "toyset", "a", n=4, size=(56, 56))
+    cfg = BenchmarkConfig(data=str(data), out=str(tmp_path / "out"), methods=("anomalyvfm-fewshot",), shots=(2,),
+                          seeds=(0,))
+    ft = FinetuneConfig(steps=2, batch_size=4, eval_every=1, holdout=4, resolution=56, augmentations=2)
+    parts = run_benchmark(cfg, lambda name: AnomalyVFMFewShot(tiny_model, ft, resolution=56))
+    row = parts[0]["row"]
+    assert row["method"] == "anomalyvfm-fewshot" and row["shots"] == 2 and row["fit_s"] > 0
+    assert 0.0 <= row["FPR@thr"] <= 1.0 and 0.0 <= row["recall@thr"] <= 1.0
+    assert {"I-AUROC[raw]", "I-AUROC[topk]"} <= set(row)

@@ -1,10 +1,14 @@
 """Ship a trained run as the package's default checkpoint and write its model card from the harness results.
 
-    python -m training.ship --run runs/anomalyvfm-vits14 --results benchmarks/results/zeroshot-224
+    python -m training.ship --install --run runs/anomalyvfm-vits14      # copy the run's final model into the package
+    anomalyvfm benchmark --data ../shared/data --methods anomalyvfm,knn --shots 1,4 --resolution 224 \
+        --out benchmarks/results/zeroshot-224                               # measure the shipped checkpoint
+    python -m training.ship --run runs/anomalyvfm-vits14 --results benchmarks/results/zeroshot-224   # the card
 
-Copies ``RUN/final`` into ``anomalyvfm/weights/anomalyvfm-vits14/`` (through a temporary folder, so the package never
-holds half a checkpoint) and writes ``model_cards/anomalyvfm-vits14.md``: the training recipe and time from the run's
-``config.json`` and ``log.jsonl``, and the zero-shot results next to kNN at k = 1 and 4 on the same backbone and
+``--install`` copies ``RUN/final`` into ``anomalyvfm/weights/anomalyvfm-vits14/`` (through a temporary folder, so the
+package never holds half a checkpoint) and the run's ``config.json``, ``log.jsonl`` and ``loss.png`` into
+``benchmarks/results/training/anomalyvfm-vits14/``. Then it writes ``model_cards/anomalyvfm-vits14.md``: the training
+recipe and time from that record, and the zero-shot results next to kNN at k = 1 and 4 on the same backbone and
 resolution from ``RESULTS/results.json`` (one ``anomalyvfm benchmark --methods anomalyvfm,knn`` run).
 """
 from __future__ import annotations
@@ -78,13 +82,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--run", type=Path, default=ROOT / "runs" / "anomalyvfm-vits14")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "zeroshot-224")
     parser.add_argument("--card", type=Path, default=ROOT / "model_cards" / "anomalyvfm-vits14.md")
-    parser.add_argument("--no-install", action="store_true", help="only (re)write the card")
+    parser.add_argument("--install", action="store_true", help="copy RUN/final into the package and stop")
     args = parser.parse_args(argv)
     target = shipped_checkpoint()
-    if not args.no_install:
+    record = ROOT / "benchmarks" / "results" / "training" / target.name  # the run's config, log and loss curve
+    if args.install:
         install(args.run / "final", target)
-    cfg = json.loads((args.run / "config.json").read_text())
-    log = [json.loads(line) for line in (args.run / "log.jsonl").read_text().splitlines()]
+        record.mkdir(parents=True, exist_ok=True)
+        for name in ("config.json", "log.jsonl", "loss.png"):
+            shutil.copy2(args.run / name, record / name)
+        print(f"installed {args.run / 'final'} as {target}; training record in {record}")
+        return 0
+    cfg = json.loads((record / "config.json").read_text())
+    log = [json.loads(line) for line in (record / "log.jsonl").read_text().splitlines()]
     payload = json.loads((args.results / "results.json").read_text())
     env = payload["environment"]
     hours = log[-1]["elapsed_s"] / 3600
