@@ -53,7 +53,7 @@ class AnomalyVFMConfig:
     backbone_sha256: str | None = None  # fingerprint of the backbone weights the adapters were trained on
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
-    image_score: str = "topk"  # "cls" (image head), "topk" (mean of the top-k map pixels) or "fused" (their mean)
+    image_score: str = "cls"  # "cls" (image head; won the ablation), "topk" (mean of the top-k map pixels) or "fused"
     top_k: int = 100  # pixels averaged for the "topk" score, counted at the model's input resolution
     threshold: float = 0.5  # image score above which an image is anomalous
     pixel_threshold: float = 0.5  # map value above which a pixel belongs to the binary mask

@@ -288,17 +288,23 @@ def _fit_memory(model: AnomalyVFM, images, held, cfg: FinetuneConfig, res: int, 
     knn = (knn / model.config.knn_scale).clamp(0, 1)
     maps = torch.sigmoid(torch.nn.functional.interpolate(out.mask_logits, size=(res, res), mode="bilinear",
                                                          align_corners=False)[:, 0])
-    best = (-1.0, 0.0)
-    for w in cfg.fusion_weights:
+    cls = torch.sigmoid(out.image_logits)
+    y = labels.astype(int).tolist()
+    best = (-1.0, 0.0, model.config.image_score)
+    for w in cfg.fusion_weights:  # weight and image-score rule, on the held-out synthetic pairs
         fused = (1 - w) * maps + w * knn
         flat = fused.flatten(1)
-        scores = flat.topk(min(model.config.top_k, flat.shape[1]), dim=1).values.mean(1).numpy()
-        i_auroc = image_metrics(labels.astype(int).tolist(), scores.tolist())["I-AUROC"]
+        topk = flat.topk(min(model.config.top_k, flat.shape[1]), dim=1).values.mean(1)
         p_auroc = pixel_metrics([m > 127 for m in masks], list(fused.numpy()), 0.3, max_side=64)["P-AUROC"]
-        report.fusion_auroc[f"{w:g}"] = round(float((i_auroc + p_auroc) / 2), 4)
-        if (i_auroc + p_auroc) / 2 > best[0] + 1e-6:
-            best = ((i_auroc + p_auroc) / 2, w)
+        for rule, scores in (("cls", cls), ("topk", topk), ("fused", (cls + topk) / 2)):
+            if rule == "cls" and w > 0:
+                continue  # the CLS score does not see the memory: counted once
+            value = (image_metrics(y, scores.tolist())["I-AUROC"] + p_auroc) / 2
+            report.fusion_auroc[f"{rule}@{w:g}"] = round(float(value), 4)
+            if value > best[0] + 1e-6:
+                best = (value, w, rule)
     model.config.fusion_weight = report.fusion_weight = float(best[1])
+    model.config.image_score = best[2]
     model.memory = torch.cat(per_image)
     model._per_image_memory = per_image  # for leave-one-out calibration right after; not saved
 

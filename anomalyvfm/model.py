@@ -86,13 +86,14 @@ class AnomalyVFM(nn.Module):
     def scores(self, out: ModelOutput, resolution: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """Image scores (B,) in [0, 1] under every rule of ``IMAGE_SCORES`` (``config.image_score`` picks the one
         used for verdicts) and anomaly maps (B, R, R) in [0, 1]. With a good-image memory (a few-shot profile) the
-        map is (1 − w)·model map + w·kNN map, and ``model`` holds the top-k score of the model's map alone."""
+        map is (1 − w)·model map + w·kNN map, and ``model`` holds the configured rule's score without the memory."""
         logits = F.interpolate(out.mask_logits, size=(resolution, resolution), mode="bilinear", align_corners=False)
         maps = torch.sigmoid(logits[:, 0])
         cls = torch.sigmoid(out.image_logits)
         extra = {}
         if self.memory is not None and self.config.fusion_weight > 0:
-            extra["model"] = self._topk(maps)
+            alone = self._topk(maps)  # the configured rule on the model's own map, for comparison
+            extra["model"] = {"cls": cls, "topk": alone, "fused": (cls + alone) / 2}[self.config.image_score]
             knn = self.knn_map(out.patch_tokens, resolution)
             maps = (1 - self.config.fusion_weight) * maps + self.config.fusion_weight * knn
         topk = self._topk(maps)

@@ -44,8 +44,8 @@ def test_finetune_of_a_tiny_model_lowers_its_held_out_loss(tiny_model, tmp_path)
     assert report.steps == 6 and len(report.holdout_loss) == 4
     assert min(report.holdout_loss[1:]) < report.holdout_loss[0]
     assert profile.memory is not None and profile.memory.shape == (3 * 3 * 16, 32)  # 3 images × 3 views × 4×4
-    assert report.fusion_weight in TINY.fusion_weights and set(report.fusion_auroc) == {"0", "0.25", "0.5", "0.75",
-                                                                                           "1"}
+    assert report.fusion_weight in TINY.fusion_weights and profile.config.image_score in ("cls", "topk", "fused")
+    assert set(report.fusion_auroc) == {"cls@0"} | {f"{r}@{w:g}" for r in ("topk", "fused") for w in TINY.fusion_weights}
     assert profile.config.calibration["n_good"] == 3 * 3 and profile.config.threshold == 0.5
     assert tiny_model.memory is None  # the base model is left as it was
 
