@@ -107,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "— scratches and cracks, pits, stains, missing/extra material, local warps, colour/gloss/blur changes, "
         "DRAEM-style texture swaps, cut-paste scars — blended with random opacity, 30% faint). "
         f"Loss: 5·focal + clipped L1 per pixel under the confidence weighting mean(c·L − α·log c), α = {cfg['alpha']}, "
-        f"plus an image focal loss (weight {cfg['image_weight']}). Final loss {log[-1]['loss']:.3f}. "
+        f"plus an image focal loss (weight {cfg['image_weight']}). Mean loss over the last 100 steps {np.mean([h['loss'] for h in log[-100:]]):.3f}. "
         f"Training took {hours:.2f} h on {env['cpu']} ({env['cpu_count']} cores, CPU only, "
         f"{env['torch_threads']} torch threads). No real image, and none of the evaluation data, was used. "
         f"Re-run: `python -m training.train --config training/configs/default.json`.")
