@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -52,7 +53,8 @@ def export_onnx(model, path: str | os.PathLike, *, mode: str | None = None, reso
     x = torch.zeros(2, 3, res, res)
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".export-") as tmp:
         tmp_file = Path(tmp) / path.name
-        with torch.inference_mode():
+        with torch.inference_mode(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer notes on shapes that are constant for a fixed-size graph
             torch.onnx.export(_Graph(model, res).eval(), (x,), str(tmp_file), dynamo=False, opset_version=opset,
                               input_names=[INPUT_NAME], output_names=names,
                               dynamic_axes={INPUT_NAME: {0: "batch"}, **{n: {0: "batch"} for n in names}})
