@@ -3,7 +3,8 @@ same board region (test/good/<name> ↔ test/defect/<name>).
 
     python benchmarks/golden_deeppcb.py [--data ../shared/data/deeppcb/pcb] [--resolution 224] [--n 100]
 
-Per defective image, the shipped model scores it (1) zero-shot, (2) against its own template as a golden reference
+Only pairs whose template is present are used (the ../shared/data copy is a subset: 18 of its 100 defective images
+have their template). Per defective image, the shipped model scores it (1) zero-shot, (2) against its own template as a golden reference
 (ECC alignment, position-wise patch comparison ± one patch) and (3) against the same template as a plain kNN memory
 (nearest patch anywhere). Pixel AUROC and AUPRO@0.3 against the (box) masks, over the defective images only: the good
 test images are the templates themselves, so an image-level AUROC would compare each with itself. Writes
@@ -51,7 +52,10 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "golden-deeppcb")
     args = parser.parse_args(argv)
     base = load_default().prepare_for_inference()
-    names = sorted(p.name for p in (args.data / "test" / "defect").iterdir())[:args.n]
+    templates = {p.name for p in (args.data / "test" / "good").iterdir()}
+    names = sorted(p.name for p in (args.data / "test" / "defect").iterdir() if p.name in templates)[:args.n]
+    if not names:
+        raise SystemExit(f"{args.data}: no defective test image has its template under test/good")
     maps = {"zero-shot": [], "golden reference": [], "kNN vs the same template": []}
     masks = []
     tic = time.perf_counter()

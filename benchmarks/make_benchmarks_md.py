@@ -60,6 +60,27 @@ def fewshot_section() -> list[str]:
     return lines
 
 
+def golden_section() -> list[str]:
+    """Golden-reference mode on DeepPCB pairs (benchmarks/golden_deeppcb.py), one row per map and resolution."""
+    found = sorted(RESULTS.glob("golden-deeppcb*/results.json"))
+    if not found:
+        return []
+    lines = ["## Golden-reference mode on DeepPCB pairs", "",
+             "Each defective DeepPCB test image against the defect-free template of the same board region (the "
+             "pairs whose template is in ../shared/data), with the shipped checkpoint and no fine-tuning: its own "
+             "zero-shot map, the golden-reference map (ECC alignment, patch-by-patch comparison within ± one patch) "
+             "and a plain kNN map against the same template. Pixel metrics against the box masks, over the defective "
+             "images only (the good test images are the templates themselves).", "",
+             "| resolution | pairs | map | P-AUROC | AUPRO@0.3 |", "|---|---|---|---|---|"]
+    for path in found:
+        payload = json.loads(path.read_text())
+        for label, m in payload["metrics"].items():
+            lines.append(f"| {payload['resolution']} | {payload['n_pairs']} | {label} | {100 * m['P-AUROC']:.1f} | "
+                         f"{100 * m['AUPRO@0.3']:.1f} |")
+    return lines + ["", "Re-run: `python benchmarks/golden_deeppcb.py [--resolution 448 --out "
+                    "benchmarks/results/golden-deeppcb-448]`.", ""]
+
+
 def ablation_section() -> list[str]:
     """The training ablations (training/ablate.py): the same short budget per arm, then zero-shot on all data."""
     path = RESULTS / "ablations" / "summary.json"
@@ -205,6 +226,7 @@ def main() -> int:
                 speed.read_text().strip(), "", "Re-run: `python benchmarks/train_speed.py --steps 3 > "
                 "benchmarks/results/train_speed.md`.", ""]
     out += fewshot_section()
+    out += golden_section()
     out += ablation_section()
     out += [WINCLIP_SECTION]
     (ROOT / "BENCHMARKS.md").write_text("\n".join(out))
