@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .calibration import Calibration, calibrate
-from .config import resolution_for
+from .config import MODES, resolution_for
 from .losses import anomalyvfm_loss
 from .metrics import image_metrics
 from .model import AnomalyVFM
@@ -245,10 +245,9 @@ def finetune(model: AnomalyVFM, good: Sequence[ImageInput], config: FinetuneConf
     model.prepare_for_inference()
     if cfg.golden:
         model.config.memory_mode, model.reference = "golden", load(good[0])
-    if cfg.memory or cfg.golden:
-        _fit_memory(model, images, held, cfg, res, device, report)
-    _fit_calibration(model, images, cfg, res, device, report, [image for image, _ in real])
-    model.config.mode = next((k for k, v in {"fast": 224, "accurate": 448}.items() if v == res), model.config.mode)
+    per_image = _fit_memory(model, images, held, cfg, res, device, report) if cfg.memory or cfg.golden else None
+    _fit_calibration(model, images, per_image, cfg, res, device, report, [image for image, _ in real])
+    model.config.mode = next((k for k, v in MODES.items() if v == res), model.config.mode)
     report.seconds = time.perf_counter() - tic
     return model, report
 
@@ -267,9 +266,9 @@ def _leave_one_out(per_image: list[torch.Tensor], i: int) -> torch.Tensor:
 
 
 def _fit_memory(model: AnomalyVFM, images, held, cfg: FinetuneConfig, res: int, device,
-                report: FinetuneReport) -> None:
+                report: FinetuneReport) -> list[torch.Tensor]:
     """Build the memory; choose ``knn_scale`` from good views and the fusion weight on the held-out pairs, each
-    pair scored against the memory without the image it was made from."""
+    pair scored against the memory without the image it was made from. Returns the memory per good image."""
     from .metrics import pixel_metrics
 
     if model.config.memory_mode == "golden":  # the reference's own patch grid, position by position
@@ -306,16 +305,15 @@ def _fit_memory(model: AnomalyVFM, images, held, cfg: FinetuneConfig, res: int, 
     model.config.fusion_weight = report.fusion_weight = float(best[1])
     model.config.image_score = best[2]
     model.memory = torch.cat(per_image)
-    model._per_image_memory = per_image  # for leave-one-out calibration right after; not saved
+    return per_image
 
 
-def _fit_calibration(model: AnomalyVFM, images, cfg: FinetuneConfig, res: int, device,
-                     report: FinetuneReport, defective: list[np.ndarray]) -> None:
+def _fit_calibration(model: AnomalyVFM, images, per_image: list[torch.Tensor] | None, cfg: FinetuneConfig,
+                     res: int, device, report: FinetuneReport, defective: list[np.ndarray]) -> None:
     """Raw scores of augmented views of each good image, each against the memory without that image, then a
     threshold at the target false-positive rate (moved up towards the real defective images' scores, if any)."""
     rng = np.random.default_rng([cfg.seed, 2])
     full = model.memory
-    per_image = getattr(model, "_per_image_memory", None)
     raw = []
     model.config.calibration = None
     for i, image in enumerate(images):
@@ -327,8 +325,6 @@ def _fit_calibration(model: AnomalyVFM, images, cfg: FinetuneConfig, res: int, d
             scores, _ = model.scores(out, res)
         raw += scores[model.config.image_score].tolist()
     model.memory = full
-    if per_image is not None:
-        del model._per_image_memory
     raw_bad = None
     if defective:
         with torch.no_grad():
