@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 MODES: dict[str, int] = {"fast": 224, "accurate": 448}  # input side in pixels; both are multiples of 14
-IMAGE_SCORES = ("cls", "topk", "fused")
+IMAGE_SCORES = ("cls", "topk", "fused")  # rules every model has
+MEMORY_SCORES = ("knn", "memory")  # rules of a few-shot profile with a good-image memory
 LORA_ROLES = ("query", "key", "value", "output", "fc1", "fc2")
 
 
@@ -53,7 +54,9 @@ class AnomalyVFMConfig:
     backbone_sha256: str | None = None  # fingerprint of the backbone weights the adapters were trained on
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
-    image_score: str = "cls"  # "cls" (image head; won the ablation), "topk" (mean of the top-k map pixels) or "fused"
+    image_score: str = "cls"  # "cls" (image head; won the ablation), "topk" (mean of the top-k map pixels), "fused"
+    # (their mean); with a memory also "knn" (top-k of the kNN map alone) or "memory" (image head and kNN score, each
+    # standardised by the good images' statistics in ``score_stats``, averaged)
     top_k: int = 100  # pixels averaged for the "topk" score, counted at the model's input resolution
     threshold: float = 0.5  # image score above which an image is anomalous
     pixel_threshold: float = 0.5  # map value above which a pixel belongs to the binary mask
@@ -65,6 +68,8 @@ class AnomalyVFMConfig:
     fusion_weight: float = 0.0  # few-shot: weight of the good-image memory's kNN map fused with the model's map
     knn_scale: float = 1.0  # few-shot: kNN cosine distance that maps to 1 before fusion
     calibration: dict | None = None  # few-shot: anomalyvfm.calibration.Calibration fields (0–1 deviation score)
+    score_stats: dict | None = None  # few-shot: {"cls": [mean, std], "knn": [mean, std]} of good views' image logit
+    # and kNN score, for the "memory" rule
     memory_mode: str = "knn"  # "knn": nearest patch anywhere in the memory; "golden": aligned reference image, nearest
     # patch within one patch of the same position (fixed-position parts)
 
@@ -74,8 +79,8 @@ class AnomalyVFMConfig:
         if isinstance(self.decoder, dict):
             self.decoder = DecoderConfig(**self.decoder)
         self.mean, self.std = tuple(self.mean), tuple(self.std)
-        if self.image_score not in IMAGE_SCORES:
-            raise ValueError(f"image_score must be one of {IMAGE_SCORES}, got {self.image_score!r}")
+        if self.image_score not in IMAGE_SCORES + MEMORY_SCORES:
+            raise ValueError(f"image_score must be one of {IMAGE_SCORES + MEMORY_SCORES}, got {self.image_score!r}")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {tuple(MODES)}, got {self.mode!r}")
         if self.top_k < 1:

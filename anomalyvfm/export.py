@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .config import AnomalyVFMConfig, IMAGE_SCORES, resolution_for
+from .config import AnomalyVFMConfig, IMAGE_SCORES, MEMORY_SCORES, resolution_for
 
 INPUT_NAME = "pixel_values"
 
@@ -33,8 +33,8 @@ class _Graph(nn.Module):
 
 
 def output_names(model) -> list[str]:
-    fused = model.memory is not None and model.config.fusion_weight > 0
-    return list(IMAGE_SCORES) + (["model"] if fused else []) + ["anomaly_map"]
+    """The graph's outputs, in the order of ``AnomalyVFM.scores``: every image-score rule, then the map."""
+    return list(IMAGE_SCORES) + (list(MEMORY_SCORES) + ["model"] if model.memory is not None else []) + ["anomaly_map"]
 
 
 def export_onnx(model, path: str | os.PathLike, *, mode: str | None = None, resolution: int | None = None,

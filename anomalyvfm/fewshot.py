@@ -33,13 +33,13 @@ PROFILE_NAME = "profile.json"
 
 @dataclass
 class FinetuneConfig:
-    steps: int = 60  # most optimiser steps (early stopping may end sooner)
+    steps: int = 30  # most optimiser steps (early stopping may end sooner)
     batch_size: int = 8  # half augmented good images, half the same with a synthetic defect
     lr: float = 1e-4
     weight_decay: float = 1e-4
     alpha: float = 0.1  # confidence regulariser of the pixel loss
     image_weight: float = 1.0
-    eval_every: int = 15  # steps between held-out evaluations
+    eval_every: int = 10  # steps between held-out evaluations
     patience: int = 2  # held-out evaluations without improvement before stopping
     holdout: int = 16  # synthetic held-out pairs (early stopping, fusion weight)
     mode: str | None = None  # fast | accurate; default: the base model's
@@ -48,7 +48,11 @@ class FinetuneConfig:
     memory: bool = True  # keep the good images' adapted patch features and fuse their kNN map
     golden: bool = False  # fixed-position parts: the first good image is a golden reference every image is aligned
     # to; its patches are compared position by position (± one patch) instead of with the whole memory
-    fusion_weights: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)  # candidates, chosen on held-out pairs
+    fusion_weights: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)  # map fusion candidates, chosen by pixel AUROC
+    # on the held-out pairs
+    image_score: str | None = "memory"  # rule of the profile's image score; None = the best on the held-out pairs.
+    # "memory" by default: the held-out pairs carry synthetic defects like those the image head was trained on, so
+    # they overrate the head and underrate the memory, which is what sees a real product's own defects
     fpr: float = 0.01  # target false-positive rate of the calibrated threshold
     real_fraction: float = 0.5  # with real defective images given: share of training pairs that use one
     augmentations: int = 8  # augmented views per good image for calibration
@@ -61,7 +65,7 @@ class FinetuneReport:
     best_step: int = 0
     holdout_loss: list[float] = field(default_factory=list)
     fusion_weight: float = 0.0
-    fusion_auroc: dict[str, float] = field(default_factory=dict)
+    held_out: dict[str, float] = field(default_factory=dict)
     calibration: dict | None = None
     seconds: float = 0.0
 
@@ -267,8 +271,10 @@ def _leave_one_out(per_image: list[torch.Tensor], i: int) -> torch.Tensor:
 
 def _fit_memory(model: AnomalyVFM, images, held, cfg: FinetuneConfig, res: int, device,
                 report: FinetuneReport) -> list[torch.Tensor]:
-    """Build the memory; choose ``knn_scale`` from good views and the fusion weight on the held-out pairs, each
-    pair scored against the memory without the image it was made from. Returns the memory per good image."""
+    """Build the memory; choose ``knn_scale`` and ``score_stats`` from the held-out good views, the fusion weight
+    by pixel AUROC on the held-out pairs (each pair scored against the memory without the image it was made from),
+    and the image-score rule (``cfg.image_score``, or the best on the held-out pairs). Returns the memory per good
+    image."""
     from .metrics import pixel_metrics
 
     if model.config.memory_mode == "golden":  # the reference's own patch grid, position by position
@@ -280,31 +286,34 @@ def _fit_memory(model: AnomalyVFM, images, held, cfg: FinetuneConfig, res: int, 
         origin = [0] * len(origin)
     out = _forward_all(model, views, cfg.batch_size, device)
     model.config.knn_scale = 1.0
-    knn = torch.cat([model.knn_map(out.patch_tokens[j:j + 1], res, _leave_one_out(per_image, origin[j]))
+    knn = torch.cat([model.knn_map(out.patch_tokens[j:j + 1], res, _leave_one_out(per_image, origin[j]), clamp=False)
                      for j in range(len(views))])
-    good_knn = knn[labels == 0].flatten(1)
-    model.config.knn_scale = max(2.0 * float(good_knn.quantile(0.99, dim=1).mean()), 1e-3)
-    knn = (knn / model.config.knn_scale).clamp(0, 1)
+    good = labels == 0
+    model.config.knn_scale = scale = max(2.0 * float(knn[good].flatten(1).quantile(0.99, dim=1).mean()), 1e-3)
+    knn = knn / scale
+    knn_score = model._topk(knn)
+    model.config.score_stats = {name: [float(v[good].mean()), max(float(v[good].std()), floor)]
+                                for name, v, floor in (("cls", out.image_logits, 0.5), ("knn", knn_score, 0.05))}
     maps = torch.sigmoid(torch.nn.functional.interpolate(out.mask_logits, size=(res, res), mode="bilinear",
                                                          align_corners=False)[:, 0])
-    cls = torch.sigmoid(out.image_logits)
-    y = labels.astype(int).tolist()
-    best = (-1.0, 0.0, model.config.image_score)
-    for w in cfg.fusion_weights:  # weight and image-score rule, on the held-out synthetic pairs
-        fused = (1 - w) * maps + w * knn
-        flat = fused.flatten(1)
-        topk = flat.topk(min(model.config.top_k, flat.shape[1]), dim=1).values.mean(1)
-        p_auroc = pixel_metrics([m > 127 for m in masks], list(fused.numpy()), 0.3, max_side=64)["P-AUROC"]
-        for rule, scores in (("cls", cls), ("topk", topk), ("fused", (cls + topk) / 2)):
-            if rule == "cls" and w > 0:
-                continue  # the CLS score does not see the memory: counted once
-            value = (image_metrics(y, scores.tolist())["I-AUROC"] + p_auroc) / 2
-            report.fusion_auroc[f"{rule}@{w:g}"] = round(float(value), 4)
-            if value > best[0] + 1e-6:
-                best = (value, w, rule)
-    model.config.fusion_weight = report.fusion_weight = float(best[1])
-    model.config.image_score = best[2]
+    truth = [m > 127 for m in masks]
+    pixel = {w: pixel_metrics(truth, list(((1 - w) * maps + w * knn.clamp(0, 1)).numpy()), 0.3, max_side=64)["P-AUROC"]
+             for w in cfg.fusion_weights}
+    model.config.fusion_weight = report.fusion_weight = float(max(pixel, key=pixel.get))  # ties: the smaller w
+    report.held_out = {f"P-AUROC@{w:g}": round(float(v), 4) for w, v in pixel.items()}
     model.memory = torch.cat(per_image)
+    saved, model.memory = model.memory, None  # score the held-out views against their leave-one-out memories
+    rules = {}
+    for j in range(len(views)):
+        model.memory = _leave_one_out(per_image, origin[j])
+        one = type(out)(*(getattr(out, f.name)[j:j + 1] for f in dataclasses.fields(out)))
+        for rule, value in model.scores(one, res)[0].items():
+            rules.setdefault(rule, []).append(float(value))
+    model.memory = saved
+    y = labels.astype(int).tolist()
+    held_auroc = {r: image_metrics(y, v)["I-AUROC"] for r, v in rules.items() if r != "model"}
+    report.held_out.update({f"I-AUROC[{r}]": round(float(v), 4) for r, v in held_auroc.items()})
+    model.config.image_score = cfg.image_score or max(held_auroc, key=held_auroc.get)
     return per_image
 
 

@@ -84,18 +84,26 @@ class AnomalyVFM(nn.Module):
         return ModelOutput(mask_logits, confidence_logits, self.image_head(out.last_hidden_state[:, 0]), patches)
 
     def scores(self, out: ModelOutput, resolution: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """Image scores (B,) in [0, 1] under every rule of ``IMAGE_SCORES`` (``config.image_score`` picks the one
-        used for verdicts) and anomaly maps (B, R, R) in [0, 1]. With a good-image memory (a few-shot profile) the
-        map is (1 − w)·model map + w·kNN map, and ``model`` holds the configured rule's score without the memory."""
+        """Image scores (B,) in [0, 1] under every rule (``config.image_score`` picks the one used for verdicts) and
+        anomaly maps (B, R, R) in [0, 1]. With a good-image memory (a few-shot profile) the map is
+        (1 − w)·model map + w·kNN map, ``knn`` is the top-k mean of the kNN map alone, ``memory`` combines the image
+        head with it (see ``config.score_stats``), and ``model`` is the configured rule without the memory."""
         logits = F.interpolate(out.mask_logits, size=(resolution, resolution), mode="bilinear", align_corners=False)
         maps = torch.sigmoid(logits[:, 0])
         cls = torch.sigmoid(out.image_logits)
         extra = {}
-        if self.memory is not None and self.config.fusion_weight > 0:
-            alone = self._topk(maps)  # the configured rule on the model's own map, for comparison
-            extra["model"] = {"cls": cls, "topk": alone, "fused": (cls + alone) / 2}[self.config.image_score]
-            knn = self.knn_map(out.patch_tokens, resolution)
-            maps = (1 - self.config.fusion_weight) * maps + self.config.fusion_weight * knn
+        if self.memory is not None:
+            alone = self._topk(maps)  # the model's own map, for comparison
+            knn = self.knn_map(out.patch_tokens, resolution, clamp=False)
+            extra["knn"] = self._topk(knn).clamp(0.0, 1.0)
+            stats = self.config.score_stats or {"cls": (0.0, 1.0), "knn": (0.0, 1.0)}
+            z = ((out.image_logits - stats["cls"][0]) / stats["cls"][1]
+                 + (self._topk(knn) - stats["knn"][0]) / stats["knn"][1])
+            extra["memory"] = torch.sigmoid(z / 2)
+            extra["model"] = {"topk": alone, "fused": (cls + alone) / 2}.get(self.config.image_score, cls)
+            maps = (1 - self.config.fusion_weight) * maps + self.config.fusion_weight * knn.clamp(0.0, 1.0)
+        elif self.config.image_score in ("knn", "memory"):
+            raise ValueError(f"image_score {self.config.image_score!r} needs a good-image memory (a few-shot profile)")
         topk = self._topk(maps)
         return {"cls": cls, "topk": topk, "fused": (cls + topk) / 2, **extra}, maps
 
@@ -111,9 +119,10 @@ class AnomalyVFM(nn.Module):
         flat = maps.flatten(1)
         return flat.topk(min(self.config.top_k, flat.shape[1]), dim=1).values.mean(1)
 
-    def knn_map(self, patch_tokens: torch.Tensor, resolution: int, memory: torch.Tensor | None = None) -> torch.Tensor:
+    def knn_map(self, patch_tokens: torch.Tensor, resolution: int, memory: torch.Tensor | None = None,
+                clamp: bool = True) -> torch.Tensor:
         """(B, R, R) cosine distance of each patch to its nearest memory patch, divided by ``config.knn_scale``
-        and clipped to [0, 1]."""
+        and (with ``clamp``) clipped to [0, 1]."""
         from .memory import nearest_distance
 
         memory = self.memory if memory is None else memory
@@ -121,11 +130,16 @@ class AnomalyVFM(nn.Module):
         if self.config.memory_mode == "golden":
             from .golden import neighbourhood_distance
 
+            if memory.shape[0] != side * side:
+                ref = math.isqrt(int(memory.shape[0]))
+                raise ValueError(f"the golden reference has a {ref}x{ref} patch grid but the input gives {side}x{side}: "
+                                 f"predict at the profile's resolution ({ref * self.patch_size} px)")
             dist = neighbourhood_distance(patch_tokens, memory, side).view(-1, 1, side, side)
         else:
             dist = torch.stack([nearest_distance(t, memory) for t in patch_tokens]).view(-1, 1, side, side)
         dist = F.interpolate(dist, size=(resolution, resolution), mode="bilinear", align_corners=False)[:, 0]
-        return (dist / self.config.knn_scale).clamp(0.0, 1.0)
+        dist = dist / self.config.knn_scale
+        return dist.clamp(0.0, 1.0) if clamp else dist
 
     def train(self, mode: bool = True) -> "AnomalyVFM":
         super().train(mode)

@@ -44,8 +44,10 @@ def test_finetune_of_a_tiny_model_lowers_its_held_out_loss(tiny_model, tmp_path)
     assert report.steps == 6 and len(report.holdout_loss) == 4
     assert min(report.holdout_loss[1:]) < report.holdout_loss[0]
     assert profile.memory is not None and profile.memory.shape == (3 * 3 * 16, 32)  # 3 images × 3 views × 4×4
-    assert report.fusion_weight in TINY.fusion_weights and profile.config.image_score in ("cls", "topk", "fused")
-    assert set(report.fusion_auroc) == {"cls@0"} | {f"{r}@{w:g}" for r in ("topk", "fused") for w in TINY.fusion_weights}
+    assert report.fusion_weight in TINY.fusion_weights and profile.config.image_score == "memory"
+    assert set(report.held_out) == ({f"P-AUROC@{w:g}" for w in TINY.fusion_weights}
+                                    | {f"I-AUROC[{r}]" for r in ("cls", "topk", "fused", "knn", "memory")})
+    assert set(profile.config.score_stats) == {"cls", "knn"} and profile.config.score_stats["knn"][1] >= 0.05
     assert profile.config.calibration["n_good"] == 3 * 3 and profile.config.threshold == 0.5
     assert tiny_model.memory is None  # the base model is left as it was
 
@@ -115,8 +117,10 @@ def test_golden_profile_compares_each_position_with_the_reference(tiny_model, tm
     folder = save_profile(profile, tmp_path / "golden", base="tiny", good=goods, config=cfg, report=report)
     again = AnomalyVFM.from_pretrained(folder)
     assert np.array_equal(again.reference, profile.reference) and again.config.memory_mode == "golden"
-    result = again.predict([goods[0]])[0]
+    result = again.predict([goods[0]], resolution=56)[0]
     assert result.ok and result.anomaly_map.shape == (60, 60)
+    with pytest.raises(ValueError, match="reference has a 4x4 patch grid"):
+        again.predict([goods[0]], resolution=112, errors="raise")
 
 
 def test_finetune_with_real_defects_with_and_without_masks(tiny_model, tmp_path):
@@ -142,3 +146,23 @@ def test_finetune_command_writes_a_profile_that_predict_uses(tiny_checkpoint, tm
     assert main(["predict", str(goods[2]), "--model", str(tmp_path / "profile"), "--out", str(tmp_path / "out"),
                  "--no-images"]) == 0
     assert (tmp_path / "out" / "results.csv").read_text().count("\n") == 2
+
+
+def test_memory_rule_standardises_the_head_and_the_knn_score_by_good_statistics(tiny_model):
+    from anomalyvfm.model import ModelOutput
+
+    tokens = torch.nn.functional.normalize(torch.randn(1, 16, 32), dim=-1)
+    tiny_model.memory = tokens[0].clone()
+    tiny_model.config.score_stats = {"cls": [0.0, 2.0], "knn": [0.5, 0.25]}
+    out = ModelOutput(torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 8), torch.tensor([1.0]), tokens)
+    scores, _ = tiny_model.scores(out, 56)
+    # kNN map 0 everywhere: z = (1 − 0)/2 + (0 − 0.5)/0.25 = −1.5, averaged over the two terms
+    assert float(scores["memory"]) == pytest.approx(float(torch.sigmoid(torch.tensor(-0.75))), abs=1e-5)
+    assert float(scores["model"]) == pytest.approx(float(torch.sigmoid(torch.tensor(1.0))))  # cls, no memory
+    odd = tokens.clone()
+    odd[0, :4] = -odd[0, :4]
+    assert float(tiny_model.scores(ModelOutput(*list(vars(out).values())[:3], odd), 56)[0]["memory"]) > 0.5
+    tiny_model.memory = None
+    tiny_model.config.image_score = "memory"
+    with pytest.raises(ValueError, match="needs a good-image memory"):
+        tiny_model.scores(out, 56)
