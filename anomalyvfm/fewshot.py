@@ -9,6 +9,7 @@ import dataclasses
 import datetime
 import hashlib
 import json
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -55,6 +56,7 @@ class FinetuneConfig:
     # they overrate the head and underrate the memory, which is what sees a real product's own defects
     fpr: float = 0.01  # target false-positive rate of the calibrated threshold
     real_fraction: float = 0.5  # with real defective images given: share of training pairs that use one
+    defect_memory: bool = True  # with real defective images given: keep their defect patches as a positive memory
     augmentations: int = 8  # augmented views per good image for calibration
     synth: dict = field(default_factory=dict)  # SynthConfig fields for the defects made on the good images
 
@@ -195,7 +197,7 @@ def finetune(model: AnomalyVFM, good: Sequence[ImageInput], config: FinetuneConf
     real = _read_defective(defective or [], res)
     device = next(model.parameters()).device
     model = copy.deepcopy(model).train()
-    model.memory, model.reference = None, None
+    model.memory, model.defects, model.reference = None, None, None
     model.config.fusion_weight, model.config.calibration, model.config.memory_mode = 0.0, None, "knn"
     synth = SynthConfig(**{**cfg.synth, "size": res})
     torch.manual_seed(cfg.seed)
@@ -250,6 +252,8 @@ def finetune(model: AnomalyVFM, good: Sequence[ImageInput], config: FinetuneConf
     if cfg.golden:
         model.config.memory_mode, model.reference = "golden", load(good[0])
     per_image = _fit_memory(model, images, held, cfg, res, device, report) if cfg.memory or cfg.golden else None
+    if per_image is not None and real and cfg.defect_memory:
+        model.defects = _defect_patches(model, real, cfg.batch_size, device)
     _fit_calibration(model, images, per_image, cfg, res, device, report, [image for image, _ in real])
     model.config.mode = next((k for k, v in MODES.items() if v == res), model.config.mode)
     report.seconds = time.perf_counter() - tic
@@ -315,6 +319,27 @@ def _fit_memory(model: AnomalyVFM, images, held, cfg: FinetuneConfig, res: int, 
     report.held_out.update({f"I-AUROC[{r}]": round(float(v), 4) for r, v in held_auroc.items()})
     model.config.image_score = cfg.image_score or max(held_auroc, key=held_auroc.get)
     return per_image
+
+
+def _defect_patches(model: AnomalyVFM, real: list[tuple[np.ndarray, np.ndarray | None]], batch_size: int,
+                    device) -> torch.Tensor:
+    """Patch tokens of the known defects: where a mask covers at least a quarter of a patch, or, for an image
+    without a mask, its 2% of patches farthest from the good memory (at least one)."""
+    tokens = _forward_all(model, np.stack([image for image, _ in real]), batch_size, device).patch_tokens
+    side = math.isqrt(tokens.shape[1])
+    picked = []
+    for (_, mask), t in zip(real, tokens):
+        if mask is not None:
+            cover = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(mask).float()[None, None] / 255, side)
+            keep = cover.flatten() >= 0.25
+        else:
+            from .memory import nearest_distance
+
+            dist = nearest_distance(t, model.memory)
+            keep = torch.zeros_like(dist, dtype=torch.bool)
+            keep[dist.topk(max(1, round(0.02 * len(dist)))).indices] = True
+        picked.append(t[keep.to(t.device)])
+    return torch.cat(picked)
 
 
 def _fit_calibration(model: AnomalyVFM, images, per_image: list[torch.Tensor] | None, cfg: FinetuneConfig,

@@ -63,6 +63,7 @@ class AnomalyVFM(nn.Module):
         self.decoder = Decoder(hidden * len(config.decoder.layers), config.decoder)
         self.image_head = ImageHead(hidden)
         self.memory: torch.Tensor | None = None  # (M, D) normalised patch tokens of good images (few-shot)
+        self.defects: torch.Tensor | None = None  # (P, D) normalised patch tokens of known real defects (few-shot)
         self.reference: np.ndarray | None = None  # golden-reference mode: the uint8 RGB reference image
         self._merged = False
 
@@ -122,7 +123,8 @@ class AnomalyVFM(nn.Module):
     def knn_map(self, patch_tokens: torch.Tensor, resolution: int, memory: torch.Tensor | None = None,
                 clamp: bool = True) -> torch.Tensor:
         """(B, R, R) cosine distance of each patch to its nearest memory patch, divided by ``config.knn_scale``
-        and (with ``clamp``) clipped to [0, 1]."""
+        and (with ``clamp``) clipped to [0, 1]. With a defect memory, a patch nearer to a known defect patch than to
+        any good one gains that difference: known defects stand out more, unseen ones are scored as before."""
         from .memory import nearest_distance
 
         memory = self.memory if memory is None else memory
@@ -137,6 +139,9 @@ class AnomalyVFM(nn.Module):
             dist = neighbourhood_distance(patch_tokens, memory, side).view(-1, 1, side, side)
         else:
             dist = torch.stack([nearest_distance(t, memory) for t in patch_tokens]).view(-1, 1, side, side)
+        if self.defects is not None:
+            bad = torch.stack([nearest_distance(t, self.defects) for t in patch_tokens]).view_as(dist)
+            dist = dist + (dist - bad).clamp(min=0.0)
         dist = F.interpolate(dist, size=(resolution, resolution), mode="bilinear", align_corners=False)[:, 0]
         dist = dist / self.config.knn_scale
         return dist.clamp(0.0, 1.0) if clamp else dist
@@ -185,7 +190,9 @@ class AnomalyVFM(nn.Module):
             save_file(adapters, tmp / ADAPTER_NAME, metadata={"format": "pt"})
             save_file(heads, tmp / HEADS_NAME, metadata={"format": "pt"})
             if self.memory is not None:
-                save_file({"memory": self.memory.detach().contiguous()}, tmp / MEMORY_NAME, metadata={"format": "pt"})
+                banks = {"memory": self.memory, "defects": self.defects}
+                save_file({k: v.detach().contiguous() for k, v in banks.items() if v is not None}, tmp / MEMORY_NAME,
+                          metadata={"format": "pt"})
             if self.reference is not None:
                 from .outputs import write_png
 
@@ -228,7 +235,8 @@ class AnomalyVFM(nn.Module):
         if missing or unexpected:
             raise ValueError(f"{directory / HEADS_NAME}: missing {missing[:5]}, unexpected {unexpected[:5]}")
         if (directory / MEMORY_NAME).is_file():
-            model.memory = load_file(directory / MEMORY_NAME)["memory"]
+            banks = load_file(directory / MEMORY_NAME)
+            model.memory, model.defects = banks["memory"], banks.get("defects")
         if (directory / REFERENCE_NAME).is_file():
             from .preprocess import read_image
 

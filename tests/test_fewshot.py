@@ -133,6 +133,22 @@ def test_finetune_with_real_defects_with_and_without_masks(tiny_model, tmp_path)
     profile, report = finetune(tiny_model, goods, cfg, defective=[(bad[0], mask), (bad[1], None)], progress=False)
     assert report.calibration["n_defective"] == 2 and len(report.holdout_loss) == 4
     assert all(np.isfinite(report.holdout_loss))
+    # positive memory: at 56 px the box spans 9.3-28 px, covering patch (1, 1) fully, (0, 1) and (1, 0) by a third and
+    # (0, 0) by a ninth (under the quarter needed); image 1 (no mask) gives its farthest patch
+    assert profile.defects is not None and profile.defects.shape == (3 + 1, 32)
+    folder = save_profile(profile, tmp_path / "mixed", base="tiny", good=goods, config=cfg, report=report)
+    assert torch.equal(AnomalyVFM.from_pretrained(folder).defects, profile.defects)
+
+
+def test_defect_memory_raises_patches_near_a_known_defect_only(tiny_model):
+    tokens = torch.nn.functional.normalize(torch.randn(1, 16, 32), dim=-1)
+    tiny_model.memory = tokens[0, :8].clone()  # the first half are good patches
+    before = tiny_model.knn_map(tokens, 4, clamp=False)
+    tiny_model.defects = tokens[0, 12:13].clone()  # patch 12 is a known defect
+    after = tiny_model.knn_map(tokens, 4, clamp=False)
+    assert float(after[0, 3, 0]) > float(before[0, 3, 0])  # patch 12 sits at row 3, column 0 of the 4x4 grid
+    changed = (after - before).abs() > 1e-6
+    assert changed.sum() >= 1 and torch.equal(after[0, :2], before[0, :2])  # good patches (rows 0-1) untouched
 
 
 def test_finetune_command_writes_a_profile_that_predict_uses(tiny_checkpoint, tmp_path):
