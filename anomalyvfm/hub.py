@@ -11,8 +11,9 @@ ALLOW_PATTERNS = ["*.json", "*.safetensors", "reference.png", "README.md"]
 def push_folder(folder: str | os.PathLike, repo_id: str, *, private: bool | None = None, token: str | None = None,
                 revision: str | None = None, commit_message: str = "Upload anomalyvfm model") -> str:
     """Create ``repo_id`` if needed and upload the checkpoint/profile ``folder`` in one commit (only the files that
-    match ``ALLOW_PATTERNS``: nothing pickled). Returns the commit URL."""
-    from huggingface_hub import CommitOperationAdd, HfApi
+    match ``ALLOW_PATTERNS``: nothing pickled). A card (README.md) is first checked by the Hub's own metadata
+    validation (``ModelCard.validate``), so a bad card fails before anything is uploaded. Returns the commit URL."""
+    from huggingface_hub import CommitOperationAdd, HfApi, ModelCard
     from huggingface_hub.utils import filter_repo_objects
 
     folder = Path(folder)
@@ -20,6 +21,8 @@ def push_folder(folder: str | os.PathLike, repo_id: str, *, private: bool | None
         raise FileNotFoundError(f"{folder}: not a checkpoint or profile folder (no config.json)")
     files = sorted(filter_repo_objects([p.name for p in folder.iterdir() if p.is_file()],
                                        allow_patterns=ALLOW_PATTERNS))
+    if (folder / "README.md").is_file():
+        ModelCard.load(folder / "README.md").validate()  # ValueError with the Hub's message when the metadata is bad
     api = HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
     info = api.create_commit(repo_id, [CommitOperationAdd(path_in_repo=f, path_or_fileobj=str(folder / f))

@@ -6,7 +6,7 @@ same board region (test/good/<name> ↔ test/defect/<name>).
 Only pairs whose template is present are used (the ../shared/data copy is a subset: 18 of its 100 defective images
 have their template). Per defective image, the shipped model scores it (1) zero-shot, (2) against its own template as a golden reference
 (ECC alignment, position-wise patch comparison ± one patch) and (3) against the same template as a plain kNN memory
-(nearest patch anywhere). Pixel AUROC and AUPRO@0.3 against the (box) masks, over the defective images only: the good
+(nearest patch anywhere), and (4) the mean of maps (1) and (2). Pixel AUROC and AUPRO@0.3 against the (box) masks, over the defective images only: the good
 test images are the templates themselves, so an image-level AUROC would compare each with itself. Writes
 benchmarks/results/golden-deeppcb/results.json and an example PNG.
 """
@@ -72,6 +72,8 @@ def main(argv=None) -> int:
             panels = [read_image(image), template] + [heatmap(m[-1] / max(m[-1].max(), 1e-6)) for m in maps.values()]
             write_png(args.out / "example.png", np.concatenate(panels, axis=1))
     seconds = time.perf_counter() - tic
+    # the two maps fused as a profile fuses its memory (w = 0.5): the model sees the defect, the reference the layout
+    maps["zero-shot + golden, mean"] = [(a + b) / 2 for a, b in zip(maps["zero-shot"], maps["golden reference"])]
     rows = {label: pixel_metrics(masks, m, 0.3) for label, m in maps.items()}
     payload = {"resolution": args.resolution, "n_pairs": len(names), "seconds": seconds,
                "metrics": {k: {m: float(v) for m, v in r.items()} for k, r in rows.items()}}

@@ -65,9 +65,26 @@ def test_predict_command_runs_the_onnx_backend(tiny_model, tmp_path):
     assert len(list((tmp_path / "out" / "heatmaps").glob("*.png"))) == 2
 
 
+def _fake_validation(monkeypatch, status: int, text: str = "") -> list:
+    """Replace the HTTP session of huggingface_hub's card validation (network off): returns the request bodies."""
+    import httpx2 as httpx  # the HTTP client huggingface_hub uses
+    from huggingface_hub import repocard
+
+    bodies = []
+
+    class Session:
+        def post(self, url, json, headers):
+            bodies.append((url, json))
+            return httpx.Response(status, text=text, request=httpx.Request("POST", url))
+
+    monkeypatch.setattr(repocard, "get_session", lambda: Session())
+    return bodies
+
+
 def test_push_to_hub_sends_exactly_the_checkpoint_files(tiny_model, monkeypatch):
     from huggingface_hub import HfApi
 
+    validated = _fake_validation(monkeypatch, 200)
     calls = {}
     monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: calls.setdefault("repo", (repo_id, kw)))
 
@@ -83,3 +100,16 @@ def test_push_to_hub_sends_exactly_the_checkpoint_files(tiny_model, monkeypatch)
     assert sorted(calls["files"]) == ["README.md", "adapter_config.json", "adapter_model.safetensors", "config.json",
                                       "heads.safetensors"]
     assert calls["files"]["README.md"] == b"---\nl"[:4]
+    url, body = validated[0]  # the card went through the Hub's metadata validation first
+    assert url.endswith("/api/validate-yaml") and body["repoType"] == "model" and "library_name: anomalyvfm" in body[
+        "content"]
+
+
+def test_push_refuses_a_card_the_hub_rejects_before_uploading(tiny_model, monkeypatch):
+    from huggingface_hub import HfApi
+
+    _fake_validation(monkeypatch, 400, "\"license\" must be one of [...]")
+    monkeypatch.setattr(HfApi, "create_repo", lambda *a, **k: pytest.fail("nothing may be created"))
+    monkeypatch.setattr(HfApi, "create_commit", lambda *a, **k: pytest.fail("nothing may be uploaded"))
+    with pytest.raises(ValueError, match="license"):
+        tiny_model.push_to_hub("user/tiny", card="---\nlicense: not-a-licence\n---\n# tiny")
