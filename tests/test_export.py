@@ -32,13 +32,15 @@ def test_onnx_export_matches_pytorch_on_maps_and_scores(tiny_model, tmp_path):
 
 def test_onnx_export_of_a_profile_keeps_memory_fusion_and_calibration(tiny_model, tmp_path):
     tiny_model.memory = torch.nn.functional.normalize(torch.randn(48, 32), dim=-1)
+    tiny_model.defects = torch.nn.functional.normalize(torch.randn(5, 32), dim=-1)
     tiny_model.config.fusion_weight, tiny_model.config.knn_scale = 0.5, 0.8
+    tiny_model.config.image_score, tiny_model.config.score_stats = "memory", {"cls": [0.1, 0.7], "knn": [0.4, 0.2]}
     tiny_model.config.calibration = {"threshold": 0.3, "scale": 0.05, "fpr": 0.01, "n_good": 8}
     images = _images(tmp_path, 2)
     expected = tiny_model.predict(images, resolution=56)
     onnx = OnnxModel(export_onnx(tiny_model, tmp_path / "p.onnx", resolution=56))
     got = onnx.predict(images)
-    assert "model" in onnx.outputs and onnx.config.calibration["threshold"] == 0.3
+    assert {"model", "knn", "memory"} <= set(onnx.outputs) and onnx.config.calibration["threshold"] == 0.3
     for a, b in zip(expected, got):
         assert abs(a.score - b.score) < 1e-4 and a.is_anomalous == b.is_anomalous
         assert abs(a.scores["raw"] - b.scores["raw"]) < 1e-4
