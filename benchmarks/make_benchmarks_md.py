@@ -40,6 +40,7 @@ def fewshot_section() -> list[str]:
     cats = sorted({(d, c) for d, c, m, _ in groups if m == "anomalyvfm-fewshot"})
     shots = sorted({k for _, _, m, k in groups if m == "anomalyvfm-fewshot"})
     top = max((k for _, _, m, k in groups if m == "knn"), default=0)
+    seeds = ", ".join(str(s) for s in sorted({r["seed"] for r in payload["rows"] if r["method"] == "anomalyvfm-fewshot"}))
     lines = ["## Few-shot: fine-tuned and fused vs kNN at the same k", "",
              "`anomalyvfm-fewshot` fine-tunes the shipped checkpoint on the k good references (synthetic defects made "
              "on them, early stopping on held-out synthetic pairs), fuses a kNN map of their adapted patch features "
@@ -47,8 +48,8 @@ def fewshot_section() -> list[str]:
              "`memory` rule (image head and kNN score, each standardised by the good views' statistics), then "
              "calibrates its threshold from the good references alone (target FPR 1%). `fine-tuned` is the "
              "fine-tuned model without its memory (I-AUROC[model]); `+ fused` is the profile as shipped; `kNN` is "
-             f"AnomalyDINO on the same backbone at the same k, and at k = {top} for reference. Mean ± std over seeds "
-             "0, 1, 2. FPR / recall: the calibrated threshold on test/good and on the defective test images. fit s: "
+             f"AnomalyDINO on the same backbone at the same k, and at k = {top} for reference. Mean ± std over the "
+             f"few-shot seeds {seeds} (kNN: seeds 0, 1, 2). FPR / recall: the calibrated threshold on test/good and on the defective test images. fit s: "
              "fine-tuning wall time per run (2-core CPU).", "",
              f"| category | k | zero-shot | fine-tuned | + fused | kNN | kNN k={top} | FPR@thr | recall@thr | fit s |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -72,7 +73,8 @@ def fewshot_section() -> list[str]:
                 means[(k, name)].append(mean_of(rows, key))
         row = [f"{100 * np.mean(means[(k, n)]):.1f}" for n in ("zs", "ft", "fused", "knn", "ref", "fpr", "rec")]
         lines.append(f"| **mean** | {k} | " + " | ".join(row) + " | |")
-    lines += ["", _setup(payload), "", "Re-run (zero-shot and kNN rows, then the few-shot rows, into one folder):", "",
+    setup = _setup(payload).split(" Wall time")[0]  # the folder gathers several invocations: no single wall time
+    lines += ["", setup, "", "Re-run (zero-shot and kNN rows, then the few-shot rows, into one folder):", "",
               "```bash", FEWSHOT_COMMANDS, "```", ""]
     return lines
 
