@@ -291,6 +291,11 @@ def main() -> int:
                 finetune_speed.read_text().strip(), "", "Re-run: `python benchmarks/finetune_speed.py --shots 1,4,8 > "
                 "benchmarks/results/finetune_speed.md`.", ""]
     out += mixed_section()
+    speed = RESULTS / "speed.md"
+    if speed.is_file():
+        out += ["## Inference speed: eager vs ONNX", "", "Images/s of the raw backbone, of `predict` and of `predict "
+                "--backend onnx` (onnxruntime), batch 8, 640×640 DeepPCB images:", "", speed.read_text().strip(), "",
+                "Re-run: `python benchmarks/speed.py > benchmarks/results/speed.md`.", ""]
     out += golden_section()
     out += ablation_section()
     out += [WINCLIP_SECTION]
