@@ -104,9 +104,10 @@ def mixed_section() -> list[str]:
     lines = ["## Mixed supervision: a few real defective images added", "",
              f"k = {cfg['shots']} good images from train/good plus {cfg['defective']} defective images drawn from test "
              "(with their masks where the data set has them), taken out of the evaluation; all arms are scored on "
-             f"the same remaining test images at {cfg['resolution']} px, seeds {cfg['seeds']}. The defective images "
-             "join fine-tuning (real_fraction 0.5 of the pairs) and calibration, and in the last arm also the "
-             "positive memory of defect patches.", "",
+             f"the same remaining test images at {cfg['resolution']} px, seed(s) {cfg['seeds']}, 2-core CPU. The "
+             "defective images join fine-tuning (real_fraction 0.5 of the pairs) and calibration, and in the last arm "
+             "also the positive memory of defect patches. fit s is the wall time of one fine-tune, taken while other "
+             "jobs may have shared the CPU (benchmarks/finetune_speed.py is the timing to quote).", "",
              "| category | arm | I-AUROC | I-AP | P-AUROC | AUPRO@0.3 | FPR@thr | recall@thr | fit s |",
              "|---|---|---|---|---|---|---|---|---|"]
     for (cat, arm), rows in groups.items():
