@@ -8,7 +8,7 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
-from .config import MODES
+from .config import MODES, QUANTIZATIONS
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -171,8 +171,9 @@ def _export(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = load_default(args.model)
-    path = export_onnx(model, args.onnx, mode=args.mode, resolution=args.resolution)
-    print(f"{path}: ONNX, {path.stat().st_size / 2**20:.1f} MiB", file=sys.stderr)
+    path = export_onnx(model, args.onnx, mode=args.mode, resolution=args.resolution, quantize=args.quantize)
+    print(f"{path}: ONNX{f' ({args.quantize})' if args.quantize else ''}, {path.stat().st_size / 2**20:.1f} MiB",
+          file=sys.stderr)
     return 0
 
 
@@ -270,6 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--onnx", required=True, help="output .onnx file")
     e.add_argument("--mode", choices=tuple(MODES), help="input size of the graph (default: the model's mode)")
     e.add_argument("--resolution", type=int)
+    e.add_argument("--quantize", choices=QUANTIZATIONS,
+                   help="int8: dynamic quantization of the MatMul weights (faster on CPU; not within 1e-3 of PyTorch)")
     e.set_defaults(func=_export)
 
     u = sub.add_parser("push", help="upload a checkpoint or profile folder to the Hugging Face Hub")

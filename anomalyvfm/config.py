@@ -8,6 +8,7 @@ from typing import Any
 MODES: dict[str, int] = {"fast": 224, "accurate": 448}  # input side in pixels; both are multiples of 14
 IMAGE_SCORES = ("cls", "topk", "fused")  # rules every model has
 MEMORY_SCORES = ("knn", "memory")  # rules of a few-shot profile with a good-image memory
+QUANTIZATIONS = ("int8",)  # ONNX export: onnxruntime dynamic quantization of the MatMul weights
 LORA_ROLES = ("query", "key", "value", "output", "fc1", "fc2")
 
 

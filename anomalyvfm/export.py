@@ -5,10 +5,15 @@ score under every rule and the anomaly map (B, R, R). LoRA is merged into the ba
 fusion are inside the graph. The calibration (0–1 deviation and threshold) and the model config travel in the
 file's metadata and are applied by ``OnnxModel`` exactly as in PyTorch. Not exportable: golden-reference alignment
 (OpenCV ECC runs before the network), so golden profiles are refused.
+
+``quantize="int8"`` adds onnxruntime's dynamic quantization of the MatMul weights (int8 weights, activations
+quantised per batch at run time): faster on CPUs with VNNI, but no longer within 1e-3 of PyTorch; its measured
+parity and accuracy are in BENCHMARKS.md (``benchmarks/onnx_accuracy.py``).
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 import warnings
@@ -17,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .config import AnomalyVFMConfig, IMAGE_SCORES, MEMORY_SCORES, resolution_for
+from .config import AnomalyVFMConfig, IMAGE_SCORES, MEMORY_SCORES, QUANTIZATIONS, resolution_for
 
 INPUT_NAME = "pixel_values"
 
@@ -38,10 +43,13 @@ def output_names(model) -> list[str]:
 
 
 def export_onnx(model, path: str | os.PathLike, *, mode: str | None = None, resolution: int | None = None,
-                opset: int = 17) -> Path:
-    """Write ``model`` (an ``AnomalyVFM``, possibly a profile) as ONNX; the file appears only once complete."""
+                opset: int = 17, quantize: str | None = None) -> Path:
+    """Write ``model`` (an ``AnomalyVFM``, possibly a profile) as ONNX; the file appears only once complete.
+    ``quantize``: None (float32, parity with PyTorch) or "int8" (dynamic quantization of the MatMul weights)."""
     import onnx
 
+    if quantize not in (None, *QUANTIZATIONS):
+        raise ValueError(f"quantize must be one of {QUANTIZATIONS} or None, got {quantize!r}")
     if model.config.memory_mode == "golden":
         raise ValueError("golden-reference profiles cannot be exported: their OpenCV alignment runs outside the "
                          "network; export the base checkpoint or a kNN-memory profile instead")
@@ -58,8 +66,19 @@ def export_onnx(model, path: str | os.PathLike, *, mode: str | None = None, reso
             torch.onnx.export(_Graph(model, res).eval(), (x,), str(tmp_file), dynamo=False, opset_version=opset,
                               input_names=[INPUT_NAME], output_names=names,
                               dynamic_axes={INPUT_NAME: {0: "batch"}, **{n: {0: "batch"} for n in names}})
+        if quantize == "int8":
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            float_file, tmp_file = tmp_file, Path(tmp) / f"int8-{path.name}"
+            root, level = logging.getLogger(), logging.getLogger().level
+            root.setLevel(logging.ERROR)  # its advice to pre-process: symbolic shape inference fails on this graph
+            try:
+                quantize_dynamic(float_file, tmp_file, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
+            finally:
+                root.setLevel(level)
         proto = onnx.load(str(tmp_file))
-        meta = {"anomalyvfm_config": json.dumps(model.config.to_dict()), "resolution": str(res)}
+        meta = {"anomalyvfm_config": json.dumps(model.config.to_dict()), "resolution": str(res),
+                "quantization": quantize or "none"}
         for key, value in meta.items():
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value
@@ -90,6 +109,7 @@ class OnnxModel:
             raise ValueError(f"{self.path}: not an anomalyvfm export (no anomalyvfm_config metadata)")
         self.config = AnomalyVFMConfig.from_dict(json.loads(meta["anomalyvfm_config"]))
         self.resolution = int(meta["resolution"])
+        self.quantization = meta.get("quantization", "none")
         self.outputs = [o.name for o in self.session.get_outputs()]
 
     def prepare_for_inference(self) -> "OnnxModel":

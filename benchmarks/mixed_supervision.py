@@ -38,7 +38,11 @@ ARMS = {"good only": {}, "+ defective (fine-tune, calibration)": {"defect_memory
 
 def evaluate(profile, test, resolution: int) -> dict:
     images = [read_image(s.path) for s in test]
-    results = profile.predict(images, resolution=resolution, errors="raise")
+    return metrics_of(test, images, profile.predict(images, resolution=resolution, errors="raise"))
+
+
+def metrics_of(test, images, results) -> dict:
+    """Image metrics, the verdicts' FPR and recall, and (where the data set has masks) pixel metrics."""
     labels = np.array([s.label for s in test], bool)
     verdicts = np.array([r.is_anomalous for r in results], bool)
     row = {**image_metrics(labels.astype(int).tolist(), [r.score for r in results]),

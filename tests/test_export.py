@@ -47,6 +47,24 @@ def test_onnx_export_of_a_profile_keeps_memory_fusion_and_calibration(tiny_model
         assert np.abs(a.anomaly_map - b.anomaly_map).max() < 1e-3
 
 
+def test_int8_export_quantizes_the_matmuls_and_stays_close(tiny_model, tmp_path):
+    import onnx
+
+    _randomise_adapters(tiny_model)
+    images = _images(tmp_path)
+    expected = tiny_model.predict(images, resolution=56)
+    path = export_onnx(tiny_model, tmp_path / "q.onnx", resolution=56, quantize="int8")
+    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+    assert ops.count("MatMulInteger") == 2 * 6 + 1 and "DynamicQuantizeLinear" in ops  # q k v o fc1 fc2, head
+    onnx_model = OnnxModel(path)
+    assert onnx_model.quantization == "int8"
+    for a, b in zip(expected, onnx_model.predict(images)):
+        assert abs(a.score - b.score) < 0.05 and np.abs(a.anomaly_map - b.anomaly_map).max() < 0.05
+    with pytest.raises(ValueError, match="quantize"):
+        export_onnx(tiny_model, tmp_path / "f.onnx", resolution=56, quantize="fp4")
+    assert not (tmp_path / "f.onnx").exists()
+
+
 def test_golden_profiles_are_refused_and_bad_files_named(tiny_model, tmp_path):
     tiny_model.config.memory_mode = "golden"
     with pytest.raises(ValueError, match="golden"):
@@ -57,10 +75,12 @@ def test_golden_profiles_are_refused_and_bad_files_named(tiny_model, tmp_path):
         OnnxModel(tmp_path / "x.onnx")
 
 
-def test_predict_command_runs_the_onnx_backend(tiny_model, tmp_path):
+def test_export_and_predict_commands_run_the_onnx_backend(tiny_checkpoint, tmp_path):
     from anomalyvfm.cli import main
 
-    path = export_onnx(tiny_model, tmp_path / "m.onnx", resolution=56)
+    path = tmp_path / "m.onnx"
+    assert main(["export", str(tiny_checkpoint), "--onnx", str(path), "--resolution", "56", "--quantize", "int8"]) == 0
+    assert OnnxModel(path).quantization == "int8" and OnnxModel(path).resolution == 56
     images = _images(tmp_path, 2)
     assert main(["predict", *map(str, images), "--backend", "onnx", "--model", str(path), "--out",
                  str(tmp_path / "out")]) == 0
