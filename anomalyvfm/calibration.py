@@ -33,17 +33,28 @@ class Calibration:
         return cls(**data)
 
 
-def calibrate(good: Sequence[float], fpr: float = 0.01, defective: Sequence[float] | None = None) -> Calibration:
+def calibrate(good: Sequence[float], fpr: float = 0.01, defective: Sequence[float] | None = None, *,
+              unseen: bool = False) -> Calibration:
     """Fit a calibration on raw scores of good images (e.g. leave-one-out scores of the k good images and their
-    augmentations). The threshold is the (1 − fpr) quantile of the good scores. With defective scores too, it is
-    moved up to halfway towards the lowest defective score above it: the same recall on those images with a wider
-    margin for good ones."""
+    augmentations). The threshold is the (1 − fpr) quantile of the good scores. With fewer than 1/fpr scores that
+    quantile is just their maximum, which a new good image exceeds with probability ≈ 1/(n + 1), not fpr; so when
+    the scores come from ``unseen`` images (independent draws of the good population, as in ``recalibrate``), the
+    threshold is at least the normal one-sided prediction bound mean + t(n−1, 1−fpr)·sd·√(1 + 1/n), whose
+    false-positive rate is exactly fpr for normal scores. With defective scores too, the threshold is moved up to
+    halfway towards the lowest defective score above it: the same recall on those images with a wider margin for
+    good ones."""
     good = np.asarray(good, dtype=np.float64)
     if good.size < 2:
         raise ValueError(f"calibration needs at least 2 good scores, got {good.size}")
     if not 0.0 < fpr < 1.0:
         raise ValueError(f"fpr must be in (0, 1), got {fpr}")
     threshold = float(np.quantile(good, 1.0 - fpr, method="higher"))
+    if unseen:
+        from scipy.stats import t
+
+        n = good.size
+        bound = good.mean() + t.ppf(1.0 - fpr, n - 1) * good.std(ddof=1) * np.sqrt(1.0 + 1.0 / n)
+        threshold = max(threshold, float(bound))
     bad = np.asarray(defective if defective is not None else [], dtype=np.float64)
     above = bad[bad > threshold]
     if above.size:

@@ -372,13 +372,14 @@ def _fit_calibration(model: AnomalyVFM, images, per_image: list[torch.Tensor] | 
 def recalibrate(model: AnomalyVFM, good: Sequence[ImageInput], fpr: float = 0.01,
                 defective: Sequence[ImageInput] | None = None, batch_size: int = 8) -> Calibration:
     """Re-choose a model's threshold from images it has not seen (good, and optionally defective): they are scored
-    as they are (no leave-one-out), so pass images that are not in its memory."""
+    as they are (no leave-one-out), so pass images that are not in its memory. As independent draws of the good
+    population they give a normal prediction bound (``calibrate(..., unseen=True)``)."""
     model.config.calibration = None
     raw_good = [p.scores[model.config.image_score] for p in model.predict(list(good), batch_size=batch_size,
                                                                              errors="raise")]
     raw_bad = [p.scores[model.config.image_score] for p in model.predict(list(defective), batch_size=batch_size,
                                                                             errors="raise")] if defective else None
-    cal = calibrate(raw_good, fpr, raw_bad)
+    cal = calibrate(raw_good, fpr, raw_bad, unseen=True)
     model.config.calibration, model.config.threshold = cal.to_dict(), 0.5
     return cal
 

@@ -86,6 +86,58 @@ FEWSHOT_COMMANDS = (
     "--out benchmarks/results/fewshot-224")
 
 
+def calibration_section() -> list[str]:
+    """benchmarks/calibration_holdout.py: the profile's own threshold vs re-calibration on unseen good images."""
+    path = RESULTS / "calibration-holdout" / "results.json"
+    if not path.is_file():
+        return []
+    payload = json.loads(path.read_text())
+    cfg, groups = payload["config"], defaultdict(list)
+    for r in payload["rows"]:
+        groups[(r["calibration"], r["unseen"])].append(r)
+    cats = sorted({r["category"] for r in payload["rows"]})
+    lines = ["## Calibration: the profile's threshold vs a few unseen good images", "",
+             f"k = {cfg['shots']} profiles (seed(s) {cfg['seeds']}, {cfg['resolution']} px, target FPR "
+             f"{100 * float(cfg['fpr']):g}%). The profile's own threshold comes from leave-one-out augmented views of "
+             "its k references, which its head was fine-tuned on; `anomalyvfm calibrate PROFILE --good DIR` re-chooses "
+             "it from m good images it has not seen, here further images of train/good. `quantile`: their 99% "
+             "quantile, i.e. their maximum for m < 100 (a new good image exceeds it with probability ≈ 1/(m + 1)); "
+             "`prediction bound`: the normal one-sided bound that `recalibrate` uses. FPR on test/good / recall on "
+             "the defective test images, %:", "",
+             "| threshold from | m | " + " | ".join(cats) + " | mean FPR | mean recall |",
+             "|---|---|" + "---|" * (len(cats) + 2)]
+    for (how, m), rows in groups.items():
+        by = defaultdict(list)
+        for r in rows:
+            by[r["category"]].append(r)
+        cells = [f"{100 * np.mean([r['FPR@thr'] for r in by[c]]):.1f} / {100 * np.mean([r['recall@thr'] for r in by[c]]):.1f}"
+                 for c in cats]
+        lines.append(f"| {how} | {m or '–'} | " + " | ".join(cells) + f" | {100 * np.mean([r['FPR@thr'] for r in rows]):.1f}"
+                     f" | {100 * np.mean([r['recall@thr'] for r in rows]):.1f} |")
+    return lines + ["", f"Re-run: `python benchmarks/calibration_holdout.py --shots {cfg['shots']} --unseen "
+                        f"{cfg['unseen']} --seeds {cfg['seeds']}`.", ""]
+
+
+def onnx_accuracy_section() -> list[str]:
+    """benchmarks/onnx_accuracy.py: eager vs float32 vs int8 ONNX on real test images."""
+    path = RESULTS / "onnx-accuracy" / "results.json"
+    if not path.is_file():
+        return []
+    payload = json.loads(path.read_text())
+    cfg = payload["config"]
+    lines = ["## ONNX export: what it changes on real images", "",
+             f"The shipped checkpoint on every test image of each category, {cfg['resolution']} px ({cfg['mode']} "
+             f"mode), {cfg['hardware']}: largest absolute difference from eager PyTorch (0–1 score, anomaly map), "
+             "verdicts that flip at the 0.5 threshold, and the harness metrics.", "",
+             "| category | backend | max abs score diff | max abs map diff | verdicts changed | I-AUROC | P-AUROC | "
+             "AUPRO@0.3 |", "|---|---|---|---|---|---|---|---|"]
+    for r in payload["rows"]:
+        pix = [f"{100 * r[k]:.2f}" if k in r else "–" for k in ("P-AUROC", "AUPRO@0.3")]
+        lines.append(f"| {r['category']} | {r['backend']} | {r['max_abs_score']:.1e} | {r['max_abs_map']:.1e} | "
+                     f"{r['verdicts_changed']} / {r['n_test']} | {100 * r['I-AUROC']:.2f} | {pix[0]} | {pix[1]} |")
+    return lines + ["", "Re-run: `python benchmarks/onnx_accuracy.py`.", ""]
+
+
 def mixed_section() -> list[str]:
     """Mixed supervision (benchmarks/mixed_supervision.py): good-only vs good + a few real defective images."""
     path = RESULTS / "mixed-supervision" / "results.json"
@@ -291,12 +343,15 @@ def main() -> int:
                 "budget is k = 4 in fast mode within 5 minutes on this 2-core CPU:", "",
                 finetune_speed.read_text().strip(), "", "Re-run: `python benchmarks/finetune_speed.py --shots 1,4,8 > "
                 "benchmarks/results/finetune_speed.md`.", ""]
+    out += calibration_section()
     out += mixed_section()
     speed = RESULTS / "speed.md"
     if speed.is_file():
         out += ["## Inference speed: eager vs ONNX", "", "Images/s of the raw backbone, of `predict` and of `predict "
-                "--backend onnx` (onnxruntime), batch 8, 640×640 DeepPCB images:", "", speed.read_text().strip(), "",
+                "--backend onnx` (onnxruntime) on the float32 export and on `export --quantize int8`, batch 8, 640×640 "
+                "DeepPCB images:", "", speed.read_text().strip(), "",
                 "Re-run: `python benchmarks/speed.py > benchmarks/results/speed.md`.", ""]
+    out += onnx_accuracy_section()
     out += golden_section()
     out += ablation_section()
     out += [WINCLIP_SECTION]

@@ -30,6 +30,16 @@ def test_calibration_threshold_is_the_good_quantile_of_a_known_distribution():
     assert np.mean(np.asarray(cal.deviation(good)) > 0.5) == pytest.approx(0.01, abs=0.001)
 
 
+def test_calibration_on_few_unseen_images_keeps_the_requested_false_positive_rate():
+    rng = np.random.default_rng(0)
+    draws = rng.normal(3.0, 2.0, (2000, 16))  # 2000 users, each calibrating on 16 unseen good images
+    new = rng.normal(3.0, 2.0, (2000, 5000))  # and then meeting 5000 new good images
+    fpr = {unseen: np.mean([np.mean(n > calibrate(d, 0.01, unseen=unseen).threshold) for d, n in zip(draws, new)])
+           for unseen in (False, True)}
+    assert fpr[True] == pytest.approx(0.01, abs=0.002)  # the prediction bound: exact for normal scores
+    assert fpr[False] == pytest.approx(1 / 17, abs=0.01)  # the maximum of 16 scores: ≈ 1/(n + 1)
+
+
 def test_calibration_uses_defective_scores_to_widen_the_margin():
     good = np.linspace(0.0, 1.0, 101)  # the 0.99 quantile ("higher") is 0.99
     cal = calibrate(good, fpr=0.01, defective=[0.5, 2.0, 3.0])
