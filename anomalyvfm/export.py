@@ -6,7 +6,7 @@ fusion are inside the graph. The calibration (0–1 deviation and threshold) and
 file's metadata and are applied by ``OnnxModel`` exactly as in PyTorch. Not exportable: golden-reference alignment
 (OpenCV ECC runs before the network), so golden profiles are refused.
 
-``quantize="int8"`` adds onnxruntime's dynamic quantization of the MatMul weights (int8 weights, activations
+``quantize="int8"`` adds onnxruntime's dynamic quantization of the MatMul weights (int8 weights per output channel, activations
 quantised per batch at run time): faster on CPUs with VNNI, but no longer within 1e-3 of PyTorch; its measured
 parity and accuracy are in BENCHMARKS.md (``benchmarks/onnx_accuracy.py``).
 """
@@ -73,7 +73,8 @@ def export_onnx(model, path: str | os.PathLike, *, mode: str | None = None, reso
             root, level = logging.getLogger(), logging.getLogger().level
             root.setLevel(logging.ERROR)  # its advice to pre-process: symbolic shape inference fails on this graph
             try:
-                quantize_dynamic(float_file, tmp_file, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
+                quantize_dynamic(float_file, tmp_file, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
+                                 per_channel=True)
             finally:
                 root.setLevel(level)
         proto = onnx.load(str(tmp_file))
