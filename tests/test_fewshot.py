@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -192,3 +193,47 @@ def test_memory_rule_standardises_the_head_and_the_knn_score_by_good_statistics(
     tiny_model.config.image_score = "memory"
     with pytest.raises(ValueError, match="needs a good-image memory"):
         tiny_model.scores(out, 56)
+
+
+def test_profile_pushed_to_the_hub_loads_by_repo_id_in_a_fresh_process(tiny_model, tmp_path, monkeypatch):
+    """push_folder → the files the Hub would store (laid out as huggingface_hub's cache keeps a downloaded repo) →
+    ``from_pretrained("user/profile", revision=...)`` in a new process, offline, gives the same scores."""
+    import os
+
+    from huggingface_hub import HfApi
+
+    from anomalyvfm.hub import push_folder
+
+    goods = _goods(tmp_path)
+    profile, report = finetune(tiny_model, goods, TINY, progress=False)
+    profile.config.fusion_weight = 0.5
+    folder = save_profile(profile, tmp_path / "profile", base="tiny", good=goods, config=TINY, report=report)
+    (folder / "notes.pkl").write_bytes(b"not to be published")
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = Path(os.environ["HF_HOME"]) / "hub" / "models--user--profile"
+
+    def create_commit(self, repo_id, operations, **kw):  # what the Hub serves afterwards, as a download caches it
+        assert repo_id == "user/profile"
+        for op in operations:
+            target = repo / "snapshots" / commit / op.path_in_repo
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(Path(op.path_or_fileobj).read_bytes())
+        (repo / "refs").mkdir(parents=True, exist_ok=True)
+        (repo / "refs" / "main").write_text(commit)
+        return f"https://huggingface.co/user/profile/commit/{commit}"
+
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: None)
+    monkeypatch.setattr(HfApi, "create_commit", create_commit)
+    assert push_folder(folder, "user/profile").endswith(commit)
+    sent = sorted(p.name for p in (repo / "snapshots" / commit).iterdir())
+    assert sent == ["adapter_config.json", "adapter_model.safetensors", "config.json", "heads.safetensors",
+                    "memory.safetensors", "profile.json"]
+    test = [write_image(tmp_path / "test" / f"{i}.png", size=(60, 60), seed=20 + i) for i in range(3)]
+    expected = [r.score for r in profile.predict(test)]
+    script = (f"import json; from anomalyvfm import AnomalyVFM;"
+              f"a = AnomalyVFM.from_pretrained('user/profile', revision={commit!r});"
+              f"b = AnomalyVFM.from_pretrained('user/profile');"
+              f"print(json.dumps([[r.score for r in m.predict({[str(t) for t in test]!r})] for m in (a, b)]))")
+    out = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True).stdout
+    by_revision, by_main = json.loads(out.strip().splitlines()[-1])
+    assert np.allclose(by_revision, expected, atol=1e-6) and np.allclose(by_main, expected, atol=1e-6)
