@@ -18,6 +18,7 @@ class Calibration:
     n_defective: int = 0  # raw scores of defective images it was fitted on (0: normal-only)
     good_mean: float = 0.0
     good_max: float = 0.0
+    n_images: int = 0  # distinct good images behind the scores (views of one image count once)
 
     def deviation(self, raw: float | np.ndarray) -> float | np.ndarray:
         """Raw score → deviation in (0, 1): σ((raw − threshold) / scale); the threshold maps to exactly 0.5."""
@@ -33,28 +34,48 @@ class Calibration:
         return cls(**data)
 
 
+MIN_IMAGES = 4  # distinct images from which the spread between images enters the threshold (with 2 or 3 its
+# t-bound is so wide that nothing is ever flagged; measured in benchmarks/calibration_study.py)
+
+
+def _prediction_bound(values: np.ndarray, fpr: float, spread: float | None = None) -> float:
+    """One-sided normal prediction bound mean + t(n−1, 1−fpr)·sd·√(1 + 1/n): a new draw exceeds it with probability
+    exactly ``fpr`` when the values are independent normal draws."""
+    from scipy.stats import t
+
+    n = values.size
+    sd = values.std(ddof=1) if spread is None else spread
+    return float(values.mean() + t.ppf(1.0 - fpr, n - 1) * sd * np.sqrt(1.0 + 1.0 / n))
+
+
 def calibrate(good: Sequence[float], fpr: float = 0.01, defective: Sequence[float] | None = None, *,
-              unseen: bool = False) -> Calibration:
-    """Fit a calibration on raw scores of good images (e.g. leave-one-out scores of the k good images and their
-    augmentations). The threshold is the (1 − fpr) quantile of the good scores. With fewer than 1/fpr scores that
-    quantile is just their maximum, which a new good image exceeds with probability ≈ 1/(n + 1), not fpr; so when
-    the scores come from ``unseen`` images (independent draws of the good population, as in ``recalibrate``), the
-    threshold is at least the normal one-sided prediction bound mean + t(n−1, 1−fpr)·sd·√(1 + 1/n), whose
-    false-positive rate is exactly fpr for normal scores. With defective scores too, the threshold is moved up to
-    halfway towards the lowest defective score above it: the same recall on those images with a wider margin for
-    good ones."""
+              groups: Sequence[int] | None = None) -> Calibration:
+    """Fit a calibration on raw scores of good images. The threshold is the largest of these estimates of the
+    score that a new good image exceeds with probability ``fpr``:
+
+    - the (1 − fpr) quantile of ``good`` (with fewer than 1/fpr scores, their maximum, which a new draw exceeds with
+      probability ≈ 1/(n + 1) — too often);
+    - the normal prediction bound over ``good`` (``_prediction_bound``), exact for independent normal scores;
+    - with ``groups`` (the image each score comes from, e.g. augmented views of a few good images) and at least
+      ``MIN_IMAGES`` images: the same bound over the image means, with the spread between images plus the mean
+      spread within one, n = the number of images. Views of one image do not show how much the next image differs.
+
+    With defective scores too, the threshold is moved up to halfway towards the lowest defective score above it:
+    the same recall on those images with a wider margin for good ones."""
     good = np.asarray(good, dtype=np.float64)
     if good.size < 2:
         raise ValueError(f"calibration needs at least 2 good scores, got {good.size}")
     if not 0.0 < fpr < 1.0:
         raise ValueError(f"fpr must be in (0, 1), got {fpr}")
-    threshold = float(np.quantile(good, 1.0 - fpr, method="higher"))
-    if unseen:
-        from scipy.stats import t
-
-        n = good.size
-        bound = good.mean() + t.ppf(1.0 - fpr, n - 1) * good.std(ddof=1) * np.sqrt(1.0 + 1.0 / n)
-        threshold = max(threshold, float(bound))
+    threshold = max(float(np.quantile(good, 1.0 - fpr, method="higher")), _prediction_bound(good, fpr))
+    labels = np.asarray(groups if groups is not None else np.arange(good.size))
+    if labels.shape != good.shape:
+        raise ValueError(f"groups must give one image per score: {labels.size} for {good.size} scores")
+    images = np.unique(labels)
+    if groups is not None and images.size >= MIN_IMAGES:
+        means = np.array([good[labels == g].mean() for g in images])
+        within = np.mean([good[labels == g].var(ddof=1) if (labels == g).sum() > 1 else 0.0 for g in images])
+        threshold = max(threshold, _prediction_bound(means, fpr, float(np.sqrt(means.var(ddof=1) + within))))
     bad = np.asarray(defective if defective is not None else [], dtype=np.float64)
     above = bad[bad > threshold]
     if above.size:
@@ -62,4 +83,4 @@ def calibrate(good: Sequence[float], fpr: float = 0.01, defective: Sequence[floa
     mad = float(np.median(np.abs(good - np.median(good)))) * 1.4826
     scale = max(mad, float(good.std()) * 0.5, 1e-6)
     return Calibration(threshold=threshold, scale=scale, fpr=fpr, n_good=int(good.size), n_defective=int(bad.size),
-                       good_mean=float(good.mean()), good_max=float(good.max()))
+                       good_mean=float(good.mean()), good_max=float(good.max()), n_images=int(images.size))

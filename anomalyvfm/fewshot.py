@@ -373,7 +373,7 @@ def _fit_calibration(model: AnomalyVFM, images, per_image: list[torch.Tensor] | 
     threshold at the target false-positive rate (moved up towards the real defective images' scores, if any)."""
     rng = np.random.default_rng([cfg.seed, 2])
     full = model.memory
-    raw = []
+    raw, groups = [], []
     model.config.calibration = None
     for i, image in enumerate(images):
         views = np.stack([image] + [augment(rng, image) for _ in range(cfg.augmentations - 1)])
@@ -383,13 +383,14 @@ def _fit_calibration(model: AnomalyVFM, images, per_image: list[torch.Tensor] | 
             out = _forward_all(model, views, cfg.batch_size, device)
             scores, _ = model.scores(out, res)
         raw += scores[model.config.image_score].tolist()
+        groups += [i] * len(views)
     model.memory = full
     raw_bad = None
     if defective:
         with torch.no_grad():
             scores, _ = model.scores(_forward_all(model, np.stack(defective), cfg.batch_size, device), res)
         raw_bad = scores[model.config.image_score].tolist()
-    cal = calibrate(raw, cfg.fpr, raw_bad)
+    cal = calibrate(raw, cfg.fpr, raw_bad, groups=groups)
     model.config.calibration = report.calibration = cal.to_dict()
     model.config.threshold = 0.5
 
@@ -398,13 +399,13 @@ def recalibrate(model: AnomalyVFM, good: Sequence[ImageInput], fpr: float = 0.01
                 defective: Sequence[ImageInput] | None = None, batch_size: int = 8) -> Calibration:
     """Re-choose a model's threshold from images it has not seen (good, and optionally defective): they are scored
     as they are (no leave-one-out), so pass images that are not in its memory. As independent draws of the good
-    population they give a normal prediction bound (``calibrate(..., unseen=True)``)."""
+    population they give a normal prediction bound (see ``calibrate``)."""
     model.config.calibration = None
     raw_good = [p.scores[model.config.image_score] for p in model.predict(list(good), batch_size=batch_size,
                                                                              errors="raise")]
     raw_bad = [p.scores[model.config.image_score] for p in model.predict(list(defective), batch_size=batch_size,
                                                                             errors="raise")] if defective else None
-    cal = calibrate(raw_good, fpr, raw_bad, unseen=True)
+    cal = calibrate(raw_good, fpr, raw_bad)
     model.config.calibration, model.config.threshold = cal.to_dict(), 0.5
     return cal
 

@@ -35,16 +35,37 @@ def test_calibration_on_few_unseen_images_keeps_the_requested_false_positive_rat
     rng = np.random.default_rng(0)
     draws = rng.normal(3.0, 2.0, (2000, 16))  # 2000 users, each calibrating on 16 unseen good images
     new = rng.normal(3.0, 2.0, (2000, 5000))  # and then meeting 5000 new good images
-    fpr = {unseen: np.mean([np.mean(n > calibrate(d, 0.01, unseen=unseen).threshold) for d, n in zip(draws, new)])
-           for unseen in (False, True)}
-    assert fpr[True] == pytest.approx(0.01, abs=0.002)  # the prediction bound: exact for normal scores
-    assert fpr[False] == pytest.approx(1 / 17, abs=0.01)  # the maximum of 16 scores: ≈ 1/(n + 1)
+    fpr = np.mean([np.mean(n > calibrate(d, 0.01).threshold) for d, n in zip(draws, new)])
+    plain = np.mean([np.mean(n > np.quantile(d, 0.99, method="higher")) for d, n in zip(draws, new)])
+    assert fpr == pytest.approx(0.01, abs=0.002)  # the prediction bound: exact for normal scores
+    assert plain == pytest.approx(1 / 17, abs=0.01)  # the plain quantile is the maximum of 16 scores: ≈ 1/(n + 1)
+
+
+def test_calibration_on_views_of_few_images_bounds_the_spread_between_images():
+    rng = np.random.default_rng(1)
+    users, k, views = 1000, 8, 8
+    effect = rng.normal(0.0, 1.0, (users, k, 1))  # each good image has its own level ...
+    scores = (effect + rng.normal(0.0, 0.2, (users, k, views))).reshape(users, -1)  # ... its views vary little
+    new = rng.normal(0.0, 1.0, (users, 2000)) + rng.normal(0.0, 0.2, (users, 2000))  # new good images
+    groups = np.repeat(np.arange(k), views)
+    fpr = {g: np.mean([np.mean(n > calibrate(s, 0.01, groups=groups if g else None).threshold)
+                       for s, n in zip(scores, new)]) for g in (True, False)}
+    assert fpr[True] == pytest.approx(0.01, abs=0.004)  # n = 8 images, between + within spread
+    assert fpr[False] > 0.02  # 64 views taken as independent draws underestimate a new image's spread
+    cal = calibrate(scores[0], 0.01, groups=groups)
+    assert cal.n_images == k and cal.n_good == k * views
+    few = calibrate(scores[0][:3 * views], 0.01, groups=groups[:3 * views])  # under MIN_IMAGES: views only
+    assert few.threshold == pytest.approx(calibrate(scores[0][:3 * views], 0.01).threshold)
+    with pytest.raises(ValueError, match="one image per score"):
+        calibrate(scores[0], 0.01, groups=groups[:-1])
 
 
 def test_calibration_uses_defective_scores_to_widen_the_margin():
-    good = np.linspace(0.0, 1.0, 101)  # the 0.99 quantile ("higher") is 0.99
-    cal = calibrate(good, fpr=0.01, defective=[0.5, 2.0, 3.0])
-    assert cal.threshold == pytest.approx((0.99 + 2.0) / 2) and cal.n_defective == 3
+    good = np.linspace(0.0, 1.0, 101)
+    alone = calibrate(good, fpr=0.01).threshold  # the prediction bound: mean + t(100, 0.99)·sd·√(1 + 1/101)
+    assert alone == pytest.approx(0.5 + 2.364 * good.std(ddof=1) * np.sqrt(1 + 1 / 101), abs=1e-3)
+    cal = calibrate(good, fpr=0.01, defective=[0.5, 2.0, 3.0])  # 0.5 is below: it cannot be separated anyway
+    assert cal.threshold == pytest.approx((alone + 2.0) / 2) and cal.n_defective == 3
     assert Calibration.from_dict(cal.to_dict()) == cal
     with pytest.raises(ValueError, match="at least 2"):
         calibrate([0.3])
@@ -60,6 +81,7 @@ def test_finetune_of_a_tiny_model_lowers_its_held_out_loss(tiny_model, tmp_path)
                                     | {f"I-AUROC[{r}]" for r in ("cls", "topk", "fused", "knn", "memory")})
     assert set(profile.config.score_stats) == {"cls", "knn"} and profile.config.score_stats["knn"][1] >= 0.05
     assert profile.config.calibration["n_good"] == 3 * 3 and profile.config.threshold == 0.5
+    assert profile.config.calibration["n_images"] == 3
     assert tiny_model.memory is None  # the base model is left as it was
 
 
