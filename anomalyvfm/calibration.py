@@ -49,7 +49,7 @@ def _prediction_bound(values: np.ndarray, fpr: float, spread: float | None = Non
 
 
 def calibrate(good: Sequence[float], fpr: float = 0.01, defective: Sequence[float] | None = None, *,
-              groups: Sequence[int] | None = None) -> Calibration:
+              groups: Sequence[int] | None = None, bounded: bool = False) -> Calibration:
     """Fit a calibration on raw scores of good images. The threshold is the largest of these estimates of the
     score that a new good image exceeds with probability ``fpr``:
 
@@ -60,6 +60,9 @@ def calibrate(good: Sequence[float], fpr: float = 0.01, defective: Sequence[floa
       ``MIN_IMAGES`` images: the same bound over the image means, with the spread between images plus the mean
       spread within one, n = the number of images. Views of one image do not show how much the next image differs.
 
+    ``bounded``: the scores are probabilities in [0, 1] (as every anomalyvfm image score is); the bounds are then
+    taken on their logits, where such scores are nearer to normal and a bound cannot leave (0, 1).
+
     With defective scores too, the threshold is moved up to halfway towards the lowest defective score above it:
     the same recall on those images with a wider margin for good ones."""
     good = np.asarray(good, dtype=np.float64)
@@ -67,15 +70,22 @@ def calibrate(good: Sequence[float], fpr: float = 0.01, defective: Sequence[floa
         raise ValueError(f"calibration needs at least 2 good scores, got {good.size}")
     if not 0.0 < fpr < 1.0:
         raise ValueError(f"fpr must be in (0, 1), got {fpr}")
-    threshold = max(float(np.quantile(good, 1.0 - fpr, method="higher")), _prediction_bound(good, fpr))
     labels = np.asarray(groups if groups is not None else np.arange(good.size))
     if labels.shape != good.shape:
         raise ValueError(f"groups must give one image per score: {labels.size} for {good.size} scores")
+    if bounded and not ((good >= 0) & (good <= 1)).all():
+        raise ValueError("bounded=True needs scores in [0, 1]")
+    from scipy.special import expit, logit
+
+    to, back = (lambda v: logit(np.clip(v, 1e-7, 1 - 1e-7)), expit) if bounded else (lambda v: v, lambda v: v)
+    values = to(good)
+    bound = _prediction_bound(values, fpr)
     images = np.unique(labels)
     if groups is not None and images.size >= MIN_IMAGES:
-        means = np.array([good[labels == g].mean() for g in images])
-        within = np.mean([good[labels == g].var(ddof=1) if (labels == g).sum() > 1 else 0.0 for g in images])
-        threshold = max(threshold, _prediction_bound(means, fpr, float(np.sqrt(means.var(ddof=1) + within))))
+        means = np.array([values[labels == g].mean() for g in images])
+        within = np.mean([values[labels == g].var(ddof=1) if (labels == g).sum() > 1 else 0.0 for g in images])
+        bound = max(bound, _prediction_bound(means, fpr, float(np.sqrt(means.var(ddof=1) + within))))
+    threshold = max(float(np.quantile(good, 1.0 - fpr, method="higher")), float(back(bound)))
     bad = np.asarray(defective if defective is not None else [], dtype=np.float64)
     above = bad[bad > threshold]
     if above.size:

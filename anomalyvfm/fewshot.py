@@ -390,7 +390,7 @@ def _fit_calibration(model: AnomalyVFM, images, per_image: list[torch.Tensor] | 
         with torch.no_grad():
             scores, _ = model.scores(_forward_all(model, np.stack(defective), cfg.batch_size, device), res)
         raw_bad = scores[model.config.image_score].tolist()
-    cal = calibrate(raw, cfg.fpr, raw_bad, groups=groups)
+    cal = calibrate(raw, cfg.fpr, raw_bad, groups=groups, bounded=True)
     model.config.calibration = report.calibration = cal.to_dict()
     model.config.threshold = 0.5
 
@@ -405,7 +405,7 @@ def recalibrate(model: AnomalyVFM, good: Sequence[ImageInput], fpr: float = 0.01
                                                                              errors="raise")]
     raw_bad = [p.scores[model.config.image_score] for p in model.predict(list(defective), batch_size=batch_size,
                                                                             errors="raise")] if defective else None
-    cal = calibrate(raw_good, fpr, raw_bad)
+    cal = calibrate(raw_good, fpr, raw_bad, bounded=True)
     model.config.calibration, model.config.threshold = cal.to_dict(), 0.5
     return cal
 

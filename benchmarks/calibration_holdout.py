@@ -71,7 +71,7 @@ def main(argv=None) -> int:
             rows.append(row("profile (leave-one-out views)", 0, profile.config.calibration["threshold"]))
             for m in tqdm(unseen_sizes, desc=f"{cat.key} seed {seed}"):
                 rows.append(row("unseen, quantile", m, float(np.quantile(extra[:m], 1 - args.fpr, method="higher"))))
-                rows.append(row("unseen, calibrate", m, calibrate(extra[:m], args.fpr).threshold))
+                rows.append(row("unseen, calibrate", m, calibrate(extra[:m], args.fpr, bounded=True).threshold))
             for r in rows[-1 - 2 * len(unseen_sizes):]:
                 print(f"{r['category']:28s} {r['calibration']:30s} m={r['unseen']:2d} FPR {100 * r['FPR@thr']:5.1f}"
                       f"  recall {100 * r['recall@thr']:5.1f}")

@@ -60,6 +60,20 @@ def test_calibration_on_views_of_few_images_bounds_the_spread_between_images():
         calibrate(scores[0], 0.01, groups=groups[:-1])
 
 
+def test_bounded_calibration_takes_the_bound_on_logits():
+    from scipy.special import expit
+
+    rng = np.random.default_rng(2)
+    logits = rng.normal(-1.0, 1.5, (2000, 16))  # users calibrating on 16 probability scores, normal as logits
+    new = rng.normal(-1.0, 1.5, (2000, 5000))
+    fpr = np.mean([np.mean(expit(n) > calibrate(expit(d), 0.01, bounded=True).threshold) for d, n in zip(logits, new)])
+    assert fpr == pytest.approx(0.01, abs=0.002)
+    wide = calibrate([0.01, 0.5, 0.99, 0.02], 0.01, bounded=True).threshold
+    assert 0.99 <= wide < 1.0  # a bound on raw probabilities would land far above 1: nothing ever flagged
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        calibrate([0.2, 1.5], 0.01, bounded=True)
+
+
 def test_calibration_uses_defective_scores_to_widen_the_margin():
     good = np.linspace(0.0, 1.0, 101)
     alone = calibrate(good, fpr=0.01).threshold  # the prediction bound: mean + t(100, 0.99)·sd·√(1 + 1/101)

@@ -1,0 +1,142 @@
+"""Where the normal-only threshold goes wrong with few images: the raw scores behind it, per component.
+
+    python benchmarks/calibration_study.py [--data ../shared/data] [--shots 1,2,4,8] [--seeds 0]
+
+Per category, k and seed, the harness's profile (the same draw of k good images from train/good, the same
+fine-tune) is rebuilt, and three sets of raw scores are kept, each split into the two parts of the `memory` rule
+(image-head logit and kNN top-k score):
+
+- ``views``: the calibration views ``finetune`` uses (each good image and 7 augmentations), each against the memory
+  without its own image (with k = 1: the image itself);
+- ``views_excluded``: the same views without flips, each against the whole memory with the patches of its own image
+  that lie within ``--radius`` patches of the query's position left out (``fewshot.excluded_knn_score``);
+- ``test``: every test image against the whole memory, with its label.
+
+From these any threshold rule can be evaluated offline: `--report` writes the false-positive rate on test/good and
+the recall on the defective test images of the threshold rules below, per category and k, mean over seeds.
+Writes benchmarks/results/calibration-study/raw.json and (with --report) results.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+from scipy.special import expit
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from anomalyvfm import fewshot  # noqa: E402
+from anomalyvfm.benchmark import draw_shots  # noqa: E402
+from anomalyvfm.calibration import calibrate  # noqa: E402
+from anomalyvfm.data import scan  # noqa: E402
+from anomalyvfm.model import load_default  # noqa: E402
+from anomalyvfm.outputs import atomic_write_bytes  # noqa: E402
+from anomalyvfm.preprocess import read_image, resize_square  # noqa: E402
+
+
+def parts(model, views: np.ndarray, res: int, memory) -> tuple[list[float], list[float]]:
+    """(image-head logits, kNN top-k scores) of views against ``memory``."""
+    out = fewshot._forward_all(model, views, 8, model.device)
+    knn = model._topk(model.knn_map(out.patch_tokens, res, memory, clamp=False))
+    return out.image_logits.flatten().tolist(), knn.tolist()
+
+
+def run(base, cat, k: int, seed: int, res: int, radius: int) -> dict:
+    shots = [read_image(s.path) for s in draw_shots(cat.train, k, seed)]
+    cfg = fewshot.FinetuneConfig(resolution=res)
+    model, _ = fewshot.finetune(base, shots, cfg, progress=False)
+    images = [resize_square(im, res) for im in shots]
+    per_image = fewshot._memory_of(model, images, cfg.batch_size, model.device)
+    rng = np.random.default_rng([cfg.seed, 2])
+    rec = {"views": [[], []], "views_excluded": [[], []], "image_of_view": []}
+    for i, image in enumerate(images):
+        views = np.stack([image] + [fewshot.augment(rng, image) for _ in range(cfg.augmentations - 1)])
+        for dst, src in zip(rec["views"], parts(model, views, res, fewshot._leave_one_out(per_image, i))):
+            dst += src
+        plain = np.stack([image] + [fewshot.augment(rng, image, flips=False) for _ in range(cfg.augmentations - 1)])
+        out = fewshot._forward_all(model, plain, cfg.batch_size, model.device)
+        rec["views_excluded"][0] += out.image_logits.flatten().tolist()
+        rec["views_excluded"][1] += fewshot.excluded_knn_score(model, out.patch_tokens, per_image, i, res,
+                                                               radius).tolist()
+        rec["image_of_view"] += [i] * len(views)
+    test = [read_image(s.path) for s in cat.test]
+    logits, knn = [], []
+    for s in range(0, len(test), 32):
+        batch = np.stack([resize_square(im, res) for im in test[s:s + 32]])
+        a, b = parts(model, batch, res, None)
+        logits += a
+        knn += b
+    return {"category": cat.key, "shots": k, "seed": seed, "score_stats": model.config.score_stats,
+            "calibration": model.config.calibration, **rec, "test": [logits, knn],
+            "labels": [int(s.label) for s in cat.test]}
+
+
+def memory_score(parts: list[list[float]], stats: dict) -> np.ndarray:
+    """The `memory` rule's raw score from its two parts, as ``AnomalyVFM.scores`` computes it."""
+    logits, knn = map(np.asarray, parts)
+    return expit(((logits - stats["cls"][0]) / stats["cls"][1] + (knn - stats["knn"][0]) / stats["knn"][1]) / 2)
+
+
+RULES = {
+    "quantile of the views (before)": lambda v, g, fpr: float(np.quantile(v, 1 - fpr, method="higher")),
+    "calibrate, views as independent draws": lambda v, g, fpr: calibrate(v, fpr, bounded=True).threshold,
+    "calibrate with the image of each view (profiles now)":
+        lambda v, g, fpr: calibrate(v, fpr, groups=g, bounded=True).threshold,
+}
+
+
+def report(runs: list[dict], fpr: float = 0.01) -> str:
+    """Markdown: per threshold rule and k, FPR on test/good and recall on defective test images (%), mean over seeds
+    per category, then the mean over categories."""
+    table: dict = {}
+    for r in runs:
+        views, test = memory_score(r["views"], r["score_stats"]), memory_score(r["test"], r["score_stats"])
+        good = np.asarray(r["labels"]) == 0
+        for rule, fn in RULES.items():
+            thr = fn(views, r["image_of_view"], fpr)
+            cell = table.setdefault((rule, r["shots"]), {}).setdefault(r["category"], [])
+            cell.append((100 * np.mean(test[good] > thr), 100 * np.mean(test[~good] > thr)))
+    cats = sorted({r["category"] for r in runs})
+    seeds = sorted({r["seed"] for r in runs})
+    lines = [f"Seeds {', '.join(map(str, seeds))}; target FPR {100 * fpr:g}%. Cells: FPR / recall (%).", "",
+             "| rule | k | " + " | ".join(cats) + " | mean FPR | mean recall |", "|---|---|" + "---|" * (len(cats) + 2)]
+    for (rule, k), by_cat in sorted(table.items(), key=lambda x: (x[0][1], list(RULES).index(x[0][0]))):
+        means = {c: np.mean(v, axis=0) for c, v in by_cat.items()}
+        cells = [f"{means[c][0]:.1f} / {means[c][1]:.1f}" if c in means else "–" for c in cats]
+        lines.append(f"| {rule} | {k} | " + " | ".join(cells) + f" | {np.mean([m[0] for m in means.values()]):.1f} | "
+                     f"{np.mean([m[1] for m in means.values()]):.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
+    parser.add_argument("--shots", default="1,2,4,8")
+    parser.add_argument("--seeds", default="0")
+    parser.add_argument("--resolution", type=int, default=224)
+    parser.add_argument("--radius", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "calibration-study")
+    parser.add_argument("--report", action="store_true", help="only write results.md from the runs so far")
+    args = parser.parse_args(argv)
+    path = args.out / "raw.json"
+    runs = json.loads(path.read_text()) if path.is_file() else []
+    if args.report:
+        atomic_write_bytes(args.out / "results.md", report(runs).encode())
+        return 0
+    base = load_default()
+    done = {(r["category"], r["shots"], r["seed"]) for r in runs}
+    todo = [(cat, int(k), int(s)) for cat in scan(args.data) for s in args.seeds.split(",")
+            for k in args.shots.split(",") if (cat.key, int(k), int(s)) not in done]
+    for cat, k, seed in tqdm(todo, desc="calibration study", unit="run"):
+        runs.append(run(base, cat, k, seed, args.resolution, args.radius))
+        atomic_write_bytes(path, json.dumps(runs).encode())  # resumable: one run at a time
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
