@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .calibration import Calibration, calibrate
+from .calibration import MIN_IMAGES, Calibration, calibrate
 from .config import MODES, resolution_for
 from .losses import anomalyvfm_loss
 from .metrics import image_metrics
@@ -391,6 +391,13 @@ def _fit_calibration(model: AnomalyVFM, images, per_image: list[torch.Tensor] | 
             scores, _ = model.scores(_forward_all(model, np.stack(defective), cfg.batch_size, device), res)
         raw_bad = scores[model.config.image_score].tolist()
     cal = calibrate(raw, cfg.fpr, raw_bad, groups=groups, bounded=True)
+    if cal.n_images < MIN_IMAGES and not defective:
+        import warnings
+
+        warnings.warn(f"the threshold comes from {cal.n_images} good image(s): views of so few images do not show how "
+                      f"much the next good image differs, and on real data such thresholds flagged about 10% of good "
+                      f"images for a {cfg.fpr:g} target (BENCHMARKS.md, 'Calibration'). Give {MIN_IMAGES} or more, or "
+                      f"re-choose it from unseen good images: anomalyvfm calibrate PROFILE --good DIR", stacklevel=3)
     model.config.calibration = report.calibration = cal.to_dict()
     model.config.threshold = 0.5
 

@@ -202,8 +202,9 @@ def test_finetune_command_writes_a_profile_that_predict_uses(tiny_checkpoint, tm
     from anomalyvfm.cli import main
 
     goods = _goods(tmp_path, 3)
-    assert main(["finetune", "--good", str(tmp_path / "good"), "--shots", "2", "--base", str(tiny_checkpoint),
-                 "--out", str(tmp_path / "profile"), "--resolution", "56", "--steps", "2"]) == 0
+    with pytest.warns(UserWarning, match="comes from 2 good image"):  # a provisional threshold is said to be one
+        assert main(["finetune", "--good", str(tmp_path / "good"), "--shots", "2", "--base", str(tiny_checkpoint),
+                     "--out", str(tmp_path / "profile"), "--resolution", "56", "--steps", "2"]) == 0
     meta = json.loads((tmp_path / "profile" / PROFILE_NAME).read_text())
     assert len(meta["images"]) == 2 and meta["base_model"] == str(tiny_checkpoint)
     assert main(["predict", str(goods[2]), "--model", str(tmp_path / "profile"), "--out", str(tmp_path / "out"),
