@@ -58,10 +58,19 @@ def fewshot_section() -> list[str]:
         vals = [r[key] for r in rows if key in r and r[key] == r[key]]
         return float(np.mean(vals)) if vals else float("nan")
 
+    ft_threshold = study_thresholds()
+    if ft_threshold:
+        lines[2] += (" FPR@thr and recall@thr are those of the threshold rule profiles use now (`calibrate` with the "
+                     "image of each view, see \"Calibration\"), recomputed on the same profiles by "
+                     "benchmarks/calibration_study.py where it has every seed of a row; the other rows are the "
+                     "harness's own, from the rule before it.")
     means = defaultdict(list)
     for k in shots:
         for d, c in cats:
             ft = groups.get((d, c, "anomalyvfm-fewshot", k), [])
+            study = ft_threshold.get((f"{d}/{c}", k), {})
+            if ft and all(r["seed"] in study for r in ft):
+                ft = [{**r, **study[r["seed"]]} for r in ft]
             zs, knn, ref = (groups.get((d, c, m, n), []) for m, n in (("anomalyvfm", 0), ("knn", k), ("knn", top)))
             fit = f"{np.mean([r['fit_s'] for r in ft]):.0f}" if ft and "fit_s" in ft[0] else "–"
             lines.append(f"| {d}/{c} | {k} | {cell(zs, 'I-AUROC')} | {cell(ft, 'I-AUROC[model]')} | "
@@ -86,6 +95,47 @@ FEWSHOT_COMMANDS = (
     "--out benchmarks/results/fewshot-224")
 
 
+def study_thresholds() -> dict:
+    """{(category, k): {seed: {"FPR@thr", "recall@thr"}}} of the current threshold rule, from
+    benchmarks/results/calibration-study (empty if it has not been run)."""
+    path = RESULTS / "calibration-study" / "raw.json"
+    if not path.is_file():
+        return {}
+    from calibration_study import RULES, memory_score
+
+    rule = RULES["calibrate with the image of each view (profiles now)"]
+    out: dict = defaultdict(dict)
+    for r in json.loads(path.read_text()):
+        views, test = memory_score(r["views"], r["score_stats"]), memory_score(r["test"], r["score_stats"])
+        good, thr = np.asarray(r["labels"]) == 0, rule(views, r["image_of_view"], 0.01)
+        out[(r["category"], r["shots"])][r["seed"]] = {"FPR@thr": float(np.mean(test[good] > thr)),
+                                                        "recall@thr": float(np.mean(test[~good] > thr))}
+    return out
+
+
+def study_section() -> list[str]:
+    """benchmarks/calibration_study.py: each threshold rule's FPR and recall on the few-shot profiles."""
+    path = RESULTS / "calibration-study" / "raw.json"
+    if not path.is_file():
+        return []
+    from calibration_study import report
+
+    return ["## Calibration: the threshold rule, from k good images alone", "",
+            "The few-shot profiles of the table above (same draws, same fine-tune), 224 px, target FPR 1%. Each "
+            "profile scores 8 views of each of its k good images (the image and 7 augmentations; each view against "
+            "the memory without its own image; with k = 1 the image itself), and a rule turns those scores into a "
+            "threshold. `quantile`: their 99% quantile, i.e. nearly their maximum; `views as independent draws`: "
+            "at least the normal prediction bound on their logits; `with the image of each view`: from 4 images on, "
+            "also the bound over image means with the spread between images, since views of one image do not show "
+            "how much the next image differs (anomalyvfm.calibration.calibrate). FPR on test/good / recall on the "
+            "defective test images:", "", report(json.loads(path.read_text())).strip(), "",
+            "Below 4 images no rule gets near the target: a single image, or two, do not show how much good parts "
+            "differ (DeepPCB's test boards each show another region). `finetune` says so and points to "
+            "`anomalyvfm calibrate` (next section).", "",
+            "Re-run: `python benchmarks/calibration_study.py --seeds 0,1,2 && python benchmarks/calibration_study.py "
+            "--report`.", ""]
+
+
 def calibration_section() -> list[str]:
     """benchmarks/calibration_holdout.py: the profile's own threshold vs re-calibration on unseen good images."""
     path = RESULTS / "calibration-holdout" / "results.json"
@@ -102,7 +152,8 @@ def calibration_section() -> list[str]:
              "its k references, which its head was fine-tuned on; `anomalyvfm calibrate PROFILE --good DIR` re-chooses "
              "it from m good images it has not seen, here further images of train/good. `quantile`: their 99% "
              "quantile, i.e. their maximum for m < 100 (a new good image exceeds it with probability ≈ 1/(m + 1)); "
-             "`prediction bound`: the normal one-sided bound that `recalibrate` uses. FPR on test/good / recall on "
+             "`calibrate`: what `recalibrate` uses, at least the normal one-sided prediction bound on the scores' "
+             "logits (exact for independent normal draws). FPR on test/good / recall on "
              "the defective test images, %:", "",
              "| threshold from | m | " + " | ".join(cats) + " | mean FPR | mean recall |",
              "|---|---|" + "---|" * (len(cats) + 2)]
@@ -343,6 +394,7 @@ def main() -> int:
                 "budget is k = 4 in fast mode within 5 minutes on this 2-core CPU:", "",
                 finetune_speed.read_text().strip(), "", "Re-run: `python benchmarks/finetune_speed.py --shots 1,4,8 > "
                 "benchmarks/results/finetune_speed.md`.", ""]
+    out += study_section()
     out += calibration_section()
     out += mixed_section()
     speed = RESULTS / "speed.md"
