@@ -93,6 +93,10 @@ RULES = {
 def report(runs: list[dict], fpr: float = 0.01) -> str:
     """Markdown: per threshold rule and k, FPR on test/good and recall on defective test images (%), mean over seeds
     per category, then the mean over categories."""
+    cells = {(r["category"], r["shots"]) for r in runs}
+    seeds = sorted(s for s in {r["seed"] for r in runs}  # only seeds with every category and k
+                   if cells <= {(r["category"], r["shots"]) for r in runs if r["seed"] == s})
+    runs = [r for r in runs if r["seed"] in seeds]
     table: dict = {}
     for r in runs:
         views, test = memory_score(r["views"], r["score_stats"]), memory_score(r["test"], r["score_stats"])
@@ -102,7 +106,6 @@ def report(runs: list[dict], fpr: float = 0.01) -> str:
             cell = table.setdefault((rule, r["shots"]), {}).setdefault(r["category"], [])
             cell.append((100 * np.mean(test[good] > thr), 100 * np.mean(test[~good] > thr)))
     cats = sorted({r["category"] for r in runs})
-    seeds = sorted({r["seed"] for r in runs})
     lines = [f"Seeds {', '.join(map(str, seeds))}; target FPR {100 * fpr:g}%. Cells: FPR / recall (%).", "",
              "| rule | k | " + " | ".join(cats) + " | mean FPR | mean recall |", "|---|---|" + "---|" * (len(cats) + 2)]
     for (rule, k), by_cat in sorted(table.items(), key=lambda x: (x[0][1], list(RULES).index(x[0][0]))):

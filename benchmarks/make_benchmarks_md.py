@@ -49,38 +49,28 @@ def fewshot_section() -> list[str]:
              "calibrates its threshold from the good references alone (target FPR 1%). `fine-tuned` is the "
              "fine-tuned model without its memory (I-AUROC[model]); `+ fused` is the profile as shipped; `kNN` is "
              f"AnomalyDINO on the same backbone at the same k, and at k = {top} for reference. Mean ± std over the "
-             f"few-shot seeds {seeds} (kNN: seeds 0, 1, 2). FPR / recall: the calibrated threshold on test/good and on the defective test images. fit s: "
+             f"few-shot seeds {seeds} (kNN: seeds 0, 1, 2). The calibrated threshold's false-positive rate and recall "
+             "are in \"Calibration\" below. fit s: "
              "fine-tuning wall time per run (2-core CPU).", "",
-             f"| category | k | zero-shot | fine-tuned | + fused | kNN | kNN k={top} | FPR@thr | recall@thr | fit s |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             f"| category | k | zero-shot | fine-tuned | + fused | kNN | kNN k={top} | fit s |",
+             "|---|---|---|---|---|---|---|---|"]
 
     def mean_of(rows: list[dict], key: str) -> float:
         vals = [r[key] for r in rows if key in r and r[key] == r[key]]
         return float(np.mean(vals)) if vals else float("nan")
 
-    ft_threshold = study_thresholds()
-    if ft_threshold:
-        lines[2] += (" FPR@thr and recall@thr are those of the threshold rule profiles use now (`calibrate` with the "
-                     "image of each view, see \"Calibration\"), recomputed on the same profiles by "
-                     "benchmarks/calibration_study.py where it has every seed of a row; the other rows are the "
-                     "harness's own, from the rule before it.")
     means = defaultdict(list)
     for k in shots:
         for d, c in cats:
             ft = groups.get((d, c, "anomalyvfm-fewshot", k), [])
-            study = ft_threshold.get((f"{d}/{c}", k), {})
-            if ft and all(r["seed"] in study for r in ft):
-                ft = [{**r, **study[r["seed"]]} for r in ft]
             zs, knn, ref = (groups.get((d, c, m, n), []) for m, n in (("anomalyvfm", 0), ("knn", k), ("knn", top)))
             fit = f"{np.mean([r['fit_s'] for r in ft]):.0f}" if ft and "fit_s" in ft[0] else "–"
             lines.append(f"| {d}/{c} | {k} | {cell(zs, 'I-AUROC')} | {cell(ft, 'I-AUROC[model]')} | "
-                         f"{cell(ft, 'I-AUROC')} | {cell(knn, 'I-AUROC')} | {cell(ref, 'I-AUROC')} | "
-                         f"{cell(ft, 'FPR@thr')} | {cell(ft, 'recall@thr')} | {fit} |")
+                         f"{cell(ft, 'I-AUROC')} | {cell(knn, 'I-AUROC')} | {cell(ref, 'I-AUROC')} | {fit} |")
             for name, rows, key in (("zs", zs, "I-AUROC"), ("ft", ft, "I-AUROC[model]"), ("fused", ft, "I-AUROC"),
-                                    ("knn", knn, "I-AUROC"), ("ref", ref, "I-AUROC"), ("fpr", ft, "FPR@thr"),
-                                    ("rec", ft, "recall@thr")):
+                                    ("knn", knn, "I-AUROC"), ("ref", ref, "I-AUROC")):
                 means[(k, name)].append(mean_of(rows, key))
-        row = [f"{100 * np.mean(means[(k, n)]):.1f}" for n in ("zs", "ft", "fused", "knn", "ref", "fpr", "rec")]
+        row = [f"{100 * np.mean(means[(k, n)]):.1f}" for n in ("zs", "ft", "fused", "knn", "ref")]
         lines.append(f"| **mean** | {k} | " + " | ".join(row) + " | |")
     setup = _setup(payload).split(" Wall time")[0]  # the folder gathers several invocations: no single wall time
     lines += ["", setup, "", "Re-run (zero-shot and kNN rows, then the few-shot rows, into one folder):", "",
@@ -95,24 +85,6 @@ FEWSHOT_COMMANDS = (
     "--out benchmarks/results/fewshot-224")
 
 
-def study_thresholds() -> dict:
-    """{(category, k): {seed: {"FPR@thr", "recall@thr"}}} of the current threshold rule, from
-    benchmarks/results/calibration-study (empty if it has not been run)."""
-    path = RESULTS / "calibration-study" / "raw.json"
-    if not path.is_file():
-        return {}
-    from calibration_study import RULES, memory_score
-
-    rule = RULES["calibrate with the image of each view (profiles now)"]
-    out: dict = defaultdict(dict)
-    for r in json.loads(path.read_text()):
-        views, test = memory_score(r["views"], r["score_stats"]), memory_score(r["test"], r["score_stats"])
-        good, thr = np.asarray(r["labels"]) == 0, rule(views, r["image_of_view"], 0.01)
-        out[(r["category"], r["shots"])][r["seed"]] = {"FPR@thr": float(np.mean(test[good] > thr)),
-                                                        "recall@thr": float(np.mean(test[~good] > thr))}
-    return out
-
-
 def study_section() -> list[str]:
     """benchmarks/calibration_study.py: each threshold rule's FPR and recall on the few-shot profiles."""
     path = RESULTS / "calibration-study" / "raw.json"
@@ -121,7 +93,7 @@ def study_section() -> list[str]:
     from calibration_study import report
 
     return ["## Calibration: the threshold rule, from k good images alone", "",
-            "The few-shot profiles of the table above (same draws, same fine-tune), 224 px, target FPR 1%. Each "
+            "The few-shot profiles of the table above (same draws, same fine-tune; 224 px, 2-core CPU), target FPR 1%. Each "
             "profile scores 8 views of each of its k good images (the image and 7 augmentations; each view against "
             "the memory without its own image; with k = 1 the image itself), and a rule turns those scores into a "
             "threshold. `quantile`: their 99% quantile, i.e. nearly their maximum; `views as independent draws`: "

@@ -9,7 +9,8 @@ The default images (DeepPCB, 640x640) need no tiling, so both paths see the same
     maps resized to the original size. The ratio (b)/(a) is the cost of everything that is not the backbone.
 (c) onnx: the same ``predict`` path on the model exported by ``anomalyvfm export`` and run by onnxruntime
     (``predict --backend onnx``); (c)/(b) is the export's speed-up;
-(d) onnx int8: the same with ``export --quantize int8`` (what it costs in accuracy: benchmarks/onnx_accuracy.py).
+(d) onnx portable: the same with ``export --portable`` (standard operators, no fused attention);
+(e) onnx int8: the same with ``export --quantize int8`` (what it costs in accuracy: benchmarks/onnx_accuracy.py).
 """
 from __future__ import annotations
 
@@ -23,6 +24,9 @@ from pathlib import Path
 import torch
 
 DEFAULT_IMAGES = Path(__file__).resolve().parents[1].parent / "shared/data/deeppcb/pcb/test/good"
+
+
+EXPORTS = {"onnx": {}, "portable": {"fuse": False}, "int8": {"quantize": "int8"}}
 
 
 def _best_rate(fn, n_images: int, repeats: int) -> float:
@@ -61,15 +65,16 @@ def measure(images: list[str], repeats: int, batch_size: int = 8) -> list[dict]:
         b = _best_rate(run_predict, n_batches * batch_size, repeats)
         onnx_rates = {}
         with tempfile.TemporaryDirectory() as tmp:
-            for quant in (None, "int8"):
-                onnx = OnnxModel(export_onnx(model, Path(tmp) / f"{quant}.onnx", mode=mode, quantize=quant),
+            for name, kwargs in EXPORTS.items():
+                onnx = OnnxModel(export_onnx(model, Path(tmp) / f"{name}.onnx", mode=mode, **kwargs),
                                  threads=torch.get_num_threads())
-                onnx_rates[quant] = _best_rate(lambda: onnx.predict(images[: n_batches * batch_size],
-                                                                    batch_size=batch_size),
-                                               n_batches * batch_size, repeats)
-        c, d = onnx_rates[None], onnx_rates["int8"]
-        rows.append({"mode": mode, "resolution": res, "backbone_img_s": a, "predict_img_s": b, "ratio": b / a,
-                     "onnx_img_s": c, "onnx_ratio": c / b, "int8_img_s": d, "int8_ratio": d / b})
+                onnx_rates[name] = _best_rate(lambda: onnx.predict(images[: n_batches * batch_size],
+                                                                   batch_size=batch_size),
+                                              n_batches * batch_size, repeats)
+        row = {"mode": mode, "resolution": res, "backbone_img_s": a, "predict_img_s": b, "ratio": b / a}
+        for name, rate in onnx_rates.items():
+            row[f"{name}_img_s"], row[f"{name}_ratio"] = rate, rate / b
+        rows.append(row)
     return rows
 
 
@@ -86,12 +91,12 @@ def main(argv=None) -> int:
     print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
           f"torch {torch.__version__}, batch 8, {len(images)} images from {args.images}")
     print("| mode | resolution | backbone img/s | predict img/s | predict / backbone | ONNX predict img/s | "
-          "ONNX / eager predict | ONNX int8 img/s | int8 / eager predict |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "ONNX / eager predict | ONNX --portable img/s | portable / eager | ONNX int8 img/s | int8 / eager |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['mode']} | {r['resolution']} | {r['backbone_img_s']:.2f} | {r['predict_img_s']:.2f} "
-              f"| {r['ratio']:.2f} | {r['onnx_img_s']:.2f} | {r['onnx_ratio']:.2f} | {r['int8_img_s']:.2f} "
-              f"| {r['int8_ratio']:.2f} |")
+              f"| {r['ratio']:.2f} | " + " | ".join(f"{r[f'{n}_img_s']:.2f} | {r[f'{n}_ratio']:.2f}" for n in EXPORTS)
+              + " |")
     return 0
 
 
