@@ -171,8 +171,7 @@ def _export(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = load_default(args.model)
-    path = export_onnx(model, args.onnx, mode=args.mode, resolution=args.resolution, quantize=args.quantize,
-                       fuse=False if args.portable else None)
+    path = export_onnx(model, args.onnx, mode=args.mode, resolution=args.resolution, quantize=args.quantize)
     print(f"{path}: ONNX{f' ({args.quantize})' if args.quantize else ''}, {path.stat().st_size / 2**20:.1f} MiB",
           file=sys.stderr)
     return 0
@@ -274,8 +273,6 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--resolution", type=int)
     e.add_argument("--quantize", choices=QUANTIZATIONS,
                    help="int8: dynamic quantization of the MatMul weights (faster on CPU; not within 1e-3 of PyTorch)")
-    e.add_argument("--portable", action="store_true",
-                   help="standard ONNX operators only (for runtimes other than onnxruntime); slower there")
     e.set_defaults(func=_export)
 
     u = sub.add_parser("push", help="upload a checkpoint or profile folder to the Hugging Face Hub")

@@ -72,14 +72,14 @@ class FinetuneReport:
     seconds: float = 0.0
 
 
-def augment(rng: np.random.Generator, image: np.ndarray, mask: np.ndarray | None = None, flips: bool = True):
+def augment(rng: np.random.Generator, image: np.ndarray, mask: np.ndarray | None = None):
     """A view of a good image that is still good: flips, a small shift-and-zoom, brightness/contrast jitter. With a
     ``mask``, returns (view, mask moved the same way)."""
     import cv2
 
     out, m = image, mask
     for axis in (1, 0):
-        if rng.random() < 0.5 and flips:
+        if rng.random() < 0.5:
             out = np.flip(out, axis)
             m = None if m is None else np.flip(m, axis)
     size = out.shape[0]
@@ -271,31 +271,6 @@ def _leave_one_out(per_image: list[torch.Tensor], i: int) -> torch.Tensor:
     """The memory without image i (with a single image, the image itself: nothing else is known)."""
     others = [m for j, m in enumerate(per_image) if j != i]
     return torch.cat(others or per_image)
-
-
-def excluded_knn_score(model: AnomalyVFM, tokens: torch.Tensor, per_image: list[torch.Tensor], i: int, res: int,
-                       radius: int) -> torch.Tensor:
-    """Top-k kNN scores (B,) of views of good image ``i`` (without flips, so that each patch lies near its source
-    position) against the whole memory, with the patches of image ``i`` that come from within ``radius`` patches of
-    the query's position left out: a view is not matched with itself, even when ``i`` is the only image."""
-    from .memory import nearest_distance
-
-    side = math.isqrt(tokens.shape[1])
-    r, c = torch.div(torch.arange(side * side), side, rounding_mode="floor"), torch.arange(side * side) % side
-    src_r = torch.cat([r, r, side - 1 - r])  # the memory holds the image, its horizontal and its vertical flip
-    src_c = torch.cat([c, side - 1 - c, c])
-    near = ((r[:, None] - src_r[None]).abs() <= radius) & ((c[:, None] - src_c[None]).abs() <= radius)
-    others = [m for j, m in enumerate(per_image) if j != i]
-    dists = []
-    for t in tokens:
-        sim = (t @ per_image[i].T).masked_fill(near, -1.0).max(dim=1).values
-        dist = 1.0 - sim
-        if others:
-            dist = torch.minimum(dist, nearest_distance(t, torch.cat(others)))
-        dists.append(dist)
-    grid = torch.stack(dists).view(-1, 1, side, side)
-    grid = torch.nn.functional.interpolate(grid, size=(res, res), mode="bilinear", align_corners=False)[:, 0]
-    return model._topk(grid / model.config.knn_scale)
 
 
 def _fit_memory(model: AnomalyVFM, images, held, cfg: FinetuneConfig, res: int, device,

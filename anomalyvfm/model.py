@@ -73,7 +73,7 @@ class AnomalyVFM(nn.Module):
         fused = layers != (-1,)
         out = self.backbone(pixel_values=pixel_values, output_hidden_states=fused)
         if fused:
-            norm = getattr(self.backbone, "get_base_model", lambda: self.backbone)().layernorm  # PEFT-wrapped or not
+            norm = self.backbone.get_base_model().layernorm
             tokens = [norm(out.hidden_states[1:][i]) for i in layers]
         else:
             tokens = [out.last_hidden_state]

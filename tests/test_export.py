@@ -18,23 +18,11 @@ def _randomise_adapters(model):
                 p.normal_(std=0.1)
 
 
-@pytest.mark.parametrize("fuse", [True, False])
-def test_onnx_export_matches_pytorch_on_maps_and_scores(tiny_model, tmp_path, fuse):
-    import onnx as onnx_lib
-
+def test_onnx_export_matches_pytorch_on_maps_and_scores(tiny_model, tmp_path):
     _randomise_adapters(tiny_model)  # so that the merged LoRA changes the backbone
-    with torch.no_grad():
-        for layer in tiny_model.backbone.get_base_model().encoder.layer:  # layer scales that are not all 1
-            layer.layer_scale1.lambda1.uniform_(0.5, 1.5)
-            layer.layer_scale2.lambda1.uniform_(0.5, 1.5)
     images = _images(tmp_path)
     expected = tiny_model.predict(images, resolution=56)
-    path = export_onnx(tiny_model, tmp_path / "m.onnx", resolution=56, fuse=fuse)
-    nodes = onnx_lib.load(str(path)).graph.node
-    assert sum(n.op_type == "Attention" for n in nodes) == (2 if fuse else 0)  # one per layer, fused
-    assert all(n.domain in ("", "ai.onnx") for n in nodes) or fuse  # unfused: standard operators only
-    assert sum(n.op_type == "LoRA" or "lora" in n.name for n in nodes) == 0
-    onnx = OnnxModel(path)
+    onnx = OnnxModel(export_onnx(tiny_model, tmp_path / "m.onnx", resolution=56))
     got = onnx.predict(images)
     assert onnx.resolution == 56 and list(onnx.outputs) == ["cls", "topk", "fused", "anomaly_map"]
     for a, b in zip(expected, got):
@@ -67,8 +55,7 @@ def test_int8_export_quantizes_the_matmuls_and_stays_close(tiny_model, tmp_path)
     expected = tiny_model.predict(images, resolution=56)
     path = export_onnx(tiny_model, tmp_path / "q.onnx", resolution=56, quantize="int8")
     ops = [n.op_type for n in onnx.load(str(path)).graph.node]
-    assert ops.count("QAttention") == 2 and "DynamicQuantizeLinear" in ops  # q k v and attention, per layer
-    assert ops.count("MatMulInteger") == 2 * 3 + 1  # o fc1 fc2 per layer, and the image head
+    assert ops.count("MatMulInteger") == 2 * 6 + 1 and "DynamicQuantizeLinear" in ops  # q k v o fc1 fc2, head
     onnx_model = OnnxModel(path)
     assert onnx_model.quantization == "int8"
     for a, b in zip(expected, onnx_model.predict(images)):
@@ -98,9 +85,6 @@ def test_export_and_predict_commands_run_the_onnx_backend(tiny_checkpoint, tmp_p
     assert main(["predict", *map(str, images), "--backend", "onnx", "--model", str(path), "--out",
                  str(tmp_path / "out")]) == 0
     assert len(list((tmp_path / "out" / "heatmaps").glob("*.png"))) == 2
-    assert main(["export", str(tiny_checkpoint), "--onnx", str(tmp_path / "p.onnx"), "--resolution", "56",
-                 "--portable"]) == 0
-    assert OnnxModel(tmp_path / "p.onnx").session.get_modelmeta().custom_metadata_map["fused"] == "false"
 
 
 def _fake_validation(monkeypatch, status: int, text: str = "") -> list:
