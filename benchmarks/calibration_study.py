@@ -3,14 +3,12 @@
     python benchmarks/calibration_study.py [--data ../shared/data] [--shots 1,2,4,8] [--seeds 0]
 
 Per category, k and seed, the harness's profile (the same draw of k good images from train/good, the same
-fine-tune) is rebuilt, and three sets of raw scores are kept, each split into the two parts of the `memory` rule
-(image-head logit and kNN top-k score):
+fine-tune) is rebuilt, and two sets of raw scores are kept:
 
 - ``views``: the calibration views ``finetune`` uses (each good image and 7 augmentations), each against the memory
-  without its own image (with k = 1: the image itself);
-- ``views_excluded``: the same views without flips, each against the whole memory with the patches of its own image
-  that lie within ``--radius`` patches of the query's position left out (``fewshot.excluded_knn_score``);
-- ``test``: every test image against the whole memory, with its label.
+  without its own image (with k = 1: the image itself), split into the two parts of the `memory` rule (image-head
+  logit and kNN top-k score), with ``image_of_view``;
+- ``test_raw``: every test image's raw profile score as ``predict`` gives it (the harness's scores), and its label.
 
 From these any threshold rule can be evaluated offline: `--report` writes the false-positive rate on test/good and
 the recall on the defective test images of the threshold rules below, per category and k, mean over seeds.
@@ -46,33 +44,24 @@ def parts(model, views: np.ndarray, res: int, memory) -> tuple[list[float], list
     return out.image_logits.flatten().tolist(), knn.tolist()
 
 
-def run(base, cat, k: int, seed: int, res: int, radius: int) -> dict:
+def run(base, cat, k: int, seed: int, res: int) -> dict:
     shots = [read_image(s.path) for s in draw_shots(cat.train, k, seed)]
     cfg = fewshot.FinetuneConfig(resolution=res)
     model, _ = fewshot.finetune(base, shots, cfg, progress=False)
     images = [resize_square(im, res) for im in shots]
     per_image = fewshot._memory_of(model, images, cfg.batch_size, model.device)
     rng = np.random.default_rng([cfg.seed, 2])
-    rec = {"views": [[], []], "views_excluded": [[], []], "image_of_view": []}
+    rec = {"views": [[], []], "image_of_view": []}
     for i, image in enumerate(images):
         views = np.stack([image] + [fewshot.augment(rng, image) for _ in range(cfg.augmentations - 1)])
         for dst, src in zip(rec["views"], parts(model, views, res, fewshot._leave_one_out(per_image, i))):
             dst += src
-        plain = np.stack([image] + [fewshot.augment(rng, image, flips=False) for _ in range(cfg.augmentations - 1)])
-        out = fewshot._forward_all(model, plain, cfg.batch_size, model.device)
-        rec["views_excluded"][0] += out.image_logits.flatten().tolist()
-        rec["views_excluded"][1] += fewshot.excluded_knn_score(model, out.patch_tokens, per_image, i, res,
-                                                               radius).tolist()
         rec["image_of_view"] += [i] * len(views)
-    test = [read_image(s.path) for s in cat.test]
-    logits, knn = [], []
-    for s in range(0, len(test), 32):
-        batch = np.stack([resize_square(im, res) for im in test[s:s + 32]])
-        a, b = parts(model, batch, res, None)
-        logits += a
-        knn += b
+    # test images as the harness scores them (``predict``: long images are tiled, the score is the worst tile)
+    test = [p.scores[model.config.image_score] for p in
+            model.predict([str(s.path) for s in cat.test], resolution=res, errors="raise")]
     return {"category": cat.key, "shots": k, "seed": seed, "score_stats": model.config.score_stats,
-            "calibration": model.config.calibration, **rec, "test": [logits, knn],
+            "calibration": model.config.calibration, **rec, "test_raw": test,
             "labels": [int(s.label) for s in cat.test]}
 
 
@@ -99,7 +88,8 @@ def report(runs: list[dict], fpr: float = 0.01) -> str:
     runs = [r for r in runs if r["seed"] in seeds]
     table: dict = {}
     for r in runs:
-        views, test = memory_score(r["views"], r["score_stats"]), memory_score(r["test"], r["score_stats"])
+        views = memory_score(r["views"], r["score_stats"])
+        test = np.asarray(r["test_raw"]) if "test_raw" in r else memory_score(r["test"], r["score_stats"])
         good = np.asarray(r["labels"]) == 0
         for rule, fn in RULES.items():
             thr = fn(views, r["image_of_view"], fpr)
@@ -122,7 +112,6 @@ def main(argv=None) -> int:
     parser.add_argument("--shots", default="1,2,4,8")
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--resolution", type=int, default=224)
-    parser.add_argument("--radius", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "calibration-study")
     parser.add_argument("--report", action="store_true", help="only write results.md from the runs so far")
     args = parser.parse_args(argv)
@@ -133,10 +122,10 @@ def main(argv=None) -> int:
         return 0
     base = load_default()
     done = {(r["category"], r["shots"], r["seed"]) for r in runs}
-    todo = [(cat, int(k), int(s)) for cat in scan(args.data) for s in args.seeds.split(",")
-            for k in args.shots.split(",") if (cat.key, int(k), int(s)) not in done]
+    todo = [(cat, int(k), int(s)) for s in args.seeds.split(",") for cat in scan(args.data)
+            for k in args.shots.split(",") if (cat.key, int(k), int(s)) not in done]  # one whole seed at a time
     for cat, k, seed in tqdm(todo, desc="calibration study", unit="run"):
-        runs.append(run(base, cat, k, seed, args.resolution, args.radius))
+        runs.append(run(base, cat, k, seed, args.resolution))
         atomic_write_bytes(path, json.dumps(runs).encode())  # resumable: one run at a time
     return 0
 

@@ -9,8 +9,7 @@ The default images (DeepPCB, 640x640) need no tiling, so both paths see the same
     maps resized to the original size. The ratio (b)/(a) is the cost of everything that is not the backbone.
 (c) onnx: the same ``predict`` path on the model exported by ``anomalyvfm export`` and run by onnxruntime
     (``predict --backend onnx``); (c)/(b) is the export's speed-up;
-(d) onnx portable: the same with ``export --portable`` (standard operators, no fused attention);
-(e) onnx int8: the same with ``export --quantize int8`` (what it costs in accuracy: benchmarks/onnx_accuracy.py).
+(d) onnx int8: the same with ``export --quantize int8`` (what it costs in accuracy: benchmarks/onnx_accuracy.py).
 """
 from __future__ import annotations
 
@@ -26,7 +25,7 @@ import torch
 DEFAULT_IMAGES = Path(__file__).resolve().parents[1].parent / "shared/data/deeppcb/pcb/test/good"
 
 
-EXPORTS = {"onnx": {}, "portable": {"fuse": False}, "int8": {"quantize": "int8"}}
+EXPORTS = {"onnx": {}, "int8": {"quantize": "int8"}}
 
 
 def _best_rate(fn, n_images: int, repeats: int) -> float:
@@ -91,8 +90,8 @@ def main(argv=None) -> int:
     print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
           f"torch {torch.__version__}, batch 8, {len(images)} images from {args.images}")
     print("| mode | resolution | backbone img/s | predict img/s | predict / backbone | ONNX predict img/s | "
-          "ONNX / eager predict | ONNX --portable img/s | portable / eager | ONNX int8 img/s | int8 / eager |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "ONNX / eager predict | ONNX int8 img/s | int8 / eager predict |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['mode']} | {r['resolution']} | {r['backbone_img_s']:.2f} | {r['predict_img_s']:.2f} "
               f"| {r['ratio']:.2f} | " + " | ".join(f"{r[f'{n}_img_s']:.2f} | {r[f'{n}_ratio']:.2f}" for n in EXPORTS)
