@@ -34,8 +34,8 @@ class Calibration:
         return cls(**data)
 
 
-MIN_IMAGES = 4  # distinct images from which the spread between images enters the threshold (with 2 or 3 its
-# t-bound is so wide that nothing is ever flagged; measured in benchmarks/calibration_study.py)
+MIN_IMAGES = 4  # distinct images from which the spread between images enters the threshold: below, its t-bound is
+# too wide to use (t(1, 0.99) = 31.8: with 2 images it flagged nothing at all in benchmarks/calibration_study.py)
 
 
 def _prediction_bound(values: np.ndarray, fpr: float, spread: float | None = None) -> float:
