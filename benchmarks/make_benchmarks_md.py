@@ -121,7 +121,7 @@ def calibration_section() -> list[str]:
     lines = ["## Calibration: the profile's threshold vs a few unseen good images", "",
              f"k = {cfg['shots']} profiles (seed(s) {cfg['seeds']}, {cfg['resolution']} px, target FPR "
              f"{100 * float(cfg['fpr']):g}%). The profile's own threshold comes from leave-one-out augmented views of "
-             "its k references, which its head was fine-tuned on; `anomalyvfm calibrate PROFILE --good DIR` re-chooses "
+             "its k references, which its head was fine-tuned on (the rule of the section above); `anomalyvfm calibrate PROFILE --good DIR` re-chooses "
              "it from m good images it has not seen, here further images of train/good. `quantile`: their 99% "
              "quantile, i.e. their maximum for m < 100 (a new good image exceeds it with probability ≈ 1/(m + 1)); "
              "`calibrate`: what `recalibrate` uses, at least the normal one-sided prediction bound on the scores' "
@@ -137,7 +137,11 @@ def calibration_section() -> list[str]:
                  for c in cats]
         lines.append(f"| {how} | {m or '–'} | " + " | ".join(cells) + f" | {100 * np.mean([r['FPR@thr'] for r in rows]):.1f}"
                      f" | {100 * np.mean([r['recall@thr'] for r in rows]):.1f} |")
-    return lines + ["", f"Re-run: `python benchmarks/calibration_holdout.py --shots {cfg['shots']} --unseen "
+    return lines + ["", "Unseen images set a better threshold only as far as they look like the good parts to come: "
+                        "magnetic_tile's test/good has 8.4% of its images above every one of 32 further train/good "
+                        "images, and 8 or 16 further elpv/poly images give a looser threshold than the profile's own. "
+                        "Calibrate on good images from the line the profile will watch, as many as can be had.",
+                    "", f"Re-run: `python benchmarks/calibration_holdout.py --shots {cfg['shots']} --unseen "
                         f"{cfg['unseen']} --seeds {cfg['seeds']}`.", ""]
 
 
