@@ -370,9 +370,10 @@ def _fit_calibration(model: AnomalyVFM, images, per_image: list[torch.Tensor] | 
         import warnings
 
         warnings.warn(f"the threshold comes from {cal.n_images} good image(s): views of so few images do not show how "
-                      f"much the next good image differs, and on real data such thresholds flagged about 10% of good "
-                      f"images for a {cfg.fpr:g} target (BENCHMARKS.md, 'Calibration'). Give {MIN_IMAGES} or more, or "
-                      f"re-choose it from unseen good images: anomalyvfm calibrate PROFILE --good DIR", stacklevel=3)
+                      f"much the next good image differs: on real data, for a 1% target, such thresholds flagged 9% (2 "
+                      f"images) to 22% (1 image) of good test images (BENCHMARKS.md, 'Calibration'). Give {MIN_IMAGES} "
+                      f"or more, or re-choose it from good images of the line: anomalyvfm calibrate PROFILE --good DIR",
+                      stacklevel=3)
     model.config.calibration = report.calibration = cal.to_dict()
     model.config.threshold = 0.5
 
