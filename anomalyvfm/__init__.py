@@ -6,10 +6,12 @@ from typing import TYPE_CHECKING
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "AnomalyVFM": "model", "load_default": "model", "BackboneMismatchError": "model",
+    "AnomalyVFM": "model", "load_default": "model",
+    "BackboneMismatchError": "errors", "BackboneNotFoundError": "errors",
     "AnomalyVFMConfig": "config", "AdapterConfig": "config", "DecoderConfig": "config", "MODES": "config",
-    "load_backbone": "backbones", "BackboneNotFoundError": "backbones",
-    "Prediction": "predict", "ImageReadError": "preprocess",
+    "load_backbone": "backbones", "register_backbone_source": "backbones",
+    "MemoryBank": "memory", "ProfileState": "profile", "SCORE_RULES": "scoring", "register_score_rule": "scoring",
+    "Prediction": "predict", "ImageReadError": "preprocess", "ResultsWriter": "outputs",
 }
 __all__ = sorted(_EXPORTS)
 
@@ -24,8 +26,13 @@ def __getattr__(name: str):
 
 
 if TYPE_CHECKING:
-    from .backbones import BackboneNotFoundError, load_backbone
+    from .backbones import load_backbone, register_backbone_source
     from .config import MODES, AdapterConfig, AnomalyVFMConfig, DecoderConfig
-    from .model import AnomalyVFM, BackboneMismatchError, load_default
+    from .errors import BackboneMismatchError, BackboneNotFoundError
+    from .memory import MemoryBank
+    from .model import AnomalyVFM, load_default
+    from .outputs import ResultsWriter
     from .predict import Prediction
     from .preprocess import ImageReadError
+    from .profile import ProfileState
+    from .scoring import SCORE_RULES, register_score_rule

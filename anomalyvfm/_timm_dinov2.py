@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .backbones import BackboneNotFoundError
+from .errors import BackboneNotFoundError
 
 
 def _hf_config(vit: nn.Module):

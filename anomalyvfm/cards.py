@@ -1,22 +1,15 @@
 """Model cards for checkpoints, built from the harness JSON through ``huggingface_hub``'s card classes."""
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections import defaultdict
 from pathlib import Path
 
+from .checkpoint import CONFIG_NAME, weights_sha256
+
 TEMPLATE = Path(__file__).resolve().parents[1] / "model_cards" / "template.md"
 METRIC_KEYS = {"I-AUROC": "roc_auc", "P-AUROC": "roc_auc", "AUPRO@0.3": "aupro"}
-
-
-def weights_sha256(checkpoint: str | Path) -> str:
-    """sha256 over the checkpoint's trained weight files (adapters, then heads)."""
-    digest = hashlib.sha256()
-    for name in ("adapter_model.safetensors", "heads.safetensors"):
-        digest.update((Path(checkpoint) / name).read_bytes())
-    return digest.hexdigest()
 
 
 def eval_results(results: dict, method: str = "anomalyvfm") -> list:
@@ -47,7 +40,7 @@ def build_card(checkpoint: str | Path, results_json: str | Path | None = None, *
     from huggingface_hub import ModelCard, ModelCardData
 
     checkpoint = Path(checkpoint)
-    config = json.loads((checkpoint / "config.json").read_text())
+    config = json.loads((checkpoint / CONFIG_NAME).read_text())
     results = json.loads(Path(results_json).read_text()) if results_json else {"rows": []}
     name = checkpoint.name
     data = ModelCardData(library_name="anomalyvfm", license=license, model_name=name,

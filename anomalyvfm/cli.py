@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Sequence
 
 from .config import MODES, QUANTIZATIONS
+from .methods import METHODS
 
 
 def _predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .model import load_default
-    from .outputs import heatmap, overlay, result_row, unique_stems, write_png, write_results
+    from .outputs import ResultsWriter
     from .predict import collect_inputs, iter_predict
 
     paths = collect_inputs(args.paths)
@@ -39,27 +40,28 @@ def _predict(args: argparse.Namespace) -> int:
         print("warning: this model's decoder and head are UNTRAINED (config.trained is false), so its scores and "
               "heatmaps are not meaningful", file=sys.stderr)
     out = Path(args.out)
-    stems = unique_stems(paths)
-    rows, failed, anomalous = [], 0, 0
     start = time.perf_counter()
     results = iter_predict(model, paths, batch_size=args.batch_size, mode=args.mode, resolution=args.resolution,
                            threshold=args.threshold, keep_images=not args.no_images)
-    for stem, result in zip(stems, tqdm(results, total=len(paths), desc="predict", unit="img", file=sys.stderr)):
-        rows.append(result_row(result.name, result.score, result.is_anomalous, result.error))
-        if not result.ok:
-            failed += 1
-            tqdm.write(f"error: {result.name}: {result.error}", file=sys.stderr)
-            continue
-        anomalous += result.is_anomalous
-        if not args.no_images:
-            write_png(out / "heatmaps" / f"{stem}.png", heatmap(result.anomaly_map))
-            write_png(out / "overlays" / f"{stem}.png", overlay(result.image, result.anomaly_map, result.mask))
+    with ResultsWriter(out, images=not args.no_images) as writer:
+        for result in tqdm(results, total=len(paths), desc="predict", unit="img", file=sys.stderr):
+            writer.add(result)
+            if not result.ok:
+                tqdm.write(f"error: {result.name}: {result.error}", file=sys.stderr)
     elapsed = time.perf_counter() - start
-    write_results(out, rows)
-    done = len(paths) - failed
-    print(f"{len(paths)} images: {anomalous} anomalous, {done - anomalous} normal, {failed} failed; "
-          f"{done / max(elapsed, 1e-9):.1f} img/s; results in {out / 'results.csv'}", file=sys.stderr)
-    return 0 if failed == 0 else 1
+    done = len(paths) - writer.failed
+    print(f"{len(paths)} images: {writer.anomalous} anomalous, {done - writer.anomalous} normal, {writer.failed} "
+          f"failed; {done / max(elapsed, 1e-9):.1f} img/s; results in {out / 'results.csv'}", file=sys.stderr)
+    return 0 if writer.failed == 0 else 1
+
+
+def _methods(text: str) -> tuple[str, ...]:
+    names = tuple(m for m in text.split(",") if m)
+    unknown = [m for m in names if m not in METHODS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown method(s) {', '.join(unknown) or text!r}; available: "
+                                         f"{', '.join(METHODS)}")
+    return names
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -74,7 +76,7 @@ def _benchmark(args: argparse.Namespace) -> int:
     from .report import write_reports
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    cfg = BenchmarkConfig(data=args.data, out=args.out, methods=tuple(args.methods.split(",")),
+    cfg = BenchmarkConfig(data=args.data, out=args.out, methods=args.methods,
                           datasets=tuple(args.datasets or ()), shots=_ints(args.shots), seeds=_ints(args.seeds),
                           mode=args.mode, resolution=args.resolution, pixel_max_side=args.pixel_max_side,
                           model=args.model, clip_model=args.clip_model, clip_pretrained=args.clip_pretrained)
@@ -221,8 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("benchmark", help="cross-dataset benchmark: per-category metrics, reports and PNGs")
     b.add_argument("--data", required=True, help="root folder holding datasets (scanned for known layouts)")
     b.add_argument("--datasets", nargs="*", help="dataset names or dataset/category keys (default: all found)")
-    b.add_argument("--methods", default="anomalyvfm,knn",
-                   help="comma-separated: anomalyvfm, knn, winclip, winclipplus")
+    b.add_argument("--methods", default="anomalyvfm,knn", type=_methods,
+                   help="comma-separated, of: " + "; ".join(f"{m.name} ({m.help})" for m in METHODS.values()))
     b.add_argument("--shots", default="1,4", help="comma-separated k for few-shot methods")
     b.add_argument("--seeds", default="0,1,2", help="comma-separated seeds for drawing the k references")
     b.add_argument("--mode", choices=tuple(MODES), help="fast (224) or accurate (448); default: each method's")

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 MODES: dict[str, int] = {"fast": 224, "accurate": 448}  # input side in pixels; both are multiples of 14
-IMAGE_SCORES = ("cls", "topk", "fused")  # rules every model has
-MEMORY_SCORES = ("knn", "memory")  # rules of a few-shot profile with a good-image memory
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # the normalisation DINOv2 was trained with
+IMAGENET_STD = (0.229, 0.224, 0.225)
 QUANTIZATIONS = ("int8",)  # ONNX export: onnxruntime dynamic quantization of the MatMul weights
 LORA_ROLES = ("query", "key", "value", "output", "fc1", "fc2")
 
@@ -49,30 +49,23 @@ class DecoderConfig:
 
 @dataclass
 class AnomalyVFMConfig:
-    """Everything needed to rebuild an AnomalyVFM model around its backbone."""
+    """What the model is: everything needed to rebuild it around its backbone, its preprocessing and its decision
+    rule. What a profile learned (memory, calibration) is a separate ``anomalyvfm.profile.ProfileState``."""
 
     backbone: str = "embedded"  # "embedded", a Hugging Face id, a local folder, or "timm:<name>"
     backbone_sha256: str | None = None  # fingerprint of the backbone weights the adapters were trained on
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
-    image_score: str = "cls"  # "cls" (image head; won the ablation), "topk" (mean of the top-k map pixels), "fused"
-    # (their mean); with a memory also "knn" (top-k of the kNN map alone) or "memory" (image head and kNN score, each
-    # standardised by the good images' statistics in ``score_stats``, averaged)
+    image_score: str = "cls"  # the rule behind the verdict, a name in anomalyvfm.scoring.SCORE_RULES: "cls" (image
+    # head), "topk" (mean of the top-k map pixels), "fused" (their mean); a profile with a memory also "knn", "memory"
     top_k: int = 100  # pixels averaged for the "topk" score, counted at the model's input resolution
     threshold: float = 0.5  # image score above which an image is anomalous
     pixel_threshold: float = 0.5  # map value above which a pixel belongs to the binary mask
     mode: str = "fast"  # default input resolution, a key of MODES
     max_aspect: float = 2.0  # longer/shorter side above which an image is tiled instead of squashed
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)  # ImageNet normalisation, as DINOv2 was trained
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    mean: tuple[float, float, float] = IMAGENET_MEAN  # input normalisation, as the backbone was trained
+    std: tuple[float, float, float] = IMAGENET_STD
     trained: bool = False  # False for a freshly built model: its heads are random
-    fusion_weight: float = 0.0  # few-shot: weight of the good-image memory's kNN map fused with the model's map
-    knn_scale: float = 1.0  # few-shot: kNN cosine distance that maps to 1 before fusion
-    calibration: dict | None = None  # few-shot: anomalyvfm.calibration.Calibration fields (0–1 deviation score)
-    score_stats: dict | None = None  # few-shot: {"cls": [mean, std], "knn": [mean, std]} of good views' image logit
-    # and kNN score, for the "memory" rule
-    memory_mode: str = "knn"  # "knn": nearest patch anywhere in the memory; "golden": aligned reference image, nearest
-    # patch within one patch of the same position (fixed-position parts)
 
     def __post_init__(self) -> None:
         if isinstance(self.adapter, dict):
@@ -80,18 +73,14 @@ class AnomalyVFMConfig:
         if isinstance(self.decoder, dict):
             self.decoder = DecoderConfig(**self.decoder)
         self.mean, self.std = tuple(self.mean), tuple(self.std)
-        if self.image_score not in IMAGE_SCORES + MEMORY_SCORES:
-            raise ValueError(f"image_score must be one of {IMAGE_SCORES + MEMORY_SCORES}, got {self.image_score!r}")
+        from .scoring import SCORE_RULES
+
+        if self.image_score not in SCORE_RULES:
+            raise ValueError(f"image_score must be one of {tuple(SCORE_RULES)}, got {self.image_score!r}")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {tuple(MODES)}, got {self.mode!r}")
         if self.top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {self.top_k}")
-        if not 0.0 <= self.fusion_weight <= 1.0:
-            raise ValueError(f"fusion_weight must be in [0, 1], got {self.fusion_weight}")
-        if self.memory_mode not in ("knn", "golden"):
-            raise ValueError(f"memory_mode must be 'knn' or 'golden', got {self.memory_mode!r}")
-        if self.knn_scale <= 0:
-            raise ValueError(f"knn_scale must be > 0, got {self.knn_scale}")
         if self.max_aspect < 1.0:
             raise ValueError(f"max_aspect must be >= 1, got {self.max_aspect}")
 

@@ -22,7 +22,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .config import AnomalyVFMConfig, IMAGE_SCORES, MEMORY_SCORES, QUANTIZATIONS, resolution_for
+from .config import QUANTIZATIONS, resolution_for
+from .scoring import output_names as score_names
 
 INPUT_NAME = "pixel_values"
 
@@ -39,7 +40,8 @@ class _Graph(nn.Module):
 
 def output_names(model) -> list[str]:
     """The graph's outputs, in the order of ``AnomalyVFM.scores``: every image-score rule, then the map."""
-    return list(IMAGE_SCORES) + (list(MEMORY_SCORES) + ["model"] if model.memory is not None else []) + ["anomaly_map"]
+    has_memory = model.profile is not None and model.profile.memory is not None
+    return score_names(memory=has_memory) + ["anomaly_map"]
 
 
 def export_onnx(model, path: str | os.PathLike, *, mode: str | None = None, resolution: int | None = None,
@@ -50,7 +52,7 @@ def export_onnx(model, path: str | os.PathLike, *, mode: str | None = None, reso
 
     if quantize not in (None, *QUANTIZATIONS):
         raise ValueError(f"quantize must be one of {QUANTIZATIONS} or None, got {quantize!r}")
-    if model.config.memory_mode == "golden":
+    if model.profile is not None and model.profile.golden:
         raise ValueError("golden-reference profiles cannot be exported: their OpenCV alignment runs outside the "
                          "network; export the base checkpoint or a kNN-memory profile instead")
     res = resolution_for(mode, resolution, model.config.mode)
@@ -80,6 +82,8 @@ def export_onnx(model, path: str | os.PathLike, *, mode: str | None = None, reso
         proto = onnx.load(str(tmp_file))
         meta = {"anomalyvfm_config": json.dumps(model.config.to_dict()), "resolution": str(res),
                 "quantization": quantize or "none"}
+        if model.profile is not None:  # the scalars; the memory itself is inside the graph
+            meta["anomalyvfm_profile"] = json.dumps(model.profile.to_json())
         for key, value in meta.items():
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value
@@ -91,8 +95,6 @@ def export_onnx(model, path: str | os.PathLike, *, mode: str | None = None, reso
 class OnnxModel:
     """An exported model run by onnxruntime; ``predict`` works as ``AnomalyVFM.predict`` at the exported size."""
 
-    memory = None
-    reference = None
     device = torch.device("cpu")
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None):
@@ -108,7 +110,12 @@ class OnnxModel:
         meta = self.session.get_modelmeta().custom_metadata_map
         if "anomalyvfm_config" not in meta:
             raise ValueError(f"{self.path}: not an anomalyvfm export (no anomalyvfm_config metadata)")
-        self.config = AnomalyVFMConfig.from_dict(json.loads(meta["anomalyvfm_config"]))
+        from .checkpoint import split_legacy
+        from .profile import ProfileState
+
+        self.config, legacy = split_legacy(json.loads(meta["anomalyvfm_config"]))  # 0.1.0 kept the state inside
+        state = json.loads(meta["anomalyvfm_profile"]) if "anomalyvfm_profile" in meta else legacy
+        self.profile = ProfileState.from_json(state) if state.get("calibration") else None
         self.resolution = int(meta["resolution"])
         self.quantization = meta.get("quantization", "none")
         self.outputs = [o.name for o in self.session.get_outputs()]

@@ -1,12 +1,10 @@
-"""Golden-reference comparison for fixed-position parts: align each image to one good reference image (OpenCV ECC),
-then compare patch features with the reference's patches in a small neighbourhood, which absorbs the shifts that
-alignment leaves."""
+"""Golden-reference alignment for fixed-position parts: each image is aligned to one good reference image (OpenCV ECC)
+before its patches are compared with the reference's in a small neighbourhood (``MemoryBank(golden=True)``), which
+absorbs the shifts that alignment leaves."""
 from __future__ import annotations
 
 import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 
 def align(image: np.ndarray, reference: np.ndarray, max_side: int = 256,
@@ -39,14 +37,3 @@ def unwarp(amap: np.ndarray, warp: np.ndarray | None, height: int, width: int) -
                               borderMode=cv2.BORDER_REPLICATE)
     return cv2.resize(amap, (width, height), interpolation=cv2.INTER_LINEAR) if amap.shape != (height, width) \
         else amap
-
-
-def neighbourhood_distance(tokens: torch.Tensor, reference: torch.Tensor, side: int, radius: int = 1) -> torch.Tensor:
-    """Cosine distance (B, side²) of each patch of ``tokens`` (B, side², D) to the most similar patch of
-    ``reference`` (side², D) within ``radius`` patches of the same position; all L2-normalised."""
-    d = reference.shape[-1]
-    grid = reference.to(tokens.device, tokens.dtype).T.reshape(1, d, side, side)
-    k = 2 * radius + 1
-    neighbours = F.unfold(grid, k, padding=radius).view(d, k * k, side * side)  # zero-padded border: similarity 0
-    sims = torch.einsum("bnd,dkn->bkn", tokens, neighbours)
-    return 1.0 - sims.max(dim=1).values

@@ -4,8 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-# what a checkpoint or profile folder may publish: configs, safetensors weights, the golden reference, the card
-ALLOW_PATTERNS = ["*.json", "*.safetensors", "reference.png", "README.md"]
+from .checkpoint import ALLOW_PATTERNS, CARD_NAME, CONFIG_NAME  # what a checkpoint or profile folder may publish
 
 
 def push_folder(folder: str | os.PathLike, repo_id: str, *, private: bool | None = None, token: str | None = None,
@@ -17,12 +16,12 @@ def push_folder(folder: str | os.PathLike, repo_id: str, *, private: bool | None
     from huggingface_hub.utils import filter_repo_objects
 
     folder = Path(folder)
-    if not (folder / "config.json").is_file():
+    if not (folder / CONFIG_NAME).is_file():
         raise FileNotFoundError(f"{folder}: not a checkpoint or profile folder (no config.json)")
     files = sorted(filter_repo_objects([p.name for p in folder.iterdir() if p.is_file()],
                                        allow_patterns=ALLOW_PATTERNS))
-    if (folder / "README.md").is_file():
-        ModelCard.load(folder / "README.md").validate()  # ValueError with the Hub's message when the metadata is bad
+    if (folder / CARD_NAME).is_file():
+        ModelCard.load(folder / CARD_NAME).validate()  # ValueError with the Hub's message when the metadata is bad
     api = HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
     info = api.create_commit(repo_id, [CommitOperationAdd(path_in_repo=f, path_or_fileobj=str(folder / f))

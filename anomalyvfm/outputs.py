@@ -66,12 +66,46 @@ def write_results(out_dir: str | os.PathLike, rows: list[dict]) -> None:
     atomic_write_bytes(Path(out_dir) / "results.jsonl", lines.encode())
 
 
-def unique_stems(names: list[str]) -> list[str]:
-    """File stems for output images; repeated stems (same name in different folders) get a numeric suffix."""
-    seen: dict[str, int] = {}
-    stems = []
-    for name in names:
-        stem = Path(name).stem or "image"
-        seen[stem] = seen.get(stem, 0) + 1
-        stems.append(stem if seen[stem] == 1 else f"{stem}_{seen[stem]}")
-    return stems
+class ResultsWriter:
+    """The results folder of a prediction run, the one writer behind ``AnomalyVFM.predict(out=...)`` and
+    ``anomalyvfm predict``: a heatmap and an overlay PNG per scored image (as each result arrives; ``images=False``
+    skips them) and, on ``close``, results.csv and results.jsonl with one row per input, in order."""
+
+    def __init__(self, out: str | os.PathLike, images: bool = True):
+        self.out, self.images = Path(out), images
+        self.rows: list[dict] = []
+        self.failed = self.anomalous = 0
+        self._stems: set[str] = set()
+
+    def __enter__(self) -> "ResultsWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _stem(self, name: str) -> str:
+        """An output file stem not used yet in this run: the input's stem, else stem_2, stem_3, ..."""
+        base = Path(name).stem or "image"
+        stem, n = base, 1
+        while stem in self._stems:
+            n += 1
+            stem = f"{base}_{n}"
+        self._stems.add(stem)
+        return stem
+
+    def add(self, prediction):
+        """Record one ``Prediction`` (and write its PNGs); returns it."""
+        p = prediction
+        self.rows.append(result_row(p.name, p.score, p.is_anomalous, p.error))
+        if not p.ok:
+            self.failed += 1
+            return p
+        self.anomalous += bool(p.is_anomalous)
+        if self.images and p.image is not None:
+            stem = self._stem(p.name)
+            write_png(self.out / "heatmaps" / f"{stem}.png", heatmap(p.anomaly_map))
+            write_png(self.out / "overlays" / f"{stem}.png", overlay(p.image, p.anomaly_map, p.mask))
+        return p
+
+    def close(self) -> None:
+        write_results(self.out, self.rows)

@@ -11,10 +11,10 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
-from .config import IMAGE_SCORES, resolution_for
-from .preprocess import ImageInput, ImageReadError, Tile, crop_and_resize, describe, load, normalize, plan_tiles, stitch
-
-IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm", ".pbm"}
+from .config import resolution_for
+from .preprocess import (IMAGE_EXTENSIONS, ImageInput, ImageReadError, Tile, crop_and_resize, describe, load, normalize,
+                         plan_tiles, stitch)
+from .scoring import rule_names
 
 
 @dataclass
@@ -23,7 +23,8 @@ class Prediction:
 
     name: str
     score: float = float("nan")  # image anomaly score in [0, 1], by the model's ``image_score`` rule
-    scores: dict[str, float] | None = None  # raw score per rule (cls, topk, fused; model, raw for profiles)
+    scores: dict[str, float] | None = None  # raw score per rule of anomalyvfm.scoring (and "model", "raw" for
+    # profiles)
     is_anomalous: bool = False  # score > threshold
     anomaly_map: np.ndarray | None = None  # float32 (H, W) in [0, 1], the original image size
     mask: np.ndarray | None = None  # bool (H, W): anomaly_map > pixel threshold
@@ -99,8 +100,10 @@ def iter_predict(model, images: Iterable[ImageInput], batch_size: int = 8, mode:
     model.prepare_for_inference()
     device = model.device
 
+    reference = model.profile.reference if model.profile is not None else None
+
     def load_chunk(chunk):
-        return [_load(item, i, res, cfg.max_aspect, model.reference) for i, item in chunk]
+        return [_load(item, i, res, cfg.max_aspect, reference) for i, item in chunk]
 
     with ThreadPoolExecutor(max_workers=1) as pool, torch.inference_mode():
         chunks = _chunks(items, batch_size)
@@ -120,11 +123,9 @@ def iter_predict(model, images: Iterable[ImageInput], batch_size: int = 8, mode:
 
 def _run(model, loaded: list[_Loaded], res: int, threshold: float, pixel_threshold: float, batch_size: int,
          device) -> list[Prediction]:
-    from .calibration import Calibration
-
     crops = [c for item in loaded if item.crops for c in item.crops]
-    rules = tuple(IMAGE_SCORES)
-    calibration = Calibration.from_dict(model.config.calibration) if model.config.calibration else None
+    rules = tuple(rule_names())
+    calibration = model.profile.calibration if model.profile is not None else None
     scores, maps = [], []
     for start in range(0, len(crops), batch_size):
         x = normalize(np.stack(crops[start:start + batch_size]), model.config.mean, model.config.std).to(device)
@@ -143,7 +144,7 @@ def _run(model, loaded: list[_Loaded], res: int, threshold: float, pixel_thresho
         if item.size is not None:  # aligned to the golden reference: the map goes back to the image's own frame
             from .golden import unwarp
 
-            ref_h, ref_w = model.reference.shape[:2]
+            ref_h, ref_w = model.profile.reference.shape[:2]
             amap = unwarp(stitch(list(maps_np[k:k + n]), item.tiles, ref_h, ref_w), item.warp, *item.size)
         else:
             h, w = item.rgb.shape[:2]

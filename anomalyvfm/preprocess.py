@@ -13,6 +13,8 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray]
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm",
+                              ".pbm"})  # what folder scans pick up (an explicitly named file is read whatever it is)
 
 
 class ImageReadError(ValueError):

@@ -68,7 +68,7 @@ def main(argv=None) -> int:
                         "threshold": threshold, "FPR@thr": float(np.mean(test[~labels] > threshold)),
                         "recall@thr": float(np.mean(test[labels] > threshold)), "fit_s": fit_s}
 
-            rows.append(row("profile (leave-one-out views)", 0, profile.config.calibration["threshold"]))
+            rows.append(row("profile (leave-one-out views)", 0, profile.profile.calibration.threshold))
             for m in tqdm(unseen_sizes, desc=f"{cat.key} seed {seed}"):
                 rows.append(row("unseen, quantile", m, float(np.quantile(extra[:m], 1 - args.fpr, method="higher"))))
                 rows.append(row("unseen, calibrate", m, calibrate(extra[:m], args.fpr, bounded=True).threshold))

@@ -32,15 +32,17 @@ from anomalyvfm import fewshot  # noqa: E402
 from anomalyvfm.benchmark import draw_shots  # noqa: E402
 from anomalyvfm.calibration import calibrate  # noqa: E402
 from anomalyvfm.data import scan  # noqa: E402
+from anomalyvfm.fewshot.views import forward_all  # noqa: E402
 from anomalyvfm.model import load_default  # noqa: E402
 from anomalyvfm.outputs import atomic_write_bytes  # noqa: E402
 from anomalyvfm.preprocess import read_image, resize_square  # noqa: E402
+from anomalyvfm.scoring import topk_mean  # noqa: E402
 
 
 def parts(model, views: np.ndarray, res: int, memory) -> tuple[list[float], list[float]]:
-    """(image-head logits, kNN top-k scores) of views against ``memory``."""
-    out = fewshot._forward_all(model, views, 8, model.device)
-    knn = model._topk(model.knn_map(out.patch_tokens, res, memory, clamp=False))
+    """(image-head logits, kNN top-k scores) of views against ``memory``, as the ``memory`` rule takes them."""
+    out = forward_all(model, views, 8, model.device)
+    knn = topk_mean(memory.distance_map(out.patch_tokens, res) / model.profile.knn_scale, model.config.top_k)
     return out.image_logits.flatten().tolist(), knn.tolist()
 
 
@@ -49,19 +51,19 @@ def run(base, cat, k: int, seed: int, res: int) -> dict:
     cfg = fewshot.FinetuneConfig(resolution=res)
     model, _ = fewshot.finetune(base, shots, cfg, progress=False)
     images = [resize_square(im, res) for im in shots]
-    per_image = fewshot._memory_of(model, images, cfg.batch_size, model.device)
     rng = np.random.default_rng([cfg.seed, 2])
     rec = {"views": [[], []], "image_of_view": []}
     for i, image in enumerate(images):
         views = np.stack([image] + [fewshot.augment(rng, image) for _ in range(cfg.augmentations - 1)])
-        for dst, src in zip(rec["views"], parts(model, views, res, fewshot._leave_one_out(per_image, i))):
+        for dst, src in zip(rec["views"], parts(model, views, res, model.profile.memory.leave_one_out(i))):
             dst += src
         rec["image_of_view"] += [i] * len(views)
     # test images as the harness scores them (``predict``: long images are tiled, the score is the worst tile)
     test = [p.scores[model.config.image_score] for p in
             model.predict([str(s.path) for s in cat.test], resolution=res, errors="raise")]
-    return {"category": cat.key, "shots": k, "seed": seed, "score_stats": model.config.score_stats,
-            "calibration": model.config.calibration, **rec, "test_raw": test,
+    state = model.profile.to_json()
+    return {"category": cat.key, "shots": k, "seed": seed, "score_stats": state["score_stats"],
+            "calibration": state["calibration"], **rec, "test_raw": test,
             "labels": [int(s.label) for s in cat.test]}
 
 

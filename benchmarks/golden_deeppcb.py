@@ -27,20 +27,20 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from anomalyvfm.metrics import pixel_metrics  # noqa: E402
+from anomalyvfm.memory import MemoryBank  # noqa: E402
 from anomalyvfm.model import load_default  # noqa: E402
 from anomalyvfm.outputs import atomic_write_bytes, heatmap, write_png  # noqa: E402
 from anomalyvfm.preprocess import normalize, read_image, resize_square  # noqa: E402
+from anomalyvfm.profile import ProfileState  # noqa: E402
 
 
 def with_reference(base, template: np.ndarray, mode: str, resolution: int):
     """The base model with a one-image memory of ``template`` (map = memory distance only, w = 1)."""
-    model = copy.copy(base)  # shares the weights; only the memory fields differ
-    model.config = copy.deepcopy(base.config)
-    model.config.fusion_weight, model.config.knn_scale, model.config.memory_mode = 1.0, 1.0, mode
+    model = copy.copy(base)  # shares the weights; only the profile differs
     with torch.inference_mode():
         x = normalize(resize_square(template, resolution)[None], base.config.mean, base.config.std)
-        model.memory = base(x).patch_tokens[0]
-    model.reference = template if mode == "golden" else None
+        memory = MemoryBank(base(x).patch_tokens[0], golden=mode == "golden")
+    model.profile = ProfileState(memory=memory, reference=template if mode == "golden" else None, fusion_weight=1.0)
     return model
 
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from anomalyvfm import backbones
+from anomalyvfm import backbones, features
 from anomalyvfm.backbones import BackboneNotFoundError, load_backbone, weights_fingerprint
 from conftest import tiny_dinov2
 
@@ -41,7 +41,7 @@ def test_registers_variant_counts_prefix_tokens(tmp_path):
         hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37, patch_size=14,
         image_size=56, num_register_tokens=4)).save_pretrained(tmp_path / "reg")
     model = load_backbone(str(tmp_path / "reg"))
-    assert backbones.num_prefix_tokens(model) == 5
+    assert features.num_prefix_tokens(model) == 5
 
 
 def test_timm_dinov2_converts_exactly():

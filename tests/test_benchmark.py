@@ -117,8 +117,8 @@ def test_knn_rotations_and_masking_grow_and_shrink_the_memory():
     rotated.fit({"r": image})
     masked = KNN(KNNConfig(resolution=56, masking=True), backbone=tiny_dinov2())
     masked.fit({"r": image})
-    assert rotated.memory.shape[0] == 4 * plain.memory.shape[0]
-    assert 0 < masked.memory.shape[0] <= plain.memory.shape[0]
+    assert rotated.memory.good.shape[0] == 4 * plain.memory.good.shape[0]
+    assert 0 < masked.memory.good.shape[0] <= plain.memory.good.shape[0]
 
 
 def test_benchmark_cli_writes_the_reports(tmp_path, tiny_checkpoint, capsys):

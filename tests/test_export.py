@@ -3,6 +3,8 @@ import pytest
 import torch
 
 from anomalyvfm.export import OnnxModel, export_onnx
+from anomalyvfm.memory import MemoryBank
+from anomalyvfm.profile import ProfileState
 
 from conftest import write_image
 
@@ -31,16 +33,17 @@ def test_onnx_export_matches_pytorch_on_maps_and_scores(tiny_model, tmp_path):
 
 
 def test_onnx_export_of_a_profile_keeps_memory_fusion_and_calibration(tiny_model, tmp_path):
-    tiny_model.memory = torch.nn.functional.normalize(torch.randn(48, 32), dim=-1)
-    tiny_model.defects = torch.nn.functional.normalize(torch.randn(5, 32), dim=-1)
-    tiny_model.config.fusion_weight, tiny_model.config.knn_scale = 0.5, 0.8
-    tiny_model.config.image_score, tiny_model.config.score_stats = "memory", {"cls": [0.1, 0.7], "knn": [0.4, 0.2]}
-    tiny_model.config.calibration = {"threshold": 0.3, "scale": 0.05, "fpr": 0.01, "n_good": 8}
+    memory = MemoryBank(torch.nn.functional.normalize(torch.randn(48, 32), dim=-1),
+                        torch.nn.functional.normalize(torch.randn(5, 32), dim=-1))
+    tiny_model.config.image_score = "memory"
+    tiny_model.profile = ProfileState(memory, fusion_weight=0.5, knn_scale=0.8,
+                                      score_stats={"cls": [0.1, 0.7], "knn": [0.4, 0.2]},
+                                      calibration={"threshold": 0.3, "scale": 0.05, "fpr": 0.01, "n_good": 8})
     images = _images(tmp_path, 2)
     expected = tiny_model.predict(images, resolution=56)
     onnx = OnnxModel(export_onnx(tiny_model, tmp_path / "p.onnx", resolution=56))
     got = onnx.predict(images)
-    assert {"model", "knn", "memory"} <= set(onnx.outputs) and onnx.config.calibration["threshold"] == 0.3
+    assert {"model", "knn", "memory"} <= set(onnx.outputs) and onnx.profile.calibration.threshold == 0.3
     for a, b in zip(expected, got):
         assert abs(a.score - b.score) < 1e-4 and a.is_anomalous == b.is_anomalous
         assert abs(a.scores["raw"] - b.scores["raw"]) < 1e-4
@@ -66,7 +69,7 @@ def test_int8_export_quantizes_the_matmuls_and_stays_close(tiny_model, tmp_path)
 
 
 def test_golden_profiles_are_refused_and_bad_files_named(tiny_model, tmp_path):
-    tiny_model.config.memory_mode = "golden"
+    tiny_model.profile = ProfileState(MemoryBank(torch.zeros(16, 32), golden=True))
     with pytest.raises(ValueError, match="golden"):
         export_onnx(tiny_model, tmp_path / "g.onnx", resolution=56)
     assert not (tmp_path / "g.onnx").exists()

@@ -9,7 +9,9 @@ import torch
 
 from anomalyvfm.calibration import Calibration, calibrate
 from anomalyvfm.fewshot import PROFILE_NAME, FinetuneConfig, finetune, recalibrate, save_profile
+from anomalyvfm.memory import MemoryBank
 from anomalyvfm.model import AnomalyVFM
+from anomalyvfm.profile import ProfileState
 
 from conftest import write_image
 
@@ -89,20 +91,22 @@ def test_finetune_of_a_tiny_model_lowers_its_held_out_loss(tiny_model, tmp_path)
     profile, report = finetune(tiny_model, _goods(tmp_path), TINY, progress=False)
     assert report.steps == 6 and len(report.holdout_loss) == 4
     assert min(report.holdout_loss[1:]) < report.holdout_loss[0]
-    assert profile.memory is not None and profile.memory.shape == (3 * 3 * 16, 32)  # 3 images × 3 views × 4×4
+    state = profile.profile
+    assert state.memory is not None and state.memory.good.shape == (3 * 3 * 16, 32)  # 3 images × 3 views × 4×4
+    assert state.memory.sizes == (48, 48, 48)
     assert report.fusion_weight in TINY.fusion_weights and profile.config.image_score == "memory"
     assert set(report.held_out) == ({f"P-AUROC@{w:g}" for w in TINY.fusion_weights}
                                     | {f"I-AUROC[{r}]" for r in ("cls", "topk", "fused", "knn", "memory")})
-    assert set(profile.config.score_stats) == {"cls", "knn"} and profile.config.score_stats["knn"][1] >= 0.05
-    assert profile.config.calibration["n_good"] == 3 * 3 and profile.config.threshold == 0.5
-    assert profile.config.calibration["n_images"] == 3
-    assert tiny_model.memory is None  # the base model is left as it was
+    assert set(state.score_stats) == {"cls", "knn"} and state.score_stats["knn"][1] >= 0.05
+    assert state.calibration.n_good == 3 * 3 and profile.config.threshold == 0.5
+    assert state.calibration.n_images == 3
+    assert tiny_model.profile is None  # the base model is left as it was
 
 
 def test_profile_round_trip_in_a_fresh_process_gives_identical_scores(tiny_model, tmp_path):
     goods = _goods(tmp_path)
     profile, report = finetune(tiny_model, goods, TINY, progress=False)
-    profile.config.fusion_weight = 0.5  # exercise the memory path whatever the held-out choice was
+    profile.profile.fusion_weight = 0.5  # exercise the memory path whatever the held-out choice was
     folder = save_profile(profile, tmp_path / "profile", base="tiny", good=goods, config=TINY, report=report)
     meta = json.loads((folder / PROFILE_NAME).read_text())
     assert [m["sha256"] for m in meta["images"]] and all(len(m["sha256"]) == 64 for m in meta["images"])
@@ -119,16 +123,15 @@ def test_profile_round_trip_in_a_fresh_process_gives_identical_scores(tiny_model
 
 def test_memory_fusion_lifts_a_patch_that_no_good_image_has(tiny_model):
     tokens = torch.nn.functional.normalize(torch.randn(1, 16, 32), dim=-1)
-    tiny_model.memory = tokens[0].clone()
-    tiny_model.config.knn_scale = 1.0
+    memory = MemoryBank(tokens[0].clone())
     odd = tokens.clone()
     odd[0, 5] = -odd[0, 5]  # this patch points the opposite way to its memory twin
-    knn = tiny_model.knn_map(odd, 56)
+    knn = memory.distance_map(odd, 56)
     assert knn.shape == (1, 56, 56)
     expected = 1 - float((-tokens[0, 5] @ tokens[0].T).max())  # its nearest memory patch is another one
     row, col = divmod(int(knn[0].argmax()), 56)
     assert (row // 14, col // 14) == (1, 1) and float(knn[0].max()) == pytest.approx(expected, rel=0.1)  # bilinear blur
-    assert float(tiny_model.knn_map(tokens, 56).max()) < 1e-5
+    assert float(memory.distance_map(tokens, 56).max()) < 1e-5
 
 
 def test_recalibrate_sets_a_threshold_from_unseen_good_images(tiny_model, tmp_path):
@@ -159,11 +162,11 @@ def test_golden_profile_compares_each_position_with_the_reference(tiny_model, tm
     goods = _goods(tmp_path, 1)
     cfg = FinetuneConfig(**{**TINY.__dict__, "golden": True})
     profile, report = finetune(tiny_model, goods, cfg, progress=False)
-    assert profile.config.memory_mode == "golden" and profile.reference is not None
-    assert profile.memory.shape == (16, 32)  # one 4×4 patch grid
+    assert profile.profile.golden and profile.profile.reference is not None
+    assert profile.profile.memory.good.shape == (16, 32)  # one 4×4 patch grid
     folder = save_profile(profile, tmp_path / "golden", base="tiny", good=goods, config=cfg, report=report)
     again = AnomalyVFM.from_pretrained(folder)
-    assert np.array_equal(again.reference, profile.reference) and again.config.memory_mode == "golden"
+    assert np.array_equal(again.profile.reference, profile.profile.reference) and again.profile.golden
     result = again.predict([goods[0]], resolution=56)[0]
     assert result.ok and result.anomaly_map.shape == (60, 60)
     with pytest.raises(ValueError, match="reference has a 4x4 patch grid"):
@@ -182,17 +185,16 @@ def test_finetune_with_real_defects_with_and_without_masks(tiny_model, tmp_path)
     assert all(np.isfinite(report.holdout_loss))
     # positive memory: at 56 px the box spans 9.3-28 px, covering patch (1, 1) fully, (0, 1) and (1, 0) by a third and
     # (0, 0) by a ninth (under the quarter needed); image 1 (no mask) gives its farthest patch
-    assert profile.defects is not None and profile.defects.shape == (3 + 1, 32)
+    assert profile.profile.memory.defects is not None and profile.profile.memory.defects.shape == (3 + 1, 32)
     folder = save_profile(profile, tmp_path / "mixed", base="tiny", good=goods, config=cfg, report=report)
-    assert torch.equal(AnomalyVFM.from_pretrained(folder).defects, profile.defects)
+    assert torch.equal(AnomalyVFM.from_pretrained(folder).profile.memory.defects, profile.profile.memory.defects)
 
 
 def test_defect_memory_raises_patches_near_a_known_defect_only(tiny_model):
     tokens = torch.nn.functional.normalize(torch.randn(1, 16, 32), dim=-1)
-    tiny_model.memory = tokens[0, :8].clone()  # the first half are good patches
-    before = tiny_model.knn_map(tokens, 4, clamp=False)
-    tiny_model.defects = tokens[0, 12:13].clone()  # patch 12 is a known defect
-    after = tiny_model.knn_map(tokens, 4, clamp=False)
+    good = MemoryBank(tokens[0, :8].clone())  # the first half are good patches
+    before = good.distance_map(tokens, 4)
+    after = MemoryBank(good.good, defects=tokens[0, 12:13].clone()).distance_map(tokens, 4)  # patch 12: a defect
     assert float(after[0, 3, 0]) > float(before[0, 3, 0])  # patch 12 sits at row 3, column 0 of the 4x4 grid
     changed = (after - before).abs() > 1e-6
     assert changed.sum() >= 1 and torch.equal(after[0, :2], before[0, :2])  # good patches (rows 0-1) untouched
@@ -216,8 +218,7 @@ def test_memory_rule_standardises_the_head_and_the_knn_score_by_good_statistics(
     from anomalyvfm.model import ModelOutput
 
     tokens = torch.nn.functional.normalize(torch.randn(1, 16, 32), dim=-1)
-    tiny_model.memory = tokens[0].clone()
-    tiny_model.config.score_stats = {"cls": [0.0, 2.0], "knn": [0.5, 0.25]}
+    tiny_model.profile = ProfileState(MemoryBank(tokens[0].clone()), score_stats={"cls": [0.0, 2.0], "knn": [0.5, 0.25]})
     out = ModelOutput(torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 8), torch.tensor([1.0]), tokens)
     scores, _ = tiny_model.scores(out, 56)
     # kNN map 0 everywhere: z = (1 − 0)/2 + (0 − 0.5)/0.25 = −1.5, averaged over the two terms
@@ -226,7 +227,7 @@ def test_memory_rule_standardises_the_head_and_the_knn_score_by_good_statistics(
     odd = tokens.clone()
     odd[0, :4] = -odd[0, :4]
     assert float(tiny_model.scores(ModelOutput(*list(vars(out).values())[:3], odd), 56)[0]["memory"]) > 0.5
-    tiny_model.memory = None
+    tiny_model.profile = None
     tiny_model.config.image_score = "memory"
     with pytest.raises(ValueError, match="needs a good-image memory"):
         tiny_model.scores(out, 56)
@@ -243,7 +244,7 @@ def test_profile_pushed_to_the_hub_loads_by_repo_id_in_a_fresh_process(tiny_mode
 
     goods = _goods(tmp_path)
     profile, report = finetune(tiny_model, goods, TINY, progress=False)
-    profile.config.fusion_weight = 0.5
+    profile.profile.fusion_weight = 0.5
     folder = save_profile(profile, tmp_path / "profile", base="tiny", good=goods, config=TINY, report=report)
     (folder / "notes.pkl").write_bytes(b"not to be published")
     commit = "0123456789abcdef0123456789abcdef01234567"
@@ -264,7 +265,7 @@ def test_profile_pushed_to_the_hub_loads_by_repo_id_in_a_fresh_process(tiny_mode
     assert push_folder(folder, "user/profile").endswith(commit)
     sent = sorted(p.name for p in (repo / "snapshots" / commit).iterdir())
     assert sent == ["adapter_config.json", "adapter_model.safetensors", "config.json", "heads.safetensors",
-                    "memory.safetensors", "profile.json"]
+                    "memory.safetensors", "profile.json", "state.json"]
     test = [write_image(tmp_path / "test" / f"{i}.png", size=(60, 60), seed=20 + i) for i in range(3)]
     expected = [r.score for r in profile.predict(test)]
     script = (f"import json; from anomalyvfm import AnomalyVFM;"

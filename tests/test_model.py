@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from anomalyvfm import AnomalyVFM, AnomalyVFMConfig, BackboneMismatchError, DecoderConfig
-from anomalyvfm.model import ADAPTER_NAME, HEADS_NAME
+from anomalyvfm.checkpoint import ADAPTER_NAME, HEADS_NAME
 
 
 def _x(n=2, res=56):

@@ -25,18 +25,18 @@ from typing import Sequence
 import numpy as np
 
 from anomalyvfm.cards import build_card
+from anomalyvfm.checkpoint import MODEL_FILES
 from anomalyvfm.model import shipped_checkpoint
 from anomalyvfm.outputs import atomic_write_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
-FILES = ("config.json", "adapter_config.json", "adapter_model.safetensors", "heads.safetensors")
 
 
 def install(final: Path, target: Path) -> None:
     """Replace ``target`` with the checkpoint files of ``final``."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".ship-"))
-    for name in FILES:
+    for name in MODEL_FILES:
         shutil.copy2(final / name, tmp / name)
     if target.exists():
         shutil.rmtree(target)

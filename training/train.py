@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 from anomalyvfm.backbones import load_backbone
-from anomalyvfm.config import AnomalyVFMConfig
+from anomalyvfm.checkpoint import load_weights
+from anomalyvfm.config import IMAGENET_MEAN, IMAGENET_STD, AnomalyVFMConfig
 from anomalyvfm.losses import anomalyvfm_loss, image_loss
 from anomalyvfm.model import AnomalyVFM
 from anomalyvfm.outputs import atomic_write_bytes
@@ -78,7 +79,7 @@ def batch(cfg: TrainConfig, synth: SynthConfig, step: int, micro: int) -> tuple[
         images += [s["good"], s["bad"]]
         masks += [np.zeros_like(s["mask"]), s["mask"]]
         labels += [0.0, 1.0]
-    x = normalize(np.stack(images), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    x = normalize(np.stack(images), IMAGENET_MEAN, IMAGENET_STD)
     m = torch.from_numpy(np.stack(masks)).float().div_(255.0).unsqueeze(1)
     return x, m, torch.tensor(labels)
 
@@ -136,11 +137,9 @@ def save_checkpoint(folder: Path, model: AnomalyVFM, optimizer: torch.optim.Opti
 
 
 def load_checkpoint(folder: Path, model: AnomalyVFM, optimizer: torch.optim.Optimizer) -> tuple[int, list[dict]]:
-    from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    set_peft_model_state_dict(model.backbone, load_file(folder / "model" / "adapter_model.safetensors"))
-    model.load_state_dict(load_file(folder / "model" / "heads.safetensors"), strict=False)
+    load_weights(model, folder / "model")
     meta = json.loads((folder / "trainer_state.json").read_text())
     tensors = load_file(folder / "optimizer.safetensors")
     state: dict = {}

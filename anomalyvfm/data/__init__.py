@@ -1,33 +1,24 @@
-"""Dataset readers: MVTec AD (and MPDD, DTD-Synthetic), VisA, BTAD, KSDD2, Real-IAD and plain folders."""
+"""Dataset readers: ``scan`` finds every category under a root through the layout registry (``LAYOUTS``: MVTec AD
+and MPDD, DTD-Synthetic, VisA, BTAD, KSDD2, Real-IAD and plain folders)."""
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 from typing import Sequence
 
-from .layouts import read_btad, read_folder, read_ksdd2, read_mvtec, read_realiad, read_visa
+from .layouts import LAYOUTS, read_btad, read_folder, read_ksdd2, read_mvtec, read_realiad, read_visa, register_layout
 from .samples import Category, Sample
 
-__all__ = ["Category", "Sample", "scan", "read_btad", "read_folder", "read_ksdd2", "read_mvtec", "read_realiad",
-           "read_visa"]
+__all__ = ["Category", "LAYOUTS", "Sample", "register_layout", "scan", "read_btad", "read_folder", "read_ksdd2",
+           "read_mvtec", "read_realiad", "read_visa"]
 log = logging.getLogger(__name__)
 
 
 def _read(folder: Path, depth: int) -> list[Category] | None:
-    """The categories in ``folder`` if it is a dataset or category in a known layout, else None."""
-    if (folder / "split_csv" / "1cls.csv").is_file():
-        return read_visa(folder, folder.name)
-    if (folder / "realiad_jsons").is_dir():
-        return read_realiad(folder, folder.name)
-    if (folder / "train").is_dir() and (folder / "test").is_dir():
-        if (folder / "train" / "good").is_dir():
-            return [read_mvtec(folder, folder.parent.name)]
-        if (folder / "train" / "ok").is_dir():
-            return [read_btad(folder, folder.parent.name)]
-        if next((folder / "train").glob("*_GT.png"), None) is not None:
-            return [read_ksdd2(folder, folder.name)]
-    if (folder / "good").is_dir() and depth > 0:
-        return [read_folder(folder, folder.parent.name)]
+    """The categories in ``folder`` if it is a dataset or category in a registered layout, else None."""
+    for layout in LAYOUTS.values():
+        if (depth > 0 or not layout.nested_only) and layout.detect(folder):
+            return layout.read(folder)
     return None
 
 

@@ -1,9 +1,12 @@
-"""Readers for the public anomaly-detection layouts, each turning a folder into ``Category`` objects."""
+"""Readers for the public anomaly-detection layouts, each turning a folder into ``Category`` objects, and the
+registry ``scan`` walks: adding a layout = a reader plus one ``@register_layout`` entry at the end of this file."""
 from __future__ import annotations
 
 import csv
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -112,3 +115,66 @@ def read_folder(root: Path, dataset: str | None = None) -> Category:
         for p in images_in(sub):
             cat.test.append(Sample(p, label, sub.name, find_mask(root / "masks", p.stem) if label else None))
     return cat
+
+
+@dataclass(frozen=True)
+class Layout:
+    name: str
+    detect: Callable[[Path], bool]  # is this folder a dataset or category in this layout?
+    read: Callable[[Path], list[Category]]
+    help: str = ""
+    nested_only: bool = False  # never the scanned root itself (a loose layout that would match too much)
+
+
+LAYOUTS: dict[str, Layout] = {}  # tried in registration order; the first whose ``detect`` accepts a folder reads it
+
+
+def register_layout(name: str, detect: Callable[[Path], bool], help: str = "", nested_only: bool = False):
+    """Decorator: ``read(folder) -> [Category, ...]`` reads the folders that ``detect`` accepts."""
+    def wrap(read: Callable[[Path], list[Category]]):
+        if name in LAYOUTS:
+            raise ValueError(f"layout {name!r} is already registered")
+        LAYOUTS[name] = Layout(name, detect, read, help, nested_only)
+        return read
+
+    return wrap
+
+
+def _split(folder: Path, name: str) -> Path:
+    return folder / "train" / name
+
+
+def _has_train_test(folder: Path) -> bool:
+    return (folder / "train").is_dir() and (folder / "test").is_dir()
+
+
+@register_layout("visa", lambda f: (f / "split_csv" / "1cls.csv").is_file(), "VisA: split_csv/1cls.csv")
+def _visa(folder: Path) -> list[Category]:
+    return read_visa(folder, folder.name)
+
+
+@register_layout("realiad", lambda f: (f / "realiad_jsons").is_dir(), "Real-IAD: realiad_jsons/")
+def _realiad(folder: Path) -> list[Category]:
+    return read_realiad(folder, folder.name)
+
+
+@register_layout("mvtec", lambda f: _has_train_test(f) and _split(f, "good").is_dir(),
+                 "MVTec AD, MPDD, DTD-Synthetic: train/good, test/<type>, ground_truth/<type>")
+def _mvtec(folder: Path) -> list[Category]:
+    return [read_mvtec(folder, folder.parent.name)]
+
+
+@register_layout("btad", lambda f: _has_train_test(f) and _split(f, "ok").is_dir(), "BTAD: train/ok, test/ko")
+def _btad(folder: Path) -> list[Category]:
+    return [read_btad(folder, folder.parent.name)]
+
+
+@register_layout("ksdd2", lambda f: _has_train_test(f) and next((f / "train").glob("*_GT.png"), None) is not None,
+                 "KSDD2: train/*.png with *_GT.png masks")
+def _ksdd2(folder: Path) -> list[Category]:
+    return [read_ksdd2(folder, folder.name)]
+
+
+@register_layout("folder", lambda f: (f / "good").is_dir(), "plain good/ and bad/ folders", nested_only=True)
+def _folder(folder: Path) -> list[Category]:
+    return [read_folder(folder, folder.parent.name)]

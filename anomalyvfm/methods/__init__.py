@@ -1,42 +1,109 @@
-"""Methods behind one interface (``Method``): ``anomalyvfm`` (zero-shot) and ``knn`` (AnomalyDINO)."""
+"""Harness methods behind one interface (``Method``), chosen by name from a registry.
+
+Adding a method = a module with a ``Method`` subclass and one ``@register_method`` factory below (the factory
+imports its module lazily, so listing the methods, e.g. for the CLI's help, imports no torch)."""
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
 
 from .base import Method, Scored
 
-__all__ = ["Method", "Scored", "create_method", "METHODS"]
-METHODS = ("anomalyvfm", "anomalyvfm-fewshot", "knn", "winclip", "winclipplus")
+__all__ = ["Method", "MethodOptions", "Scored", "create_method", "list_methods", "register_method", "METHODS"]
 
 
-def create_method(name: str, *, mode: str | None = None, resolution: int | None = None,
-                  model: str | None = None, backbone: str = "embedded", clip_model: str | None = None,
-                  clip_pretrained: str | None = None) -> Method:
-    """Build a harness method by name. ``resolution``/``mode`` set the input side (knn defaults to 448,
-    anomalyvfm to the model's mode; WinCLIP runs at its CLIP model's own size). Raises
-    ``WeightsUnavailableError`` for CLIP methods whose weights cannot be had."""
+@dataclass
+class MethodOptions:
+    """What the harness (``anomalyvfm benchmark``) can tell a method when it builds it."""
+
+    mode: str | None = None  # fast | accurate; None = the method's default
+    resolution: int | None = None  # explicit input side; wins over mode
+    model: str | None = None  # AnomalyVFM checkpoint (default: the shipped one)
+    backbone: str = "embedded"  # backbone spec of the training-free methods
+    clip_model: str | None = None  # open_clip model name (WinCLIP)
+    clip_pretrained: str | None = None  # open_clip pretrained tag or checkpoint path (WinCLIP)
+
+    def side(self, default: int) -> int:
+        from ..config import MODES
+
+        return self.resolution or (MODES[self.mode] if self.mode else default)
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    name: str
+    factory: Callable[[MethodOptions], Method]
+    help: str
+
+
+METHODS: dict[str, MethodEntry] = {}
+
+
+def register_method(name: str, help: str):
+    """Decorator: ``factory(options) -> Method`` builds the method ``name``."""
+    def wrap(factory: Callable[[MethodOptions], Method]):
+        if name in METHODS:
+            raise ValueError(f"method {name!r} is already registered")
+        METHODS[name] = MethodEntry(name, factory, help)
+        return factory
+
+    return wrap
+
+
+def list_methods() -> list[str]:
+    return list(METHODS)
+
+
+def create_method(name: str, **options) -> Method:
+    """Build a harness method by name (``options``: ``MethodOptions`` fields). Raises ``WeightsUnavailableError``
+    (an ``OSError``) for CLIP methods whose weights cannot be had."""
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; available: {', '.join(METHODS)}")
+    return METHODS[name].factory(MethodOptions(**options))
+
+
+@register_method("anomalyvfm", help="the AnomalyVFM checkpoint, zero-shot (the model's mode by default)")
+def _anomalyvfm(o: MethodOptions) -> Method:
     from ..config import MODES
+    from ..model import load_default
+    from .zeroshot import AnomalyVFMMethod
 
-    if name in ("winclip", "winclipplus"):
-        from .winclip import WinCLIP, WinCLIPConfig
+    m = load_default(o.model)
+    return AnomalyVFMMethod(m, resolution=o.side(MODES[m.config.mode]))
 
-        cfg = WinCLIPConfig(**{k: v for k, v in (("model", clip_model), ("pretrained", clip_pretrained)) if v})
-        return WinCLIP(cfg, few_shot=name == "winclipplus")
-    if name == "knn":
-        from .knn import KNN, KNNConfig
 
-        res = resolution or (MODES[mode] if mode else 448)
-        return KNN(KNNConfig(backbone=backbone, resolution=res))
-    if name == "anomalyvfm":
-        from ..model import load_default
-        from .zeroshot import AnomalyVFMMethod
+@register_method("anomalyvfm-fewshot", help="a profile fine-tuned on the k good images per seed (fused memory, "
+                                            "calibrated verdicts)")
+def _anomalyvfm_fewshot(o: MethodOptions) -> Method:
+    from ..config import MODES
+    from ..fewshot import FinetuneConfig
+    from ..model import load_default
+    from .fewshot import AnomalyVFMFewShot
 
-        m = load_default(model)
-        return AnomalyVFMMethod(m, resolution=resolution or MODES[mode or m.config.mode])
-    if name == "anomalyvfm-fewshot":
-        from ..fewshot import FinetuneConfig
-        from ..model import load_default
-        from .fewshot import AnomalyVFMFewShot
+    m = load_default(o.model)
+    res = o.side(MODES[m.config.mode])
+    return AnomalyVFMFewShot(m, FinetuneConfig(resolution=res), resolution=res)
 
-        m = load_default(model)
-        res = resolution or MODES[mode or m.config.mode]
-        return AnomalyVFMFewShot(m, FinetuneConfig(resolution=res), resolution=res)
-    raise ValueError(f"unknown method {name!r}; available: {', '.join(METHODS)}")
+
+@register_method("knn", help="AnomalyDINO: DINOv2 patch kNN against the k good images (448 px by default)")
+def _knn(o: MethodOptions) -> Method:
+    from .knn import KNN, KNNConfig
+
+    return KNN(KNNConfig(backbone=o.backbone, resolution=o.side(448)))
+
+
+def _winclip(o: MethodOptions, few_shot: bool) -> Method:
+    from .winclip import WinCLIP, WinCLIPConfig
+
+    cfg = WinCLIPConfig(**{k: v for k, v in (("model", o.clip_model), ("pretrained", o.clip_pretrained)) if v})
+    return WinCLIP(cfg, few_shot=few_shot)
+
+
+@register_method("winclip", help="WinCLIP zero-shot (open_clip; skipped when its weights are unavailable)")
+def _winclip_zero(o: MethodOptions) -> Method:
+    return _winclip(o, few_shot=False)
+
+
+@register_method("winclipplus", help="WinCLIP+ with the k good images (open_clip)")
+def _winclip_plus(o: MethodOptions) -> Method:
+    return _winclip(o, few_shot=True)

@@ -11,8 +11,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..backbones import load_backbone, num_prefix_tokens
-from ..memory import nearest_distance
+from ..backbones import load_backbone
+from ..config import IMAGENET_MEAN, IMAGENET_STD
+from ..features import extract, patch_size
+from ..memory import MemoryBank
 from ..preprocess import normalize, resize_square
 from .base import Method, Scored
 
@@ -35,11 +37,10 @@ class KNN(Method):
         self.config = config = config or KNNConfig()
         self.resolution = config.resolution
         self.backbone = (backbone if backbone is not None else load_backbone(config.backbone)).eval()
-        self.prefix = num_prefix_tokens(self.backbone)
-        self.grid = config.resolution // self.backbone.config.patch_size
+        self.grid = config.resolution // patch_size(self.backbone)
         self._cache: dict[tuple[str, int], torch.Tensor] = {}
         self._cost: dict[tuple[str, int], float] = {}  # seconds each cached feature map took to compute
-        self.memory: torch.Tensor | None = None
+        self.memory: MemoryBank | None = None
         self.pc: torch.Tensor | None = None  # (mean, direction) of the foreground principal component
 
     @torch.inference_mode()
@@ -53,9 +54,8 @@ class KNN(Method):
             keys = todo[start:start + self.config.batch_size]
             crops = [resize_square(images[k], res) for k in keys]
             crops = [np.ascontiguousarray(np.rot90(c, rotation)) for c in crops]
-            x = normalize(np.stack(crops), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-            tokens = self.backbone(pixel_values=x).last_hidden_state[:, self.prefix:]
-            for k, t in zip(keys, F.normalize(tokens, dim=-1)):
+            x = normalize(np.stack(crops), IMAGENET_MEAN, IMAGENET_STD)
+            for k, t in zip(keys, F.normalize(extract(self.backbone, x).last, dim=-1)):
                 self._cache[(k, rotation)] = t.clone()
                 self._cost[(k, rotation)] = (time.perf_counter() - tic) / len(keys)
         return {k: self._cache[(k, rotation)] for k in images}
@@ -72,7 +72,7 @@ class KNN(Method):
         if self.config.masking:
             self.pc = _principal_component(torch.stack(feats[: len(references)]), self.grid)
             feats = [f[self._foreground(f)] for f in feats]
-        self.memory = torch.cat(feats)
+        self.memory = MemoryBank(torch.cat(feats))
 
     def _foreground(self, feats: torch.Tensor) -> torch.Tensor:
         mean, direction = self.pc
@@ -82,8 +82,8 @@ class KNN(Method):
 
     @torch.inference_mode()
     def distances(self, feats: torch.Tensor) -> torch.Tensor:
-        """Cosine distance of each patch to its nearest neighbour in the memory."""
-        return nearest_distance(feats, self.memory)
+        """Cosine distance of each patch (N, D) to its nearest neighbour in the memory."""
+        return self.memory.distances(feats[None])[0]
 
     def score(self, images: dict[str, np.ndarray]) -> dict[str, Scored]:
         if self.memory is None:

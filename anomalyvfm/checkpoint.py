@@ -1,0 +1,169 @@
+"""The on-disk format of checkpoints and profiles, in one place: file names, save, load, hashes, migration.
+
+A checkpoint folder holds
+  config.json                 the ``AnomalyVFMConfig`` (architecture, preprocessing, decision rule)
+  adapter_config.json         the LoRA adapters, in peft's own format
+  adapter_model.safetensors
+  heads.safetensors           decoder and image head
+and a profile adds what few-shot fitting learned (``ProfileState``):
+  state.json                  fusion weight, kNN scale, score statistics, calibration, memory mode
+  memory.safetensors          good-image patch features ("memory", "sizes") and known-defect ones ("defects")
+  reference.png               golden-reference mode: the aligned reference image
+  profile.json                provenance: base model, images and their sha256, date, version, settings, report
+Nothing is pickled. Folders written by anomalyvfm 0.1.0 (the fitted state inside config.json) still load.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .config import AnomalyVFMConfig
+from .hashing import sha256_files
+from .profile import LEGACY_KEYS, ProfileState
+
+if TYPE_CHECKING:
+    from .model import AnomalyVFM
+
+CONFIG_NAME = "config.json"
+ADAPTER_CONFIG_NAME = "adapter_config.json"
+ADAPTER_NAME = "adapter_model.safetensors"
+HEADS_NAME = "heads.safetensors"
+STATE_NAME = "state.json"
+MEMORY_NAME = "memory.safetensors"
+REFERENCE_NAME = "reference.png"
+PROFILE_NAME = "profile.json"
+CARD_NAME = "README.md"
+MODEL_FILES = (CONFIG_NAME, ADAPTER_CONFIG_NAME, ADAPTER_NAME, HEADS_NAME)  # every checkpoint
+PROFILE_FILES = (STATE_NAME, MEMORY_NAME, REFERENCE_NAME, PROFILE_NAME)  # a profile's, where it has them
+ALLOW_PATTERNS = [*MODEL_FILES, *PROFILE_FILES, CARD_NAME]  # what may be published or downloaded
+WEIGHT_FILES = (ADAPTER_NAME, HEADS_NAME)  # what ``weights_sha256`` covers
+
+
+def weights_sha256(checkpoint: str | os.PathLike) -> str:
+    """sha256 over the checkpoint's trained weight files (adapters, then heads)."""
+    return sha256_files(Path(checkpoint) / name for name in WEIGHT_FILES)
+
+
+def split_legacy(data: dict) -> tuple[AnomalyVFMConfig, dict]:
+    """An ``AnomalyVFMConfig`` and the fitted-state fields that 0.1.0 kept inside config.json (empty if none)."""
+    data = dict(data)
+    legacy = {k: data.pop(k) for k in LEGACY_KEYS if k in data}
+    legacy = {k: v for k, v in legacy.items() if v is not None}
+    legacy.setdefault("score_stats", {})
+    return AnomalyVFMConfig.from_dict(data), legacy
+
+
+def resolve(name_or_dir: str | os.PathLike, revision: str | None = None) -> Path:
+    """A local checkpoint folder, or a hub repo id downloaded (only the format's files) into the hub cache."""
+    directory = Path(name_or_dir)
+    if directory.is_dir():
+        return directory
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(str(name_or_dir), revision=revision, allow_patterns=ALLOW_PATTERNS))
+
+
+def _write_state(model: "AnomalyVFM", tmp: Path) -> None:
+    from safetensors.torch import save_file
+
+    state = model.profile
+    if state is None:
+        return
+    (tmp / STATE_NAME).write_text(json.dumps(state.to_json(), indent=2))
+    if state.memory is not None:
+        import torch
+
+        banks = {"memory": state.memory.good, "defects": state.memory.defects}
+        if state.memory.sizes is not None:
+            banks["sizes"] = torch.tensor(state.memory.sizes, dtype=torch.int64)
+        save_file({k: v.detach().contiguous() for k, v in banks.items() if v is not None}, tmp / MEMORY_NAME,
+                  metadata={"format": "pt"})
+    if state.reference is not None:
+        from .outputs import write_png
+
+        write_png(tmp / REFERENCE_NAME, state.reference)
+
+
+def save(model: "AnomalyVFM", directory: str | os.PathLike) -> Path:
+    """Write the checkpoint (and the model's profile state, if any) through a temporary folder, then move the files
+    into place; files of the format that this model does not have are removed, so a folder never mixes two."""
+    from peft import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    heads = {k: v.detach().contiguous() for k, v in model.state_dict().items()
+             if k.startswith(("decoder.", "image_head."))}
+    adapters = {k: v.detach().contiguous() for k, v in get_peft_model_state_dict(model.backbone).items()}
+    with tempfile.TemporaryDirectory(dir=directory, prefix=".save-") as tmp:
+        tmp = Path(tmp)
+        model.backbone.peft_config["default"].save_pretrained(tmp)
+        save_file(adapters, tmp / ADAPTER_NAME, metadata={"format": "pt"})
+        save_file(heads, tmp / HEADS_NAME, metadata={"format": "pt"})
+        _write_state(model, tmp)
+        (tmp / CONFIG_NAME).write_text(json.dumps(model.config.to_dict(), indent=2))
+        written = {f.name for f in tmp.iterdir()}
+        for f in tmp.iterdir():
+            os.replace(f, directory / f.name)
+    for name in (STATE_NAME, MEMORY_NAME, REFERENCE_NAME):
+        if name not in written:
+            (directory / name).unlink(missing_ok=True)
+    return directory
+
+
+def load_weights(model: "AnomalyVFM", directory: str | os.PathLike) -> None:
+    """Load a checkpoint folder's adapters and heads into ``model`` (same architecture)."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    set_peft_model_state_dict(model.backbone, load_file(directory / ADAPTER_NAME))
+    missing, unexpected = model.load_state_dict(load_file(directory / HEADS_NAME), strict=False)
+    missing = [k for k in missing if k.startswith(("decoder.", "image_head."))]
+    if missing or unexpected:
+        raise ValueError(f"{directory / HEADS_NAME}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+
+
+def load_state(directory: Path, legacy: dict) -> ProfileState | None:
+    """The profile state of a folder: state.json (or 0.1.0's fields of config.json), memory and reference."""
+    from .memory import MemoryBank
+
+    data = json.loads((directory / STATE_NAME).read_text()) if (directory / STATE_NAME).is_file() else legacy
+    memory = None
+    if (directory / MEMORY_NAME).is_file():
+        from safetensors.torch import load_file
+
+        banks = load_file(directory / MEMORY_NAME)
+        sizes = tuple(int(s) for s in banks["sizes"].tolist()) if "sizes" in banks else None
+        memory = MemoryBank(banks["memory"], banks.get("defects"), sizes=sizes)
+    reference = None
+    if (directory / REFERENCE_NAME).is_file():
+        from .preprocess import read_image
+
+        reference = read_image(directory / REFERENCE_NAME)
+    if memory is None and reference is None and not data.get("calibration"):
+        return None  # a plain checkpoint
+    return ProfileState.from_json({**{"score_stats": {}}, **data}, memory, reference)
+
+
+def load(cls: type["AnomalyVFM"], name_or_dir: str | os.PathLike, *, revision: str | None = None,
+         backbone=None) -> "AnomalyVFM":
+    """An ``AnomalyVFM`` (with its profile state, if the folder has one) from a folder or hub repo id."""
+    directory = resolve(name_or_dir, revision)
+    config, legacy = split_legacy(json.loads((directory / CONFIG_NAME).read_text()))
+    model = cls(config, backbone=backbone)
+    load_weights(model, directory)
+    model.profile = load_state(directory, legacy)
+    return model.eval()
+
+
+def write_provenance(directory: str | os.PathLike, provenance: dict) -> Path:
+    """profile.json beside a saved profile (atomically)."""
+    from .outputs import atomic_write_bytes
+
+    path = Path(directory) / PROFILE_NAME
+    atomic_write_bytes(path, json.dumps(provenance, indent=2).encode())
+    return path

@@ -1,0 +1,10 @@
+"""The package's own exception types, kept apart so that any module can raise them without importing another."""
+from __future__ import annotations
+
+
+class BackboneNotFoundError(OSError):
+    """The backbone's weights are neither local nor downloadable."""
+
+
+class BackboneMismatchError(ValueError):
+    """The backbone at hand is not the one a checkpoint's adapters were trained on."""
