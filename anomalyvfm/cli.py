@@ -41,8 +41,23 @@ def _predict(args: argparse.Namespace) -> int:
               "heatmaps are not meaningful", file=sys.stderr)
     out = Path(args.out)
     start = time.perf_counter()
-    results = iter_predict(model, paths, batch_size=args.batch_size, mode=args.mode, resolution=args.resolution,
-                           threshold=args.threshold, keep_images=not args.no_images)
+    if args.batch_mode == "mutual":
+        from .batch_predict import predict_batch
+
+        if args.backend == "onnx" or args.threshold is not None:
+            print("error: --batch-mode mutual runs the PyTorch model and sets its own threshold from the batch "
+                  "(no --backend onnx, no --threshold)", file=sys.stderr)
+            return 2
+        results, report = predict_batch(model, paths, batch_size=args.batch_size, mode=args.mode,
+                                        resolution=args.resolution, keep_images=not args.no_images, progress=True)
+        print(f"batch of {report.n_images}: mutual weight {report.mutual_weight:.2f} (agreement with the model "
+              f"{report.agreement:.2f}); threshold at robust z {report.threshold_z:.2f}, estimated FPR "
+              f"{100 * report.fpr_estimated:.1f}%, {100 * report.flagged:.1f}% flagged", file=sys.stderr)
+        for message in report.warnings:
+            print(f"warning: {message}", file=sys.stderr)
+    else:
+        results = iter_predict(model, paths, batch_size=args.batch_size, mode=args.mode, resolution=args.resolution,
+                               threshold=args.threshold, keep_images=not args.no_images)
     with ResultsWriter(out, images=not args.no_images) as writer:
         for result in tqdm(results, total=len(paths), desc="predict", unit="img", file=sys.stderr):
             writer.add(result)
@@ -216,6 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--out", default="anomalyvfm-out", help="output folder")
     p.add_argument("--no-images", action="store_true", help="write only results.csv / results.jsonl")
+    p.add_argument("--batch-mode", choices=("mutual",),
+                   help="mutual: score the images as one batch (mutual scoring of the batch fused with the model; "
+                        "verdicts from the batch's own scores, assuming most parts are good)")
     p.add_argument("--backend", choices=("torch", "onnx"), default="torch",
                    help="onnx: run an `anomalyvfm export` file (--model FILE.onnx) with onnxruntime")
     p.set_defaults(func=_predict)

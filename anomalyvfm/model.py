@@ -15,7 +15,7 @@ from torch import nn
 from .backbones import load_backbone, weights_fingerprint
 from .config import AnomalyVFMConfig
 from .errors import BackboneMismatchError
-from .features import extract, hidden_size, num_layers, num_prefix_tokens, patch_size
+from .features import Features, extract, hidden_size, num_layers, num_prefix_tokens, patch_size
 from .heads import Decoder, ImageHead
 from .lora import apply_lora
 from .profile import ProfileState
@@ -30,17 +30,18 @@ class ModelOutput:
     confidence_logits: torch.Tensor  # (B, 1, h·u, w·u)
     image_logits: torch.Tensor  # (B,)
     patch_tokens: torch.Tensor | None = None  # (B, h·w, D) L2-normalised last-layer patch tokens (for the memory)
+    features: Features | None = None  # the backbone's tokens at the layers ``forward`` was asked for (batch mode)
+
+    _TENSORS = ("mask_logits", "confidence_logits", "image_logits", "patch_tokens")
 
     def select(self, index: slice | int) -> "ModelOutput":
         """The outputs of some images of the batch (an int keeps its batch dimension)."""
         index = slice(index, index + 1) if isinstance(index, int) else index
-        return ModelOutput(*(None if v is None else v[index] for v in
-                             (self.mask_logits, self.confidence_logits, self.image_logits, self.patch_tokens)))
+        return ModelOutput(*(None if getattr(self, n) is None else getattr(self, n)[index] for n in self._TENSORS))
 
     @staticmethod
     def concat(parts: list["ModelOutput"]) -> "ModelOutput":
-        return ModelOutput(*(torch.cat([getattr(p, name) for p in parts]) for name in
-                             ("mask_logits", "confidence_logits", "image_logits", "patch_tokens")))
+        return ModelOutput(*(torch.cat([getattr(p, name) for p in parts]) for name in ModelOutput._TENSORS))
 
 
 class AnomalyVFM(nn.Module):
@@ -70,13 +71,21 @@ class AnomalyVFM(nn.Module):
         self._merged = False
 
     # ---- forward -------------------------------------------------------------------------------------------------
-    def forward(self, pixel_values: torch.Tensor) -> ModelOutput:
-        feats = extract(self.backbone, pixel_values, self.config.decoder.layers)
+    def forward(self, pixel_values: torch.Tensor, extra_layers: tuple[int, ...] = ()) -> ModelOutput:
+        """Logits and memory tokens; ``extra_layers`` also returns those layers' patch tokens (``out.features``), from
+        the same backbone pass."""
+        layers = self.config.decoder.layers
+        wanted = layers + tuple(i for i in extra_layers if i not in layers) if extra_layers else layers
+        feats = extract(self.backbone, pixel_values, wanted)
         b, _, height, width = pixel_values.shape
-        grid = torch.cat(feats.layers, dim=-1)
+        grid = torch.cat(feats.layers[:len(layers)], dim=-1)
         grid = grid.transpose(1, 2).reshape(b, -1, height // self.patch_size, width // self.patch_size)
         mask_logits, confidence_logits = self.decoder(grid)
-        return ModelOutput(mask_logits, confidence_logits, self.image_head(feats.cls), F.normalize(feats.last, dim=-1))
+        extra = None
+        if extra_layers:
+            extra = Features(feats.cls, feats.last, [feats.layers[wanted.index(i)] for i in extra_layers])
+        return ModelOutput(mask_logits, confidence_logits, self.image_head(feats.cls), F.normalize(feats.last, dim=-1),
+                           extra)
 
     def scores(self, out: ModelOutput, resolution: int, profile: ProfileState | None = None
                ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -113,20 +122,36 @@ class AnomalyVFM(nn.Module):
         return ((n, p) for n, p in self.named_parameters() if p.requires_grad)
 
     # ---- prediction ----------------------------------------------------------------------------------------------
-    def predict(self, images, batch_size: int = 8, *, out: str | os.PathLike | None = None, **kwargs):
+    def predict(self, images, batch_size: int = 8, *, out: str | os.PathLike | None = None,
+                batch_mode: str | None = None, batch_config=None, **kwargs):
         """Score images (paths, PIL images or arrays). Returns one ``Prediction`` per input, in order; an input
         that can't be read gets ``error`` set instead of stopping the batch. With ``out``, the results folder
-        (results.csv/.jsonl, heatmaps, overlays) is written too, as ``anomalyvfm predict`` writes it. See
+        (results.csv/.jsonl, heatmaps, overlays) is written too, as ``anomalyvfm predict`` writes it.
+        ``batch_mode="mutual"`` scores the images as one batch: mutual scoring fused with the model, verdicts from
+        the batch's own score distribution (``anomalyvfm.batch``; its warnings are issued as warnings). See
         ``anomalyvfm.predict.iter_predict`` for the other options."""
         from .predict import iter_predict
 
+        if batch_mode not in (None, "mutual"):
+            raise ValueError(f"batch_mode must be None or 'mutual', got {batch_mode!r}")
+        if batch_mode == "mutual":
+            import warnings as _warnings
+
+            from .batch_predict import predict_batch
+
+            kwargs["keep_images"] = kwargs.get("keep_images", False) or out is not None
+            results, report = predict_batch(self, list(images), batch_size=batch_size, config=batch_config, **kwargs)
+            for message in report.warnings:
+                _warnings.warn(message, stacklevel=2)
+        else:
+            results = iter_predict(self, images, batch_size=batch_size, keep_images=out is not None or
+                                   kwargs.pop("keep_images", False), **kwargs)
         if out is None:
-            return list(iter_predict(self, images, batch_size=batch_size, **kwargs))
+            return list(results)
         from .outputs import ResultsWriter
 
         with ResultsWriter(out) as writer:
-            return [writer.add(p) for p in iter_predict(self, images, batch_size=batch_size, keep_images=True,
-                                                       **kwargs)]
+            return [writer.add(p) for p in results]
 
     # ---- persistence: the format lives in anomalyvfm.checkpoint --------------------------------------------------
     def save_pretrained(self, directory: str | os.PathLike) -> Path:

@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-RESULT_FIELDS = ("path", "score", "verdict", "error")
+RESULT_FIELDS = ("path", "score", "verdict", "rule", "threshold_source", "error")
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -50,9 +50,11 @@ def overlay(rgb: np.ndarray, anomaly_map: np.ndarray, mask: np.ndarray | None = 
     return out
 
 
-def result_row(name: str, score: float, is_anomalous: bool, error: str | None) -> dict:
-    verdict = "error" if error else ("anomalous" if is_anomalous else "normal")
-    return {"path": name, "score": None if error else round(float(score), 6), "verdict": verdict, "error": error}
+def result_row(p) -> dict:
+    """One ``Prediction`` as a results row: the rule behind its score and where its threshold came from too."""
+    verdict = "error" if p.error else ("anomalous" if p.is_anomalous else "normal")
+    return {"path": p.name, "score": None if p.error else round(float(p.score), 6), "verdict": verdict,
+            "rule": p.rule, "threshold_source": p.threshold_source, "error": p.error}
 
 
 def write_results(out_dir: str | os.PathLike, rows: list[dict]) -> None:
@@ -96,7 +98,7 @@ class ResultsWriter:
     def add(self, prediction):
         """Record one ``Prediction`` (and write its PNGs); returns it."""
         p = prediction
-        self.rows.append(result_row(p.name, p.score, p.is_anomalous, p.error))
+        self.rows.append(result_row(p))
         if not p.ok:
             self.failed += 1
             return p

@@ -30,6 +30,9 @@ class Prediction:
     mask: np.ndarray | None = None  # bool (H, W): anomaly_map > pixel threshold
     error: str | None = None
     image: np.ndarray | None = None  # the uint8 RGB input as read, only with ``keep_images=True``
+    rule: str | None = None  # the rule behind ``score``: an image-score rule of anomalyvfm.scoring, or "batch"
+    threshold_source: str | None = None  # where the verdict's threshold came from: "model" (the stored or given
+    # threshold), "calibration" (a profile's calibration; the threshold is 0.5 of the deviation) or "batch"
 
     @property
     def ok(self) -> bool:
@@ -94,6 +97,8 @@ def iter_predict(model, images: Iterable[ImageInput], batch_size: int = 8, mode:
         raise ValueError(f"errors must be 'keep' or 'raise', got {errors!r}")
     cfg = model.config
     res = resolution_for(mode, resolution, cfg.mode)
+    source = "given" if threshold is not None else ("calibration" if model.profile is not None and
+                                                     model.profile.calibration is not None else "model")
     threshold = cfg.threshold if threshold is None else threshold
     pixel_threshold = cfg.pixel_threshold if pixel_threshold is None else pixel_threshold
     items = list(images)
@@ -114,6 +119,8 @@ def iter_predict(model, images: Iterable[ImageInput], batch_size: int = 8, mode:
                 break
             pending = pool.submit(load_chunk, next(chunks, []))
             for result in _run(model, loaded, res, threshold, pixel_threshold, batch_size, device):
+                if result.ok:
+                    result.rule, result.threshold_source = cfg.image_score, source
                 if result.error and errors == "raise":
                     raise ImageReadError(result.name, result.error)
                 if not keep_images:

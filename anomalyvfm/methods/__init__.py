@@ -85,6 +85,29 @@ def _anomalyvfm_fewshot(o: MethodOptions) -> Method:
     return AnomalyVFMFewShot(m, FinetuneConfig(resolution=res), resolution=res)
 
 
+@register_method("anomalyvfm-batch", help="the test split scored as one batch: mutual scoring (MuSc) fused with "
+                                          "the checkpoint, verdicts from the split's own scores")
+def _anomalyvfm_batch(o: MethodOptions) -> Method:
+    from ..config import MODES
+    from ..model import load_default
+    from .batch import AnomalyVFMBatch
+
+    m = load_default(o.model)
+    return AnomalyVFMBatch(m, resolution=o.side(MODES[m.config.mode]))
+
+
+@register_method("musc", help="mutual scoring (MuSc) of the test split alone, on the checkpoint's backbone")
+def _musc(o: MethodOptions) -> Method:
+    from ..batch import BatchConfig
+    from ..config import MODES
+    from ..model import load_default
+    from .batch import AnomalyVFMBatch
+
+    m = load_default(o.model)
+    return AnomalyVFMBatch(m, BatchConfig(fusion="mutual", max_weight=1.0), resolution=o.side(MODES[m.config.mode]),
+                           name="musc")
+
+
 @register_method("knn", help="AnomalyDINO: DINOv2 patch kNN against the k good images (448 px by default)")
 def _knn(o: MethodOptions) -> Method:
     from .knn import KNN, KNNConfig

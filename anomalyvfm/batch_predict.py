@@ -1,0 +1,96 @@
+"""``predict(..., batch_mode="mutual")``: the whole batch is read, passed once through the model (which also returns
+the patch tokens that mutual scoring compares), mutually scored, fused with the model and given verdicts from its
+own score distribution (``anomalyvfm.batch``)."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .batch import BatchConfig, BatchReport, calibrate_batch, fuse, robust_z
+from .calibration import Calibration
+from .config import resolution_for
+from .mutual import score_batch
+from .predict import Prediction, _load, _Loaded
+from .preprocess import ImageInput, ImageReadError, normalize, stitch
+
+BATCH_RULE = "batch"  # the rule name a batch-mode score is recorded under
+
+
+@torch.inference_mode()
+def _forward(model, loaded: list[_Loaded], res: int, batch_size: int, layers: tuple[int, ...], progress: bool):
+    """Per crop: the model's configured-rule score, its map, the patch tokens of ``layers`` and the CLS token."""
+    from tqdm import tqdm
+
+    crops = [c for item in loaded if item.crops for c in item.crops]
+    scores, maps, tokens, cls = [], [], [[] for _ in layers], []
+    for start in tqdm(range(0, len(crops), batch_size), desc="batch: model", unit="batch", disable=not progress):
+        x = normalize(np.stack(crops[start:start + batch_size]), model.config.mean, model.config.std)
+        out = model(x.to(model.device), extra_layers=layers)
+        s, m = model.scores(out, res)
+        scores.append(s[model.config.image_score].float().cpu())
+        maps.append(m.float().cpu())
+        for store, t in zip(tokens, out.features.layers):
+            store.append(t.half().cpu())
+        cls.append(out.features.cls.float().cpu())
+    return torch.cat(scores), torch.cat(maps), [torch.cat(t) for t in tokens], torch.cat(cls)
+
+
+def _mutual_map(patch: torch.Tensor, res: int) -> torch.Tensor:
+    """(N, h, w) mutual distances -> (N, R, R) in [0, 1]: 0 at the batch's median patch, 1 at its 99.9th
+    percentile (a scale shared by the whole batch, so maps compare)."""
+    lo, hi = torch.quantile(patch.flatten().float(), torch.tensor([0.5, 0.999]))
+    m = ((patch - lo) / (hi - lo).clamp_min(1e-6)).clamp(0.0, 1.0)
+    return torch.nn.functional.interpolate(m[:, None], size=(res, res), mode="bilinear", align_corners=False)[:, 0]
+
+
+def predict_batch(model, images: Sequence[ImageInput], *, batch_size: int = 8, mode: str | None = None,
+                  resolution: int | None = None, config: BatchConfig | None = None, errors: str = "keep",
+                  keep_images: bool = False, progress: bool = False) -> tuple[list[Prediction], BatchReport]:
+    """Score a batch as a whole (see ``anomalyvfm.batch``). Returns one ``Prediction`` per input, in order (unreadable
+    inputs get ``error``), and the batch's report (agreement, mutual weight, threshold, estimated FPR, fraction
+    flagged, warnings). Each scored image's ``scores`` holds the model's score, the mutual score, their robust
+    z-scores and the fused one; its ``score`` is the 0–1 deviation with the batch threshold at 0.5."""
+    cfg = config or BatchConfig()
+    res = resolution_for(mode, resolution, model.config.mode)
+    model.prepare_for_inference()
+    reference = model.profile.reference if model.profile is not None else None
+    loaded = [_load(item, i, res, model.config.max_aspect, reference) for i, item in enumerate(images)]
+    bad = next((item for item in loaded if item.error), None)
+    if bad is not None and errors == "raise":
+        raise ImageReadError(bad.name, bad.error)
+    good = [item for item in loaded if not item.error]
+    n_crops = sum(len(item.crops) for item in good)
+    if n_crops < 2:
+        raise ValueError(f"batch mode needs at least 2 readable images, got {len(good)}")
+    model_s, model_maps, tokens, cls = _forward(model, good, res, batch_size, cfg.mutual.layers, progress)
+    mutual = score_batch(tokens, cls, cfg.mutual, progress=progress)
+    per_image_model, per_image_mutual, spans, k = [], [], [], 0
+    for item in good:  # a tiled image: its most anomalous tile
+        n = len(item.crops)
+        per_image_model.append(float(model_s[k:k + n].max()))
+        per_image_mutual.append(float(mutual.image_scores[k:k + n].max()))
+        spans.append((k, n))
+        k += n
+    z, weight, agree = fuse(np.array(per_image_model), np.array(per_image_mutual), cfg)
+    report = calibrate_batch(z, cfg, agree, weight)
+    cal = Calibration(threshold=report.threshold_z, scale=1.0, fpr=cfg.fpr, n_good=len(z))
+    maps = (1 - weight) * model_maps + weight * _mutual_map(mutual.patch_scores, res)
+    zm, zu = robust_z(per_image_model), robust_z(per_image_mutual)
+    results, j = [], 0
+    for item in loaded:
+        if item.error:
+            results.append(Prediction(item.name, error=item.error))
+            continue
+        k, n = spans[j]
+        h, w = item.rgb.shape[:2]
+        amap = stitch(list(maps[k:k + n].numpy()), item.tiles, h, w).astype(np.float32)
+        score = float(cal.deviation(z[j]))
+        scores = {"model": per_image_model[j], "mutual": per_image_mutual[j], "z_model": float(zm[j]),
+                  "z_mutual": float(zu[j]), "z": float(z[j])}
+        results.append(Prediction(item.name, score=score, scores=scores, is_anomalous=score > 0.5, anomaly_map=amap,
+                                  mask=amap > model.config.pixel_threshold, image=item.rgb if keep_images else None,
+                                  rule=BATCH_RULE, threshold_source="batch"))
+        j += 1
+    return results, report
