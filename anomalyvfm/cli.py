@@ -39,6 +39,14 @@ def _predict(args: argparse.Namespace) -> int:
     if not model.config.trained:
         print("warning: this model's decoder and head are UNTRAINED (config.trained is false), so its scores and "
               "heatmaps are not meaningful", file=sys.stderr)
+    calibrated = model.config.threshold_origin == "calibrated" or getattr(model, "profile", None) is not None and \
+        model.profile.calibration is not None
+    if not (calibrated or args.batch_mode or args.threshold is not None):
+        print(f"warning: the verdicts are UNCALIBRATED for your product: the threshold "
+              f"({model.config.threshold:g}, {model.config.threshold_origin}) was not chosen on it; on real test sets "
+              f"the zero-shot threshold flagged 1-33% of good parts (BENCHMARKS.md, 'Default threshold'). Calibrate "
+              f"it on good images of the line: anomalyvfm calibrate {args.model or 'MODEL'} --good GOOD_DIR --out "
+              f"PROFILE (then --model PROFILE), or score a whole batch with --batch-mode mutual", file=sys.stderr)
     out = Path(args.out)
     start = time.perf_counter()
     if args.batch_mode == "mutual":

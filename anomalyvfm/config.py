@@ -8,6 +8,7 @@ from typing import Any
 MODES: dict[str, int] = {"fast": 224, "accurate": 448}  # input side in pixels; both are multiples of 14
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # the normalisation DINOv2 was trained with
 IMAGENET_STD = (0.229, 0.224, 0.225)
+THRESHOLD_ORIGINS = ("unset", "synthetic", "calibrated")
 QUANTIZATIONS = ("int8",)  # ONNX export: onnxruntime dynamic quantization of the MatMul weights
 LORA_ROLES = ("query", "key", "value", "output", "fc1", "fc2")
 
@@ -60,6 +61,8 @@ class AnomalyVFMConfig:
     # head), "topk" (mean of the top-k map pixels), "fused" (their mean); a profile with a memory also "knn", "memory"
     top_k: int = 100  # pixels averaged for the "topk" score, counted at the model's input resolution
     threshold: float = 0.5  # image score above which an image is anomalous
+    threshold_origin: str = "unset"  # where ``threshold`` came from: "unset" (0.5), "synthetic" (a quantile of the
+    # generator's good images: not calibrated for any real product) or "calibrated" (good images of the product)
     pixel_threshold: float = 0.5  # map value above which a pixel belongs to the binary mask
     mode: str = "fast"  # default input resolution, a key of MODES
     max_aspect: float = 2.0  # longer/shorter side above which an image is tiled instead of squashed
@@ -81,6 +84,8 @@ class AnomalyVFMConfig:
             raise ValueError(f"mode must be one of {tuple(MODES)}, got {self.mode!r}")
         if self.top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {self.top_k}")
+        if self.threshold_origin not in THRESHOLD_ORIGINS:
+            raise ValueError(f"threshold_origin must be one of {THRESHOLD_ORIGINS}, got {self.threshold_origin!r}")
         if self.max_aspect < 1.0:
             raise ValueError(f"max_aspect must be >= 1, got {self.max_aspect}")
 

@@ -63,3 +63,30 @@ def test_predict_on_real_images_with_the_default_model(tmp_path, capsys):
     rows = _rows(out)
     assert len(rows) == 3 and all(0.0 <= float(r["score"]) <= 1.0 for r in rows)
     assert len(list((out / "overlays").glob("*.png"))) == 3
+
+
+def test_predict_says_when_its_verdicts_are_uncalibrated(tiny_checkpoint, tmp_path, capsys):
+    from anomalyvfm import AnomalyVFM
+    from anomalyvfm.fewshot import recalibrate
+
+    image = str(write_image(tmp_path / "a.png", seed=1))
+    assert main(["predict", image, "--model", str(tiny_checkpoint), "--out", str(tmp_path / "o1")]) == 0
+    err = capsys.readouterr().err
+    assert "UNCALIBRATED" in err and "anomalyvfm calibrate" in err
+    assert main(["predict", image, "--model", str(tiny_checkpoint), "--threshold", "0.7", "--out",
+                 str(tmp_path / "o2")]) == 0
+    assert "UNCALIBRATED" not in capsys.readouterr().err  # the user chose the threshold
+    model = AnomalyVFM.from_pretrained(tiny_checkpoint)
+    recalibrate(model, [str(write_image(tmp_path / f"g{i}.png", seed=10 + i)) for i in range(4)])
+    assert model.config.threshold_origin == "calibrated"
+    model.save_pretrained(tmp_path / "calibrated")
+    assert main(["predict", image, "--model", str(tmp_path / "calibrated"), "--out", str(tmp_path / "o3")]) == 0
+    assert "UNCALIBRATED" not in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_the_shipped_threshold_comes_from_synthetic_normals():
+    from anomalyvfm.model import load_default
+
+    config = load_default().config
+    assert config.threshold_origin == "synthetic" and 0.5 < config.threshold < 0.7

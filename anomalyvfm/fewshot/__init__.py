@@ -59,7 +59,7 @@ def finetune(model: AnomalyVFM, good: Sequence[ImageInput], config: FinetuneConf
     calibration = fit_calibration(profile, images, state, cfg, res, [image for image, _ in real])
     profile.profile = replace(state, calibration=calibration)
     report.calibration = calibration.to_dict()
-    profile.config.threshold = 0.5
+    profile.config.threshold, profile.config.threshold_origin = 0.5, "calibrated"
     profile.config.mode = next((k for k, v in MODES.items() if v == res), profile.config.mode)
     report.seconds = time.perf_counter() - tic
     return profile, report

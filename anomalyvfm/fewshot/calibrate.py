@@ -65,5 +65,5 @@ def recalibrate(model: AnomalyVFM, good: Sequence[ImageInput], fpr: float = 0.01
 
     cal = calibrate(raw(good), fpr, raw(defective) if defective else None, bounded=True)
     model.profile = replace(state, calibration=cal)
-    model.config.threshold = 0.5
+    model.config.threshold, model.config.threshold_origin = 0.5, "calibrated"
     return cal
