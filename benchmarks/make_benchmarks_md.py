@@ -17,9 +17,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from anomalyvfm.report import summary_markdown  # noqa: E402
 from training.ship import comparison_table  # noqa: E402
+
+from batch_sections import batch_sections  # noqa: E402
 
 
 def fewshot_section() -> list[str]:
@@ -362,6 +365,7 @@ def main() -> int:
                 "generation included), which sized the default training run and the ablation budget:", "",
                 speed.read_text().strip(), "", "Re-run: `python benchmarks/train_speed.py --steps 3 > "
                 "benchmarks/results/train_speed.md`.", ""]
+    out += batch_sections()
     out += fewshot_section()
     finetune_speed = RESULTS / "finetune_speed.md"
     if finetune_speed.is_file():
