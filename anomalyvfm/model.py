@@ -134,18 +134,15 @@ class AnomalyVFM(nn.Module):
 
         if batch_mode not in (None, "mutual"):
             raise ValueError(f"batch_mode must be None or 'mutual', got {batch_mode!r}")
+        kwargs["keep_images"] = kwargs.get("keep_images", False) or out is not None  # the writer draws overlays
         if batch_mode == "mutual":
-            import warnings as _warnings
-
             from .batch_predict import predict_batch
 
-            kwargs["keep_images"] = kwargs.get("keep_images", False) or out is not None
             results, report = predict_batch(self, list(images), batch_size=batch_size, config=batch_config, **kwargs)
             for message in report.warnings:
-                _warnings.warn(message, stacklevel=2)
+                warnings.warn(message, stacklevel=2)
         else:
-            results = iter_predict(self, images, batch_size=batch_size, keep_images=out is not None or
-                                   kwargs.pop("keep_images", False), **kwargs)
+            results = iter_predict(self, images, batch_size=batch_size, **kwargs)
         if out is None:
             return list(results)
         from .outputs import ResultsWriter

@@ -158,3 +158,9 @@ def test_output_names_never_collide():
     writer = ResultsWriter("unused")
     stems = [writer._stem(n) for n in ("c/A/a.jpg", "c/B/a.jpg", "c/a_2.jpg", "d/a.png")]
     assert len(set(stems)) == 4
+
+
+def test_predict_with_out_and_keep_images_together(tiny_model, tmp_path):
+    image = write_image(tmp_path / "a.png", seed=3)
+    [result] = tiny_model.predict([image], resolution=56, out=tmp_path / "o", keep_images=False)
+    assert result.ok and (tmp_path / "o" / "overlays" / "a.png").is_file()
