@@ -3,6 +3,8 @@ N = 50, 200, 500, 2000 real 224 px images, next to single-image ``predict`` on t
 
     python benchmarks/batch_scale.py [--sizes 50,200,500,2000]      # -> benchmarks/results/batch-scale/
 
+Sizes given again replace their earlier rows; the others are kept.
+
 Each size runs in a fresh process (its peak resident memory is that process's ``ru_maxrss``). Images: the test
 splits of ../shared/data (magnetic_tile, elpv/mono, elpv/poly, deeppcb, in that order; 2,251 in all). Single-image
 predict is timed on min(N, 200) of them and its per-image cost scaled to N (it is linear in N). 2-core CPU, torch
@@ -85,11 +87,14 @@ def main(argv=None) -> int:
     if args.one:
         print(json.dumps(one(args.one)))
         return 0
-    rows = []
+    old = OUT / "results.json"  # sizes measured earlier are kept unless measured again
+    rows = json.loads(old.read_text()) if old.is_file() else []
     for n in (int(x) for x in args.sizes.split(",")):
+        rows = [r for r in rows if r["n"] != n]
         done = subprocess.run([sys.executable, __file__, "--one", str(n)], check=True, capture_output=True, text=True)
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
         print(rows[-1], flush=True)
+    rows.sort(key=lambda r: r["n"])
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "results.json").write_text(json.dumps(rows, indent=1))
     lines = ["| N | single-image predict (s) | batch mode (s) | batch / single | peak memory (GiB) |", "|---|---|---|---|---|"]
