@@ -61,7 +61,8 @@ def extract_all(model, images, backbone: str):
 
 
 def run_category(cat, model, args) -> dict:
-    tag = f"{cat.dataset}__{cat.name}__{args.backbone}{'__bf16' if args.bf16 else ''}"
+    refs = "" if args.max_references == 200 else f"__refs{args.max_references}"
+    tag = f"{cat.dataset}__{cat.name}__{args.backbone}{'__bf16' if args.bf16 else ''}{refs}"
     cache = OUT / "cache" / f"{tag}.pt"
     if cache.is_file():
         return torch.load(cache, weights_only=True)
@@ -138,7 +139,8 @@ def main(argv=None) -> int:
         rows["single-image model (cls)"] = evaluate(cat, rec, rec["model_cls"], model_maps)
         results[cat.key] = {"n": len(rec["labels"]), "seconds": rec["seconds"].tolist(), "rows": rows}
         print(cat.key, json.dumps({k: round(100 * v["I-AUROC"], 1) for k, v in rows.items()}), flush=True)
-    tag = f"{args.backbone}{'-bf16' if args.bf16 else ''}"
+    tag = f"{args.backbone}{'-bf16' if args.bf16 else ''}" + \
+        ("" if args.max_references == 200 else f"-refs{args.max_references}")
     atomic_write_bytes(OUT / f"results-{tag}.json", json.dumps(results, indent=1).encode())
     return 0
 
