@@ -15,7 +15,7 @@ from .methods import METHODS
 def _predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .model import load_default
+    from .model import load_default, shipped_checkpoint
     from .outputs import ResultsWriter
     from .predict import collect_inputs, iter_predict
 
@@ -45,8 +45,9 @@ def _predict(args: argparse.Namespace) -> int:
         print(f"warning: the verdicts are UNCALIBRATED for your product: the threshold "
               f"({model.config.threshold:g}, {model.config.threshold_origin}) was not chosen on it; on real test sets "
               f"the zero-shot threshold flagged 1-33% of good parts (BENCHMARKS.md, 'Default threshold'). Calibrate "
-              f"it on good images of the line: anomalyvfm calibrate {args.model or 'MODEL'} --good GOOD_DIR --out "
-              f"PROFILE (then --model PROFILE), or score a whole batch with --batch-mode mutual", file=sys.stderr)
+              f"it on good images of the line: anomalyvfm calibrate {args.model or shipped_checkpoint()} --good "
+              f"GOOD_DIR --out PROFILE (then --model PROFILE), or score a whole batch with --batch-mode mutual",
+              file=sys.stderr)
     out = Path(args.out)
     start = time.perf_counter()
     if args.batch_mode == "mutual":
@@ -67,7 +68,8 @@ def _predict(args: argparse.Namespace) -> int:
         results = iter_predict(model, paths, batch_size=args.batch_size, mode=args.mode, resolution=args.resolution,
                                threshold=args.threshold, keep_images=not args.no_images)
     with ResultsWriter(out, images=not args.no_images) as writer:
-        for result in tqdm(results, total=len(paths), desc="predict", unit="img", file=sys.stderr):
+        for result in tqdm(results, total=len(paths), desc="predict", unit="img", file=sys.stderr,
+                           disable=args.batch_mode is not None):  # batch mode showed its own progress
             writer.add(result)
             if not result.ok:
                 tqdm.write(f"error: {result.name}: {result.error}", file=sys.stderr)

@@ -218,7 +218,8 @@ def test_memory_rule_standardises_the_head_and_the_knn_score_by_good_statistics(
     from anomalyvfm.model import ModelOutput
 
     tokens = torch.nn.functional.normalize(torch.randn(1, 16, 32), dim=-1)
-    tiny_model.profile = ProfileState(MemoryBank(tokens[0].clone()), score_stats={"cls": [0.0, 2.0], "knn": [0.5, 0.25]})
+    tiny_model.profile = ProfileState(MemoryBank(tokens[0].clone()),
+                                      score_stats={"cls": [0.0, 2.0], "knn": [0.5, 0.25]})
     out = ModelOutput(torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 8), torch.tensor([1.0]), tokens)
     scores, _ = tiny_model.scores(out, 56)
     # kNN map 0 everywhere: z = (1 − 0)/2 + (0 − 0.5)/0.25 = −1.5, averaged over the two terms
