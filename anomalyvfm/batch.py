@@ -2,13 +2,13 @@
 (``anomalyvfm.mutual``), and set the verdict threshold from the batch itself.
 
 Fusion without labels. Each score is standardised within the batch by its median and robust spread (MAD). The
-model's scores then act as a teacher: its top ``teacher_top`` fraction of images are taken as likely anomalous and
-its bottom half as likely good, and ``agreement`` is the AUROC of the mutual scores on those pseudo-labels. Where the
-batch has a common normal pattern, mutual scoring finds the same outliers the model finds (agreement well above
-0.5); where every image shows something different (each PCB board a different region), mutual scores are noise
-and agreement stays near 0.5. The mutual weight grows linearly from 0 at ``agreement_floor`` to ``max_weight`` at
-``agreement_full``; at weight 0 the verdict is the model's alone. These settings were chosen on synthetic batches
-(``benchmarks/batch_fusion.py``), never on ../shared/data.
+mutual score only helps when the batch shares a common normal pattern: then a normal patch finds close twins in
+the other images and the batch's median mutual patch distance (``level``) is low; where every image shows something
+different it is high and mutual scores are noise. The mutual weight is ``max_weight`` at a level of ``level_full``
+or below, 0 at ``level_zero`` or above, linear between. Both ends come from synthetic lots only
+(``benchmarks/batch_lots.py``: 12 lots of one product, level 0.13–0.25; 12 mixed lots, 0.47–0.54), never from
+../shared/data. ``agreement`` (AUROC of the mutual scores on the model's top-10% / bottom-half pseudo-labels) is
+reported as a diagnostic; it does not separate the two kinds of lot (0.95 vs 0.97).
 
 Verdicts from the batch. Assuming most parts are good, the fused score's robust location and scale describe the good
 population; the threshold is the normal (1 − fpr) quantile above the median (z = Φ⁻¹(1 − fpr) in robust units). Each
@@ -27,11 +27,11 @@ from .mutual import MutualConfig
 @dataclass
 class BatchConfig:
     mutual: MutualConfig = field(default_factory=MutualConfig)
-    fusion: str = "auto"  # "auto" (agreement-weighted), "mutual" (weight max_weight always) or "model" (weight 0)
-    teacher_top: float = 0.1  # fraction of the batch the model's scores mark as likely anomalous (pseudo-labels)
-    agreement_floor: float = 0.6  # agreement at or below which mutual scores get no weight
-    agreement_full: float = 0.8  # agreement from which they get ``max_weight``
+    fusion: str = "auto"  # "auto" (weighted by the batch's level), "mutual" (max_weight always), "model" (weight 0)
+    level_full: float = 0.25  # median mutual patch distance at or below which mutual scores get ``max_weight``
+    level_zero: float = 0.47  # ... and at or above which they get no weight
     max_weight: float = 0.5  # weight of the mutual z-score in the fused z-score
+    teacher_top: float = 0.1  # fraction of the batch the model's scores mark as likely anomalous (``agreement``)
     fpr: float = 0.01  # target false-positive rate of the batch-calibrated threshold
     min_images: int = 20  # fewer images: the batch's own statistics are too uncertain (warning)
     max_flagged: float = 0.3  # flagging more than this fraction: "most parts are good" is doubtful (warning)
@@ -43,14 +43,15 @@ class BatchConfig:
             raise ValueError(f"fusion must be 'auto', 'mutual' or 'model', got {self.fusion!r}")
         if not 0.0 < self.fpr < 0.5:
             raise ValueError(f"fpr must be in (0, 0.5), got {self.fpr}")
-        if not self.agreement_floor < self.agreement_full:
-            raise ValueError("agreement_floor must be below agreement_full")
+        if not self.level_full < self.level_zero:
+            raise ValueError("level_full must be below level_zero")
 
 
 @dataclass
 class BatchReport:
     n_images: int
-    agreement: float  # AUROC of the mutual scores on the model's pseudo-labels
+    level: float  # the batch's median mutual patch distance (low: a common normal pattern)
+    agreement: float  # AUROC of the mutual scores on the model's pseudo-labels (a diagnostic)
     mutual_weight: float  # weight the mutual z-score got in the fused score
     threshold_z: float  # threshold on the fused robust z-score
     fpr_target: float
@@ -83,36 +84,38 @@ def agreement(teacher: np.ndarray, student: np.ndarray, top: float = 0.1) -> flo
     return float(image_metrics(labels, np.concatenate([student[low], student[high]]).tolist())["I-AUROC"])
 
 
-def mutual_weight(agree: float, cfg: BatchConfig) -> float:
+def mutual_weight(level: float, cfg: BatchConfig) -> float:
     if cfg.fusion == "model":
         return 0.0
     if cfg.fusion == "mutual":
         return cfg.max_weight
-    t = (agree - cfg.agreement_floor) / (cfg.agreement_full - cfg.agreement_floor)
+    t = (cfg.level_zero - level) / (cfg.level_zero - cfg.level_full)
     return float(np.clip(t, 0.0, 1.0) * cfg.max_weight)
 
 
-def fuse(model_scores: np.ndarray, mutual_scores: np.ndarray, cfg: BatchConfig) -> tuple[np.ndarray, float, float]:
-    """Fused robust z-scores of a batch, the mutual weight and the agreement behind it. ``model_scores`` are the
-    single-image model's image scores in (0, 1) (standardised on their logits), ``mutual_scores`` distances."""
+def fuse(model_scores: np.ndarray, mutual_scores: np.ndarray, level: float, cfg: BatchConfig
+         ) -> tuple[np.ndarray, float, float]:
+    """Fused robust z-scores of a batch, the mutual weight (from the batch's ``level``) and the agreement.
+    ``model_scores`` are the single-image model's image scores in (0, 1) (standardised on their logits),
+    ``mutual_scores`` distances."""
     from scipy.special import logit
 
     zm = robust_z(logit(np.clip(model_scores, 1e-6, 1 - 1e-6)))
     zu = robust_z(mutual_scores)
     agree = agreement(zm, zu, cfg.teacher_top)
-    w = mutual_weight(agree, cfg)
+    w = mutual_weight(level, cfg)
     return robust_z((1 - w) * zm + w * zu), w, agree
 
 
-def calibrate_batch(z: np.ndarray, cfg: BatchConfig, agree: float = float("nan"), weight: float = 0.0
-                    ) -> BatchReport:
+def calibrate_batch(z: np.ndarray, cfg: BatchConfig, level: float = float("nan"), agree: float = float("nan"),
+                    weight: float = 0.0) -> BatchReport:
     """The verdict threshold on robust z-scores of a batch at ``cfg.fpr``, with what it flags and any warnings."""
     from scipy.stats import norm
 
     n = len(z)
     threshold = float(norm.ppf(1.0 - cfg.fpr))
     flagged = float(np.mean(z > threshold)) if n else 0.0
-    report = BatchReport(n, agree, weight, threshold, cfg.fpr, float(norm.sf(threshold)), flagged)
+    report = BatchReport(n, level, agree, weight, threshold, cfg.fpr, float(norm.sf(threshold)), flagged)
     if n < cfg.min_images:
         report.warnings.append(f"the batch has {n} images: fewer than {cfg.min_images} cannot show how good parts "
                                f"vary, so its verdicts are provisional; score a larger batch or calibrate a profile")

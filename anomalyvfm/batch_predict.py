@@ -73,8 +73,9 @@ def predict_batch(model, images: Sequence[ImageInput], *, batch_size: int = 8, m
         per_image_mutual.append(float(mutual.image_scores[k:k + n].max()))
         spans.append((k, n))
         k += n
-    z, weight, agree = fuse(np.array(per_image_model), np.array(per_image_mutual), cfg)
-    report = calibrate_batch(z, cfg, agree, weight)
+    level = float(mutual.patch_scores.median())
+    z, weight, agree = fuse(np.array(per_image_model), np.array(per_image_mutual), level, cfg)
+    report = calibrate_batch(z, cfg, level, agree, weight)
     cal = Calibration(threshold=report.threshold_z, scale=1.0, fpr=cfg.fpr, n_good=len(z))
     maps = (1 - weight) * model_maps + weight * _mutual_map(mutual.patch_scores, res)
     zm, zu = robust_z(per_image_model), robust_z(per_image_mutual)

@@ -59,8 +59,8 @@ def _predict(args: argparse.Namespace) -> int:
             return 2
         results, report = predict_batch(model, paths, batch_size=args.batch_size, mode=args.mode,
                                         resolution=args.resolution, keep_images=not args.no_images, progress=True)
-        print(f"batch of {report.n_images}: mutual weight {report.mutual_weight:.2f} (agreement with the model "
-              f"{report.agreement:.2f}); threshold at robust z {report.threshold_z:.2f}, estimated FPR "
+        print(f"batch of {report.n_images}: mutual weight {report.mutual_weight:.2f} (median mutual distance "
+              f"{report.level:.3f}); threshold at robust z {report.threshold_z:.2f}, estimated FPR "
               f"{100 * report.fpr_estimated:.1f}%, {100 * report.flagged:.1f}% flagged", file=sys.stderr)
         for message in report.warnings:
             print(f"warning: {message}", file=sys.stderr)

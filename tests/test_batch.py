@@ -81,15 +81,18 @@ def test_robust_z_is_not_moved_by_a_few_outliers():
     assert abs(np.median(z)) < 1e-9 and 0.8 < np.std(z[:200]) < 1.2
 
 
-def test_fusion_ignores_mutual_scores_that_do_not_agree_with_the_model():
+def test_fusion_weight_follows_the_batch_level_and_falls_back_to_the_model():
     rng = np.random.default_rng(0)
     model = 1 / (1 + np.exp(-rng.normal(0, 1, 300)))
     noise = rng.normal(0, 1, 300)
-    z, weight, agree = fuse(model, noise, BatchConfig())
-    assert abs(agree - 0.5) < 0.15 and weight == 0.0
-    assert np.allclose(z, robust_z(np.log(model / (1 - model))))  # the model's own z-score
-    _, weight, agree = fuse(model, np.log(model / (1 - model)) + rng.normal(0, 0.1, 300), BatchConfig())
-    assert agree > 0.95 and weight == BatchConfig().max_weight
+    cfg = BatchConfig()
+    z, weight, _ = fuse(model, noise, 0.6, cfg)  # no common pattern: the model alone
+    assert weight == 0.0 and np.allclose(z, robust_z(np.log(model / (1 - model))))
+    _, weight, agree = fuse(model, np.log(model / (1 - model)) + rng.normal(0, 0.1, 300), 0.1, cfg)
+    assert weight == cfg.max_weight and agree > 0.95
+    assert fuse(model, noise, (cfg.level_full + cfg.level_zero) / 2, cfg)[1] == pytest.approx(cfg.max_weight / 2)
+    assert fuse(model, noise, 0.9, BatchConfig(fusion="mutual"))[1] == cfg.max_weight
+    assert fuse(model, noise, 0.0, BatchConfig(fusion="model"))[1] == 0.0
     assert agreement(np.arange(10.0), np.arange(10.0)) == 1.0
 
 
