@@ -55,7 +55,7 @@ class BatchReport:
     mutual_weight: float  # weight the mutual z-score got in the fused score
     threshold_z: float  # threshold on the fused robust z-score
     fpr_target: float
-    fpr_estimated: float  # under the normal model of the good population (the target, unless clipped)
+    fpr_estimated: float  # under the normal model of the good population (the target, by construction)
     flagged: float  # fraction of the batch above the threshold
     warnings: list[str] = field(default_factory=list)
 

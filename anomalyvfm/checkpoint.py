@@ -52,7 +52,6 @@ def split_legacy(data: dict) -> tuple[AnomalyVFMConfig, dict]:
     data = dict(data)
     legacy = {k: data.pop(k) for k in LEGACY_KEYS if k in data}
     legacy = {k: v for k, v in legacy.items() if v is not None}
-    legacy.setdefault("score_stats", {})
     return AnomalyVFMConfig.from_dict(data), legacy
 
 
@@ -146,7 +145,7 @@ def load_state(directory: Path, legacy: dict) -> ProfileState | None:
         reference = read_image(directory / REFERENCE_NAME)
     if memory is None and reference is None and not data.get("calibration"):
         return None  # a plain checkpoint
-    return ProfileState.from_json({**{"score_stats": {}}, **data}, memory, reference)
+    return ProfileState.from_json(data, memory, reference)
 
 
 def load(cls: type["AnomalyVFM"], name_or_dir: str | os.PathLike, *, revision: str | None = None,

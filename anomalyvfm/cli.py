@@ -39,8 +39,8 @@ def _predict(args: argparse.Namespace) -> int:
     if not model.config.trained:
         print("warning: this model's decoder and head are UNTRAINED (config.trained is false), so its scores and "
               "heatmaps are not meaningful", file=sys.stderr)
-    calibrated = model.config.threshold_origin == "calibrated" or getattr(model, "profile", None) is not None and \
-        model.profile.calibration is not None
+    calibrated = model.config.threshold_origin == "calibrated" or (model.profile is not None and
+                                                                  model.profile.calibration is not None)
     if not (calibrated or args.batch_mode or args.threshold is not None):
         print(f"warning: the verdicts are UNCALIBRATED for your product: the threshold "
               f"({model.config.threshold:g}, {model.config.threshold_origin}) was not chosen on it; on real test sets "

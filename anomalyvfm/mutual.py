@@ -102,7 +102,7 @@ def mutual_scores(z: torch.Tensor, interval: float = 0.3, max_references: int | 
     refs = reference_sets(n, max_references, seed)
     out = torch.empty(n, p)
     z = z.to(dtype)
-    # one block: q query images × m reference images × p × p similarities of 4 bytes
+    # one block: one query image × m reference images × p × p similarities of 4 bytes
     per_ref = max(1, (chunk_mb << 20) // (4 * p * p))
     for i in range(n):
         ref = refs[i]
@@ -143,10 +143,10 @@ def score_batch(layer_tokens: list[torch.Tensor], cls_tokens: torch.Tensor, cfg:
     n, p, _ = layer_tokens[0].shape
     side = math.isqrt(p)
     total = torch.zeros(n, p)
+    dtype = torch.bfloat16 if (native_bf16() if cfg.bf16 is None else cfg.bf16) else torch.float32
     jobs = [(t, r) for r in cfg.radii for t in layer_tokens]
     for tokens, r in tqdm(jobs, desc="mutual scoring", unit="map", disable=not progress):
-        total += mutual_scores(aggregate(tokens, r), cfg.interval, cfg.max_references, cfg.seed, cfg.chunk_mb,
-                               torch.bfloat16 if (native_bf16() if cfg.bf16 is None else cfg.bf16) else torch.float32)
+        total += mutual_scores(aggregate(tokens, r), cfg.interval, cfg.max_references, cfg.seed, cfg.chunk_mb, dtype)
     patch = total / len(jobs)
     if cfg.image_score == "max":
         raw = patch.amax(1)
@@ -154,18 +154,3 @@ def score_batch(layer_tokens: list[torch.Tensor], cls_tokens: torch.Tensor, cfg:
         raw = patch.topk(max(1, round(0.01 * p)), dim=1).values.mean(1)
     return MutualResult(patch.view(n, side, side), rscin(raw, cls_tokens, cfg.rscin), raw)
 
-
-@torch.inference_mode()
-def batch_features(backbone: torch.nn.Module, pixel_batches, layers: tuple[int, ...]
-                   ) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """Patch tokens per layer (N, P, D) and CLS tokens (N, D) of every batch of normalised pixels."""
-    from .features import extract
-
-    per_layer: list[list[torch.Tensor]] = [[] for _ in layers]
-    cls = []
-    for x in pixel_batches:
-        feats = extract(backbone, x, layers)
-        for store, t in zip(per_layer, feats.layers):
-            store.append(t.float().cpu())
-        cls.append(feats.cls.float().cpu())
-    return [torch.cat(t) for t in per_layer], torch.cat(cls)

@@ -31,8 +31,8 @@ class Prediction:
     error: str | None = None
     image: np.ndarray | None = None  # the uint8 RGB input as read, only with ``keep_images=True``
     rule: str | None = None  # the rule behind ``score``: an image-score rule of anomalyvfm.scoring, or "batch"
-    threshold_source: str | None = None  # where the verdict's threshold came from: "model" (the stored or given
-    # threshold), "calibration" (a profile's calibration; the threshold is 0.5 of the deviation) or "batch"
+    threshold_source: str | None = None  # where the verdict's threshold came from: "model" (the stored one),
+    # "given" (passed by the caller), "calibration" (a profile's; 0.5 of the deviation) or "batch"
 
     @property
     def ok(self) -> bool:

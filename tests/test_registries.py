@@ -164,3 +164,11 @@ def test_predict_with_out_and_keep_images_together(tiny_model, tmp_path):
     image = write_image(tmp_path / "a.png", seed=3)
     [result] = tiny_model.predict([image], resolution=56, out=tmp_path / "o", keep_images=False)
     assert result.ok and (tmp_path / "o" / "overlays" / "a.png").is_file()
+
+
+@pytest.mark.parametrize("name", ["anomalyvfm", "anomalyvfm-fewshot", "anomalyvfm-batch", "musc"])
+def test_every_checkpoint_method_is_built_by_name(name, tiny_checkpoint):
+    from anomalyvfm.methods import Method
+
+    method = create_method(name, model=str(tiny_checkpoint), resolution=56)
+    assert isinstance(method, Method) and method.name == name and method.resolution == 56

@@ -62,38 +62,40 @@ def create_method(name: str, **options) -> Method:
     return METHODS[name].factory(MethodOptions(**options))
 
 
-@register_method("anomalyvfm", help="the AnomalyVFM checkpoint, zero-shot (the model's mode by default)")
-def _anomalyvfm(o: MethodOptions) -> Method:
+def _checkpoint(o: MethodOptions):
+    """The AnomalyVFM model the options name (default: the shipped one) and its input side."""
     from ..config import MODES
     from ..model import load_default
-    from .zeroshot import AnomalyVFMMethod
 
     m = load_default(o.model)
-    return AnomalyVFMMethod(m, resolution=o.side(MODES[m.config.mode]))
+    return m, o.side(MODES[m.config.mode])
+
+
+@register_method("anomalyvfm", help="the AnomalyVFM checkpoint, zero-shot (the model's mode by default)")
+def _anomalyvfm(o: MethodOptions) -> Method:
+    from .zeroshot import AnomalyVFMMethod
+
+    m, res = _checkpoint(o)
+    return AnomalyVFMMethod(m, resolution=res)
 
 
 @register_method("anomalyvfm-fewshot", help="a profile fine-tuned on the k good images per seed (fused memory, "
                                             "calibrated verdicts)")
 def _anomalyvfm_fewshot(o: MethodOptions) -> Method:
-    from ..config import MODES
     from ..fewshot import FinetuneConfig
-    from ..model import load_default
     from .fewshot import AnomalyVFMFewShot
 
-    m = load_default(o.model)
-    res = o.side(MODES[m.config.mode])
+    m, res = _checkpoint(o)
     return AnomalyVFMFewShot(m, FinetuneConfig(resolution=res), resolution=res)
 
 
 @register_method("anomalyvfm-batch", help="the test split scored as one batch: mutual scoring (MuSc) fused with "
                                           "the checkpoint, verdicts from the split's own scores")
 def _anomalyvfm_batch(o: MethodOptions) -> Method:
-    from ..config import MODES
-    from ..model import load_default
     from .batch import AnomalyVFMBatch
 
-    m = load_default(o.model)
-    return AnomalyVFMBatch(m, resolution=o.side(MODES[m.config.mode]))
+    m, res = _checkpoint(o)
+    return AnomalyVFMBatch(m, resolution=res)
 
 
 @register_method("musc", help="mutual scoring (MuSc) of the test split alone, on the checkpoint's backbone")
