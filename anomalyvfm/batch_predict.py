@@ -14,6 +14,7 @@ from .config import resolution_for
 from .mutual import score_batch
 from .predict import Prediction, _load, _Loaded
 from .preprocess import ImageInput, ImageReadError, normalize, stitch
+from .regions import find_regions, verdict_mask
 
 BATCH_RULE = "batch"  # the rule name a batch-mode score is recorded under
 
@@ -90,8 +91,10 @@ def predict_batch(model, images: Sequence[ImageInput], *, batch_size: int = 8, m
         score = float(cal.deviation(z[j]))
         scores = {"model": per_image_model[j], "mutual": per_image_mutual[j], "z_model": float(zm[j]),
                   "z_mutual": float(zu[j]), "z": float(z[j])}
-        results.append(Prediction(item.name, score=score, scores=scores, is_anomalous=score > 0.5, anomaly_map=amap,
-                                  mask=amap > model.config.pixel_threshold, image=item.rgb if keep_images else None,
-                                  rule=BATCH_RULE, threshold_source="batch"))
+        flagged = bool(score > 0.5)
+        mask = verdict_mask(amap, model.config.pixel_threshold, flagged)
+        results.append(Prediction(item.name, score=score, scores=scores, is_anomalous=flagged, anomaly_map=amap,
+                                  mask=mask, image=item.rgb if keep_images else None, rule=BATCH_RULE,
+                                  threshold_source="batch", regions=find_regions(mask, amap)))
         j += 1
     return results, report

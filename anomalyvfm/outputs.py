@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-RESULT_FIELDS = ("path", "score", "verdict", "rule", "threshold_source", "error")
+RESULT_FIELDS = ("path", "score", "verdict", "rule", "threshold_source", "regions", "largest_region_pct", "error")
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -51,10 +51,20 @@ def overlay(rgb: np.ndarray, anomaly_map: np.ndarray, mask: np.ndarray | None = 
 
 
 def result_row(p) -> dict:
-    """One ``Prediction`` as a results row: the rule behind its score and where its threshold came from too."""
+    """One ``Prediction`` as a results row: the rule behind its score, where its threshold came from and its
+    regions (results.jsonl lists them; results.csv gets their count and the largest one's area in %)."""
     verdict = "error" if p.error else ("anomalous" if p.is_anomalous else "normal")
+    regions = [r.to_dict() for r in (p.regions or [])]
     return {"path": p.name, "score": None if p.error else round(float(p.score), 6), "verdict": verdict,
-            "rule": p.rule, "threshold_source": p.threshold_source, "error": p.error}
+            "rule": p.rule, "threshold_source": p.threshold_source, "regions": None if p.error else regions,
+            "error": p.error}
+
+
+def _csv_row(row: dict) -> dict:
+    regions = row.get("regions")
+    flat = {**row, "regions": None if regions is None else len(regions),
+            "largest_region_pct": regions[0]["area_pct"] if regions else None}
+    return {k: ("" if flat.get(k) is None else flat[k]) for k in RESULT_FIELDS}
 
 
 def write_results(out_dir: str | os.PathLike, rows: list[dict]) -> None:
@@ -62,7 +72,7 @@ def write_results(out_dir: str | os.PathLike, rows: list[dict]) -> None:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=RESULT_FIELDS, lineterminator="\n")
     writer.writeheader()
-    writer.writerows({k: ("" if row[k] is None else row[k]) for k in RESULT_FIELDS} for row in rows)
+    writer.writerows(_csv_row(row) for row in rows)
     atomic_write_bytes(Path(out_dir) / "results.csv", buffer.getvalue().encode())
     lines = "".join(json.dumps(row) + "\n" for row in rows)
     atomic_write_bytes(Path(out_dir) / "results.jsonl", lines.encode())

@@ -14,6 +14,7 @@ import torch
 from .config import resolution_for
 from .preprocess import (IMAGE_EXTENSIONS, ImageInput, ImageReadError, Tile, crop_and_resize, describe, load, normalize,
                          plan_tiles, stitch)
+from .regions import find_regions, verdict_mask
 from .scoring import rule_names
 
 
@@ -27,12 +28,13 @@ class Prediction:
     # profiles)
     is_anomalous: bool = False  # score > threshold
     anomaly_map: np.ndarray | None = None  # float32 (H, W) in [0, 1], the original image size
-    mask: np.ndarray | None = None  # bool (H, W): anomaly_map > pixel threshold
+    mask: np.ndarray | None = None  # bool (H, W): the verdict's mask (anomalyvfm.regions.verdict_mask)
     error: str | None = None
     image: np.ndarray | None = None  # the uint8 RGB input as read, only with ``keep_images=True``
     rule: str | None = None  # the rule behind ``score``: an image-score rule of anomalyvfm.scoring, or "batch"
     threshold_source: str | None = None  # where the verdict's threshold came from: "model" (the stored one),
     # "given" (passed by the caller), "calibration" (a profile's; 0.5 of the deviation) or "batch"
+    regions: list | None = None  # the mask's connected components (anomalyvfm.regions.Region), largest first
 
     @property
     def ok(self) -> bool:
@@ -163,6 +165,8 @@ def _run(model, loaded: list[_Loaded], res: int, threshold: float, pixel_thresho
             by_rule["raw"] = score
             score = calibration.deviation(score)
         k += n
-        results.append(Prediction(item.name, score=score, scores=by_rule, is_anomalous=score > threshold,
-                                  anomaly_map=amap, mask=amap > pixel_threshold, image=item.rgb))
+        flagged = bool(score > threshold)
+        mask = verdict_mask(amap, pixel_threshold, flagged)
+        results.append(Prediction(item.name, score=score, scores=by_rule, is_anomalous=flagged, anomaly_map=amap,
+                                  mask=mask, image=item.rgb, regions=find_regions(mask, amap)))
     return results

@@ -4,6 +4,7 @@ from PIL import Image
 
 from anomalyvfm import ImageReadError
 from anomalyvfm.predict import collect_inputs
+from anomalyvfm.regions import mask_threshold
 from conftest import write_image
 
 
@@ -13,7 +14,8 @@ def test_predict_returns_maps_at_the_original_size(tiny_model, tmp_path):
     assert [r.anomaly_map.shape for r in results] == [(40, 60), (30, 30)]
     for r in results:
         assert r.ok and 0.0 <= r.score <= 1.0 and r.anomaly_map.dtype == np.float32
-        assert r.mask.dtype == bool and (r.mask == (r.anomaly_map > 0.5)).all()
+        t = mask_threshold(r.anomaly_map, 0.5, r.is_anomalous)
+        assert r.mask.dtype == bool and (r.mask == (r.anomaly_map > t)).all()
         assert r.is_anomalous == (r.score > tiny_model.config.threshold)
         assert r.scores[tiny_model.config.image_score] == r.score
         assert r.scores["fused"] == pytest.approx((r.scores["cls"] + r.scores["topk"]) / 2, abs=1e-6)
