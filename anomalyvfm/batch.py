@@ -10,10 +10,18 @@ or below, 0 at ``level_zero`` or above, linear between. Both ends come from synt
 ../shared/data. ``agreement`` (AUROC of the mutual scores on the model's top-10% / bottom-half pseudo-labels) is
 reported as a diagnostic; it does not separate the two kinds of lot (0.95 vs 0.97).
 
-Verdicts from the batch. Assuming most parts are good, the fused score's robust location and scale describe the good
-population; the threshold is the normal (1 − fpr) quantile above the median (z = Φ⁻¹(1 − fpr) in robust units). Each
-batch reports that estimated FPR and the fraction it flags, and warns when it has too few images for the assumption
-(``min_images``) or flags so many that "most parts are good" is doubtful (``max_flagged``).
+Verdicts from the batch. The good population is estimated from the fused scores themselves, two ways:
+
+- a two-component Gaussian mixture, used when the batch clearly holds two populations: BIC favours two components by
+  more than 10 (Kass & Raftery's "very strong" evidence) and their separation, Ashman's D, exceeds 2 (the textbook
+  bound for a clean split). The lower component is the good parts, the upper one's weight estimates the batch's
+  anomalous fraction. This still works when defects are common (a lot with a bad run);
+- otherwise the robust location and scale (median, MAD): a minority of defects does not move them.
+
+The threshold is the good population's normal (1 − fpr) quantile. Each batch reports that estimated FPR, the fraction
+it flags and the estimated anomalous fraction, and warns when it has too few images for these statistics
+(``min_images``) or when so much of it looks anomalous (``max_flagged``) that "most parts are good" is doubtful.
+Neither constant was tuned on data.
 """
 from __future__ import annotations
 
@@ -57,6 +65,8 @@ class BatchReport:
     fpr_target: float
     fpr_estimated: float  # under the normal model of the good population (the target, by construction)
     flagged: float  # fraction of the batch above the threshold
+    population: str = "robust"  # how the good population was estimated: "robust" (median/MAD) or "mixture"
+    anomalous_estimated: float = float("nan")  # the mixture's upper-component weight (nan for "robust")
     warnings: list[str] = field(default_factory=list)
 
 
@@ -107,20 +117,47 @@ def fuse(model_scores: np.ndarray, mutual_scores: np.ndarray, level: float, cfg:
     return robust_z((1 - w) * zm + w * zu), w, agree
 
 
+def good_population(z: np.ndarray, min_bic_gain: float = 10.0, min_separation: float = 2.0, seed: int = 0
+                    ) -> tuple[float, float, str, float]:
+    """(location, scale, method, anomalous fraction) of the good parts among scores ``z`` (see the module
+    docstring): a two-component mixture's lower component when the batch clearly splits in two, else median/MAD."""
+    z = np.asarray(z, np.float64)
+    med = float(np.median(z))
+    mad = max(1.4826 * float(np.median(np.abs(z - med))), 1e-6)
+    if len(z) >= 10 and np.ptp(z) > 0:
+        from sklearn.mixture import GaussianMixture
+
+        x = z[:, None]
+        one = GaussianMixture(1, random_state=seed).fit(x)
+        two = GaussianMixture(2, random_state=seed, n_init=3).fit(x)
+        means, sds = two.means_[:, 0], np.sqrt(two.covariances_[:, 0, 0])
+        separation = abs(means[1] - means[0]) * np.sqrt(2.0 / (sds[0] ** 2 + sds[1] ** 2))
+        if one.bic(x) - two.bic(x) > min_bic_gain and separation > min_separation:
+            lo = int(np.argmin(means))
+            return float(means[lo]), float(max(sds[lo], 1e-6)), "mixture", float(two.weights_[1 - lo])
+    return med, mad, "robust", float("nan")
+
+
 def calibrate_batch(z: np.ndarray, cfg: BatchConfig, level: float = float("nan"), agree: float = float("nan"),
                     weight: float = 0.0) -> BatchReport:
-    """The verdict threshold on robust z-scores of a batch at ``cfg.fpr``, with what it flags and any warnings."""
+    """The verdict threshold on scores ``z`` of a batch at ``cfg.fpr``, with what it flags and any warnings."""
     from scipy.stats import norm
 
+    z = np.asarray(z, np.float64)
     n = len(z)
-    threshold = float(norm.ppf(1.0 - cfg.fpr))
+    loc, scale, method, anomalous = good_population(z) if n else (0.0, 1.0, "robust", float("nan"))
+    quantile = float(norm.ppf(1.0 - cfg.fpr))
+    threshold = loc + quantile * scale
     flagged = float(np.mean(z > threshold)) if n else 0.0
-    report = BatchReport(n, level, agree, weight, threshold, cfg.fpr, float(norm.sf(threshold)), flagged)
+    report = BatchReport(n, level, agree, weight, threshold, cfg.fpr, float(norm.sf(quantile)), flagged, method,
+                         anomalous)
     if n < cfg.min_images:
         report.warnings.append(f"the batch has {n} images: fewer than {cfg.min_images} cannot show how good parts "
                                f"vary, so its verdicts are provisional; score a larger batch or calibrate a profile")
-    if flagged > cfg.max_flagged:
-        report.warnings.append(f"{100 * flagged:.0f}% of the batch is flagged: the threshold assumes most parts are "
-                               f"good, which this batch does not look like; check it by eye or calibrate a profile "
-                               f"on known good parts")
+    share = max(flagged, 0.0 if np.isnan(anomalous) else anomalous)
+    if share > cfg.max_flagged:
+        what = f"{100 * flagged:.0f}% of the batch is flagged" if flagged >= share else \
+            f"{100 * anomalous:.0f}% of the batch looks anomalous (a two-population mixture)"
+        report.warnings.append(f"{what}: the threshold assumes most parts are good, which this batch does not look "
+                               f"like; check it by eye or calibrate a profile on known good parts")
     return report

@@ -60,8 +60,9 @@ def _predict(args: argparse.Namespace) -> int:
         results, report = predict_batch(model, paths, batch_size=args.batch_size, mode=args.mode,
                                         resolution=args.resolution, keep_images=not args.no_images, progress=True)
         print(f"batch of {report.n_images}: mutual weight {report.mutual_weight:.2f} (median mutual distance "
-              f"{report.level:.3f}); threshold at robust z {report.threshold_z:.2f}, estimated FPR "
-              f"{100 * report.fpr_estimated:.1f}%, {100 * report.flagged:.1f}% flagged", file=sys.stderr)
+              f"{report.level:.3f}); good parts estimated by {report.population} statistics; threshold at robust z "
+              f"{report.threshold_z:.2f}, estimated FPR {100 * report.fpr_estimated:.1f}%, "
+              f"{100 * report.flagged:.1f}% flagged", file=sys.stderr)
         for message in report.warnings:
             print(f"warning: {message}", file=sys.stderr)
     else:

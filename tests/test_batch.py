@@ -159,3 +159,17 @@ def test_the_harness_runs_the_batch_method_with_the_model_and_mutual_scores_alon
     [part] = run_benchmark(cfg, lambda name: AnomalyVFMBatch(tiny_model, TINY, resolution=56))
     row = part["row"]
     assert {"I-AUROC[model]", "I-AUROC[mutual]", "FPR@thr", "recall@thr", "P-AUROC"} <= set(row)
+
+
+def test_a_batch_with_many_defects_is_thresholded_from_its_good_component_and_warned_about():
+    from anomalyvfm.batch import good_population
+
+    rng = np.random.default_rng(2)
+    good, bad = rng.normal(0, 1, 120), rng.normal(6, 1, 180)  # 60% defective: the median sits among the defects
+    z = robust_z(np.r_[good, bad])
+    report = calibrate_batch(z, BatchConfig(fpr=0.05))
+    assert report.population == "mixture" and 0.5 < report.anomalous_estimated < 0.7
+    assert np.mean(z[:120] > report.threshold_z) < 0.12 and np.mean(z[120:] > report.threshold_z) > 0.9
+    assert any("looks anomalous" in w or "flagged" in w for w in report.warnings)
+    loc, scale, method, _ = good_population(rng.normal(0, 1, 300))  # one population: median/MAD
+    assert method == "robust" and abs(loc) < 0.2 and abs(scale - 1) < 0.2
