@@ -48,11 +48,14 @@ def _mutual_map(patch: torch.Tensor, res: int) -> torch.Tensor:
 
 def predict_batch(model, images: Sequence[ImageInput], *, batch_size: int = 8, mode: str | None = None,
                   resolution: int | None = None, config: BatchConfig | None = None, errors: str = "keep",
-                  keep_images: bool = False, progress: bool = False) -> tuple[list[Prediction], BatchReport]:
+                  keep_images: bool = False, progress: bool = False, references: Sequence[ImageInput] = ()
+                  ) -> tuple[list[Prediction], BatchReport]:
     """Score a batch as a whole (see ``anomalyvfm.batch``). Returns one ``Prediction`` per input, in order (unreadable
     inputs get ``error``), and the batch's report (agreement, mutual weight, threshold, estimated FPR, fraction
     flagged, warnings). Each scored image's ``scores`` holds the model's score, the mutual score, their robust
-    z-scores and the fused one; its ``score`` is the 0–1 deviation with the batch threshold at 0.5."""
+    z-scores and the fused one; its ``score`` is the 0–1 deviation with the batch threshold at 0.5.
+    ``references``: known good images (a profile's, say) that join the mutual comparison as extra members of the
+    batch but get no result and do not move the batch's statistics."""
     cfg = config or BatchConfig()
     res = resolution_for(mode, resolution, model.config.mode)
     model.prepare_for_inference()
@@ -62,11 +65,18 @@ def predict_batch(model, images: Sequence[ImageInput], *, batch_size: int = 8, m
     if bad is not None and errors == "raise":
         raise ImageReadError(bad.name, bad.error)
     good = [item for item in loaded if not item.error]
+    extra = [_load(item, len(loaded) + i, res, model.config.max_aspect, reference) for i, item in enumerate(references)]
+    bad = next((item for item in extra if item.error), None)
+    if bad is not None:
+        raise ImageReadError(bad.name, bad.error)
     n_crops = sum(len(item.crops) for item in good)
     if n_crops < 2:
         raise ValueError(f"batch mode needs at least 2 readable images, got {len(good)}")
-    model_s, model_maps, tokens, cls = _forward(model, good, res, batch_size, cfg.mutual.layers, progress)
+    model_s, model_maps, tokens, cls = _forward(model, good + extra, res, batch_size, cfg.mutual.layers, progress)
     mutual = score_batch(tokens, cls, cfg.mutual, progress=progress)
+    if extra:  # the references served as comparison partners only
+        mutual = mutual.head(n_crops)
+        model_s, model_maps = model_s[:n_crops], model_maps[:n_crops]
     per_image_model, per_image_mutual, spans, k = [], [], [], 0
     for item in good:  # a tiled image: its most anomalous tile
         n = len(item.crops)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from anomalyvfm import ImageReadError
 from anomalyvfm.batch import BatchConfig, agreement, calibrate_batch, fuse, robust_z
 from anomalyvfm.mutual import MutualConfig, aggregate, mutual_scores, reference_sets, rscin, score_batch
 from conftest import fake_mvtec, write_image
@@ -73,6 +74,22 @@ def test_score_batch_gives_maps_and_image_scores():
     result = score_batch(tokens, torch.randn(5, 8), MutualConfig(layers=(0, 1), radii=(1, 3)))
     assert result.patch_scores.shape == (5, 4, 4) and result.image_scores.shape == (5,)
     assert torch.allclose(result.raw_image_scores, result.patch_scores.flatten(1).amax(1))
+
+
+def test_the_projection_keeps_the_anomalous_patch_on_top():
+    from anomalyvfm.mutual import projection
+
+    q = projection(96, 24, seed=0)
+    assert torch.allclose(q.T @ q, torch.eye(24), atol=1e-5)
+    assert torch.equal(q, projection(96, 24, seed=0)) and not torch.equal(q, projection(96, 24, seed=1))
+    g = torch.Generator().manual_seed(0)
+    base = torch.randn(1, 16, 96, generator=g)
+    tokens = base + 0.05 * torch.randn(6, 16, 96, generator=g)  # six views of one part
+    tokens[2, 5] = torch.randn(96, generator=g) * 3  # one odd patch
+    for project in (None, 24):
+        result = score_batch([tokens], torch.randn(6, 8), MutualConfig(layers=(0,), radii=(1,), project=project,
+                                                                          rscin=()))
+        assert int(result.image_scores.argmax()) == 2 and int(result.patch_scores[2].flatten().argmax()) == 5
 
 
 def test_robust_z_is_not_moved_by_a_few_outliers():
@@ -173,3 +190,17 @@ def test_a_batch_with_many_defects_is_thresholded_from_its_good_component_and_wa
     assert any("looks anomalous" in w or "flagged" in w for w in report.warnings)
     loc, scale, method, _ = good_population(rng.normal(0, 1, 300))  # one population: median/MAD
     assert method == "robust" and abs(loc) < 0.2 and abs(scale - 1) < 0.2
+
+
+def test_known_good_references_join_the_comparison_but_get_no_result(tiny_model, tmp_path):
+    from anomalyvfm.batch_predict import predict_batch
+
+    paths = [str(write_image(tmp_path / f"{i}.png", size=(56, 56), seed=i)) for i in range(5)]
+    refs = [str(write_image(tmp_path / f"ref{i}.png", size=(56, 56), seed=10 + i)) for i in range(3)]
+    alone, _ = predict_batch(tiny_model, paths, resolution=56, config=TINY)
+    results, report = predict_batch(tiny_model, paths, resolution=56, config=TINY, references=refs)
+    assert [r.name for r in results] == paths and report.n_images == 5
+    assert [r.scores["model"] for r in results] == pytest.approx([r.scores["model"] for r in alone], abs=1e-5)
+    assert [r.scores["mutual"] for r in results] != pytest.approx([r.scores["mutual"] for r in alone], abs=1e-5)
+    with pytest.raises(ImageReadError):
+        predict_batch(tiny_model, paths, resolution=56, config=TINY, references=[str(tmp_path / "missing.png")])

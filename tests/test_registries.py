@@ -166,7 +166,8 @@ def test_predict_with_out_and_keep_images_together(tiny_model, tmp_path):
     assert result.ok and (tmp_path / "o" / "overlays" / "a.png").is_file()
 
 
-@pytest.mark.parametrize("name", ["anomalyvfm", "anomalyvfm-fewshot", "anomalyvfm-batch", "musc"])
+@pytest.mark.parametrize("name", ["anomalyvfm", "anomalyvfm-fewshot", "anomalyvfm-batch", "anomalyvfm-fewshot-batch",
+                                  "musc"])
 def test_every_checkpoint_method_is_built_by_name(name, tiny_checkpoint):
     from anomalyvfm.methods import Method
 

@@ -98,6 +98,15 @@ def _anomalyvfm_batch(o: MethodOptions) -> Method:
     return AnomalyVFMBatch(m, resolution=res)
 
 
+@register_method("anomalyvfm-fewshot-batch", help="a profile fine-tuned on the k good images scores the test split "
+                                                  "as one batch, the k images joining the mutual comparison")
+def _anomalyvfm_fewshot_batch(o: MethodOptions) -> Method:
+    from .batch import AnomalyVFMFewShotBatch
+
+    m, res = _checkpoint(o)
+    return AnomalyVFMFewShotBatch(m, resolution=res)
+
+
 @register_method("musc", help="mutual scoring (MuSc) of the test split alone, on the checkpoint's backbone")
 def _musc(o: MethodOptions) -> Method:
     from ..batch import BatchConfig
