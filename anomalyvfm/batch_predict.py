@@ -12,7 +12,7 @@ from .batch import BatchConfig, BatchReport, calibrate_batch, fuse, robust_z
 from .calibration import Calibration
 from .config import resolution_for
 from .mutual import score_batch
-from .predict import Prediction, _load, _Loaded
+from .predict import NONFINITE, Prediction, _load, _Loaded
 from .preprocess import ImageInput, ImageReadError, normalize, stitch
 from .regions import find_regions, verdict_mask
 
@@ -84,16 +84,25 @@ def predict_batch(model, images: Sequence[ImageInput], *, batch_size: int = 8, m
         per_image_mutual.append(float(mutual.image_scores[k:k + n].max()))
         spans.append((k, n))
         k += n
-    level = float(mutual.patch_scores.median())
-    z, weight, agree = fuse(np.array(per_image_model), np.array(per_image_mutual), level, cfg)
-    report = calibrate_batch(z, cfg, level, agree, weight)
-    cal = Calibration(threshold=report.threshold_z, scale=1.0, fpr=cfg.fpr, n_good=len(z))
+    finite = np.array([bool(np.isfinite(per_image_model[j]) and np.isfinite(per_image_mutual[j])
+                            and torch.isfinite(model_maps[k:k + n]).all()) for j, (k, n) in enumerate(spans)])
+    if finite.sum() < 2:
+        raise ValueError(f"batch mode needs at least 2 images with finite scores, got {int(finite.sum())}: "
+                         f"{NONFINITE}")
+    pm, pu = np.array(per_image_model)[finite], np.array(per_image_mutual)[finite]
+    level = float(torch.nan_to_num(mutual.patch_scores, nan=float("inf")).median())
+    z = np.full(len(good), np.nan)
+    z[finite], weight, agree = fuse(pm, pu, level, cfg)
+    report = calibrate_batch(z[finite], cfg, level, agree, weight)
+    cal = Calibration(threshold=report.threshold_z, scale=1.0, fpr=cfg.fpr, n_good=int(finite.sum()))
     maps = (1 - weight) * model_maps + weight * _mutual_map(mutual.patch_scores, res)
-    zm, zu = robust_z(per_image_model), robust_z(per_image_mutual)
+    zm, zu = np.full(len(good), np.nan), np.full(len(good), np.nan)
+    zm[finite], zu[finite] = robust_z(pm), robust_z(pu)
     results, j = [], 0
     for item in loaded:
-        if item.error:
-            results.append(Prediction(item.name, error=item.error))
+        if item.error or not finite[j]:
+            results.append(Prediction(item.name, error=item.error or NONFINITE))
+            j += not item.error
             continue
         k, n = spans[j]
         h, w = item.rgb.shape[:2]

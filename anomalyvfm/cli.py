@@ -16,10 +16,11 @@ def _predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .model import load_default, shipped_checkpoint
-    from .outputs import ResultsWriter
+    from .outputs import OutputError, ResultsWriter
     from .predict import collect_inputs, iter_predict
 
-    paths = collect_inputs(args.paths)
+    out = Path(args.out)
+    paths = collect_inputs(args.paths, exclude=out)
     if not paths:
         print(f"error: no images found in {' '.join(args.paths)}", file=sys.stderr)
         return 2
@@ -48,27 +49,33 @@ def _predict(args: argparse.Namespace) -> int:
               f"it on good images of the line: anomalyvfm calibrate {args.model or shipped_checkpoint()} --good "
               f"GOOD_DIR --out PROFILE (then --model PROFILE), or score a whole batch with --batch-mode mutual",
               file=sys.stderr)
-    out = Path(args.out)
+    if args.batch_mode == "mutual" and (args.backend == "onnx" or args.threshold is not None):
+        print("error: --batch-mode mutual runs the PyTorch model and sets its own threshold from the batch "
+              "(no --backend onnx, no --threshold)", file=sys.stderr)
+        return 2
+    try:  # before any inference: a bad --out or a concurrent run into it must not cost the run
+        writer = ResultsWriter(out, images=not args.no_images).open()
+    except OutputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     start = time.perf_counter()
-    if args.batch_mode == "mutual":
-        from .batch_predict import predict_batch
+    with writer:
+        if args.batch_mode == "mutual":
+            from .batch_predict import predict_batch
 
-        if args.backend == "onnx" or args.threshold is not None:
-            print("error: --batch-mode mutual runs the PyTorch model and sets its own threshold from the batch "
-                  "(no --backend onnx, no --threshold)", file=sys.stderr)
-            return 2
-        results, report = predict_batch(model, paths, batch_size=args.batch_size, mode=args.mode,
-                                        resolution=args.resolution, keep_images=not args.no_images, progress=True)
-        print(f"batch of {report.n_images}: mutual weight {report.mutual_weight:.2f} (median mutual distance "
-              f"{report.level:.3f}); good parts estimated by {report.population} statistics; threshold at robust z "
-              f"{report.threshold_z:.2f}, estimated FPR {100 * report.fpr_estimated:.1f}%, "
-              f"{100 * report.flagged:.1f}% flagged", file=sys.stderr)
-        for message in report.warnings:
-            print(f"warning: {message}", file=sys.stderr)
-    else:
-        results = iter_predict(model, paths, batch_size=args.batch_size, mode=args.mode, resolution=args.resolution,
-                               threshold=args.threshold, keep_images=not args.no_images)
-    with ResultsWriter(out, images=not args.no_images) as writer:
+            results, report = predict_batch(model, paths, batch_size=args.batch_size, mode=args.mode,
+                                            resolution=args.resolution, keep_images=not args.no_images,
+                                            progress=True)
+            print(f"batch of {report.n_images}: mutual weight {report.mutual_weight:.2f} (median mutual distance "
+                  f"{report.level:.3f}); good parts estimated by {report.population} statistics; threshold at "
+                  f"robust z {report.threshold_z:.2f}, estimated FPR {100 * report.fpr_estimated:.1f}%, "
+                  f"{100 * report.flagged:.1f}% flagged", file=sys.stderr)
+            for message in report.warnings:
+                print(f"warning: {message}", file=sys.stderr)
+        else:
+            results = iter_predict(model, paths, batch_size=args.batch_size, mode=args.mode,
+                                   resolution=args.resolution, threshold=args.threshold,
+                                   keep_images=not args.no_images)
         for result in tqdm(results, total=len(paths), desc="predict", unit="img", file=sys.stderr,
                            disable=args.batch_mode is not None):  # batch mode showed its own progress
             writer.add(result)
@@ -79,6 +86,16 @@ def _predict(args: argparse.Namespace) -> int:
     print(f"{len(paths)} images: {writer.anomalous} anomalous, {done - writer.anomalous} normal, {writer.failed} "
           f"failed; {done / max(elapsed, 1e-9):.1f} img/s; results in {out / 'results.csv'}", file=sys.stderr)
     return 0 if writer.failed == 0 else 1
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _methods(text: str) -> tuple[str, ...]:
@@ -239,8 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=tuple(MODES), help="fast (224 px) or accurate (448 px); default: the model's")
     p.add_argument("--resolution", type=int, help="explicit input side in pixels (a multiple of 14)")
     p.add_argument("--threshold", type=float, help="image score above which an image is anomalous")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--out", default="anomalyvfm-out", help="output folder")
+    p.add_argument("--batch-size", type=_positive, default=8)
+    p.add_argument("--out", default="anomalyvfm-out", help="output folder (its inputs are never scored; a rerun "
+                                                           "replaces the previous run's results there)")
     p.add_argument("--no-images", action="store_true", help="write only results.csv / results.jsonl")
     p.add_argument("--batch-mode", choices=("mutual",),
                    help="mutual: score the images as one batch (mutual scoring of the batch fused with the model; "

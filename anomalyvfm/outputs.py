@@ -5,13 +5,28 @@ import csv
 import io
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-RESULT_FIELDS = ("path", "score", "verdict", "rule", "threshold_source", "regions", "largest_region_pct", "error")
+RESULT_FIELDS = ("path", "score", "verdict", "rule", "threshold_source", "regions", "largest_region_pct", "image",
+                 "error")
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_umask()  # what open() would give a new file: mkstemp's 0600 is not what users expect
+
+
+class OutputError(Exception):
+    """An output folder that cannot be used: a file in the way, or another run writing to it."""
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -22,6 +37,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -50,14 +66,14 @@ def overlay(rgb: np.ndarray, anomaly_map: np.ndarray, mask: np.ndarray | None = 
     return out
 
 
-def result_row(p) -> dict:
-    """One ``Prediction`` as a results row: the rule behind its score, where its threshold came from and its
-    regions (results.jsonl lists them; results.csv gets their count and the largest one's area in %)."""
+def result_row(p, heatmap_name: str | None = None) -> dict:
+    """One ``Prediction`` as a results row: the rule behind its score, where its threshold came from, its regions
+    (results.jsonl lists them; results.csv gets their count and the largest one's area in %) and its PNGs' name."""
     verdict = "error" if p.error else ("anomalous" if p.is_anomalous else "normal")
     regions = [r.to_dict() for r in (p.regions or [])]
     return {"path": p.name, "score": None if p.error else round(float(p.score), 6), "verdict": verdict,
             "rule": p.rule, "threshold_source": p.threshold_source, "regions": None if p.error else regions,
-            "error": p.error}
+            "image": heatmap_name, "error": p.error}
 
 
 def _csv_row(row: dict) -> dict:
@@ -67,57 +83,150 @@ def _csv_row(row: dict) -> dict:
     return {k: ("" if flat.get(k) is None else flat[k]) for k in RESULT_FIELDS}
 
 
-def write_results(out_dir: str | os.PathLike, rows: list[dict]) -> None:
-    """results.csv and results.jsonl, each written atomically."""
+def _csv_line(row: dict, header: bool = False) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=RESULT_FIELDS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(_csv_row(row) for row in rows)
-    atomic_write_bytes(Path(out_dir) / "results.csv", buffer.getvalue().encode())
-    lines = "".join(json.dumps(row) + "\n" for row in rows)
-    atomic_write_bytes(Path(out_dir) / "results.jsonl", lines.encode())
+    if header:
+        writer.writeheader()
+    else:
+        writer.writerow(_csv_row(row))
+    return buffer.getvalue()
+
+
+def write_results(out_dir: str | os.PathLike, rows: list[dict]) -> None:
+    """results.csv and results.jsonl, each written atomically."""
+    csv_text = _csv_line({}, header=True) + "".join(_csv_line(row) for row in rows)
+    atomic_write_bytes(Path(out_dir) / "results.csv", csv_text.encode())
+    atomic_write_bytes(Path(out_dir) / "results.jsonl", "".join(json.dumps(row) + "\n" for row in rows).encode())
+
+
+RUN_OUTPUTS = ("results.csv", "results.jsonl", "heatmaps", "overlays", "run.json", "report.html")
+LOCK = ".anomalyvfm.lock"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class ResultsWriter:
     """The results folder of a prediction run, the one writer behind ``AnomalyVFM.predict(out=...)`` and
-    ``anomalyvfm predict``: a heatmap and an overlay PNG per scored image (as each result arrives; ``images=False``
-    skips them) and, on ``close``, results.csv and results.jsonl with one row per input, in order."""
+    ``anomalyvfm predict``.
 
-    def __init__(self, out: str | os.PathLike, images: bool = True):
+    ``open`` checks the folder before any inference (a file in the way, or another live run holding its lock, is an
+    ``OutputError``), takes the lock and removes the previous run's outputs, so a folder never mixes two runs. Each
+    result is then streamed as it arrives: a line appended to results.csv and results.jsonl (flushed, so a killed run
+    keeps every row it finished) and a heatmap and overlay PNG (``images=False`` skips them) under a name no other
+    input of the run has, recorded in the row's ``image`` field. ``close`` marks the run complete in run.json and
+    releases the lock."""
+
+    def __init__(self, out: str | os.PathLike, images: bool = True, metadata: dict | None = None):
         self.out, self.images = Path(out), images
+        self.metadata = dict(metadata or {})
         self.rows: list[dict] = []
         self.failed = self.anomalous = 0
         self._stems: set[str] = set()
+        self._files: list = []
+        self._lock: Path | None = None
 
-    def __enter__(self) -> "ResultsWriter":
+    def open(self) -> "ResultsWriter":
+        if self._lock is not None:
+            return self
+        if self.out.exists() and not self.out.is_dir():
+            raise OutputError(f"{self.out}: exists and is not a folder; choose another output folder")
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OutputError(f"{self.out}: cannot create the output folder ({e.strerror or e})") from None
+        lock = self.out / LOCK
+        for _ in range(2):
+            try:
+                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                try:
+                    pid = int(lock.read_text().strip() or 0)
+                except (OSError, ValueError):
+                    pid = 0
+                if pid and pid != os.getpid() and _alive(pid):
+                    raise OutputError(f"{self.out}: another anomalyvfm run (pid {pid}) is writing there; wait for it "
+                                      f"or choose another output folder") from None
+                lock.unlink(missing_ok=True)  # a stale lock: its run died
+                continue
+            except OSError as e:
+                raise OutputError(f"{self.out}: cannot write there ({e.strerror or e})") from None
+            with os.fdopen(fd, "w") as f:
+                f.write(str(os.getpid()))
+            break
+        self._lock = lock
+        for name in RUN_OUTPUTS:  # the previous run's outputs go: a folder holds one run
+            path = self.out / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+        self._write_run("running")
+        self._csv = open(self.out / "results.csv", "w", encoding="utf-8")
+        self._jsonl = open(self.out / "results.jsonl", "w", encoding="utf-8")
+        for f in (self._csv, self._jsonl):
+            os.chmod(f.name, FILE_MODE)
+        self._csv.write(_csv_line({}, header=True))
+        self._csv.flush()
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __enter__(self) -> "ResultsWriter":
+        return self.open()
+
+    def __exit__(self, exc_type, *exc) -> None:
+        self.close(complete=exc_type is None)
 
     def _stem(self, name: str) -> str:
         """An output file stem not used yet in this run: the input's stem, else stem_2, stem_3, ..."""
         base = Path(name).stem or "image"
         stem, n = base, 1
-        while stem in self._stems:
+        while stem.lower() in self._stems:  # case-insensitive: two names must not share a file on any filesystem
             n += 1
             stem = f"{base}_{n}"
-        self._stems.add(stem)
+        self._stems.add(stem.lower())
         return stem
 
+    def _write_run(self, status: str) -> None:
+        counts = {"images": len(self.rows), "failed": self.failed, "anomalous": self.anomalous}
+        atomic_write_bytes(self.out / "run.json", json.dumps({**self.metadata, "status": status, **counts},
+                                                             indent=1).encode())
+
     def add(self, prediction):
-        """Record one ``Prediction`` (and write its PNGs); returns it."""
+        """Record one ``Prediction`` (its rows appended and flushed, its PNGs written); returns it."""
+        self.open()
         p = prediction
-        self.rows.append(result_row(p))
-        if not p.ok:
+        name = None
+        if p.ok:
+            self.anomalous += bool(p.is_anomalous)
+            if self.images and p.image is not None:
+                name = f"{self._stem(p.name)}.png"
+                write_png(self.out / "heatmaps" / name, heatmap(p.anomaly_map))
+                write_png(self.out / "overlays" / name, overlay(p.image, p.anomaly_map, p.mask))
+        else:
             self.failed += 1
-            return p
-        self.anomalous += bool(p.is_anomalous)
-        if self.images and p.image is not None:
-            stem = self._stem(p.name)
-            write_png(self.out / "heatmaps" / f"{stem}.png", heatmap(p.anomaly_map))
-            write_png(self.out / "overlays" / f"{stem}.png", overlay(p.image, p.anomaly_map, p.mask))
+        row = result_row(p, name)
+        self.rows.append(row)
+        self._csv.write(_csv_line(row))
+        self._jsonl.write(json.dumps(row) + "\n")
+        for f in (self._csv, self._jsonl):
+            f.flush()
         return p
 
-    def close(self) -> None:
-        write_results(self.out, self.rows)
+    def close(self, complete: bool = True) -> None:
+        if self._lock is None:
+            return
+        for f in (self._csv, self._jsonl):
+            f.flush()
+            os.fsync(f.fileno())
+            f.close()
+        self._write_run("complete" if complete else "interrupted")
+        self._lock.unlink(missing_ok=True)
+        self._lock = None

@@ -18,6 +18,9 @@ from .regions import find_regions, verdict_mask
 from .scoring import rule_names
 
 
+NONFINITE = "the model returned a non-finite (NaN or inf) score or map, so no verdict; its weights may be damaged"
+
+
 @dataclass
 class Prediction:
     """One image's result. ``error`` is set (and the rest empty) when the image could not be read."""
@@ -52,17 +55,25 @@ class _Loaded:
     size: tuple[int, int] | None = None  # the original (height, width) when aligned
 
 
-def collect_inputs(specs: Sequence[str]) -> list[str]:
+def collect_inputs(specs: Sequence[str], exclude: str | os.PathLike | None = None) -> list[str]:
     """Expand files, folders (recursively, image extensions only) and glob patterns into a sorted, de-duplicated
-    list. An explicit file is kept whatever its extension, so that a bad file is reported rather than skipped."""
+    list. An existing path is taken as it is (``part[1].jpg`` is a file, not a pattern), and an explicit file is
+    kept whatever its extension, so that a bad file is reported rather than skipped. Files under ``exclude`` (the
+    run's own output folder) are left out of folders and patterns."""
+    skip = Path(exclude).resolve() if exclude is not None else None
+
+    def keep(path: str) -> bool:
+        return skip is None or not Path(path).resolve().is_relative_to(skip)
+
     found: list[str] = []
     for spec in specs:
         if os.path.isdir(spec):
-            found += sorted(str(p) for p in Path(spec).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
-        elif glob.has_magic(spec):
-            found += sorted(p for p in glob.glob(spec, recursive=True) if not os.path.isdir(p))
-        else:
+            found += sorted(str(p) for p in Path(spec).rglob("*")
+                            if p.suffix.lower() in IMAGE_EXTENSIONS and keep(str(p)))
+        elif os.path.lexists(spec) or not glob.has_magic(spec):
             found.append(spec)
+        else:
+            found += sorted(p for p in glob.glob(spec, recursive=True) if not os.path.isdir(p) and keep(p))
     return list(dict.fromkeys(found))
 
 
@@ -165,6 +176,9 @@ def _run(model, loaded: list[_Loaded], res: int, threshold: float, pixel_thresho
             by_rule["raw"] = score
             score = calibration.deviation(score)
         k += n
+        if not (np.isfinite(score) and np.isfinite(amap).all()):  # never a verdict: a damaged model, not a part
+            results.append(Prediction(item.name, error=NONFINITE))
+            continue
         flagged = bool(score > threshold)
         mask = verdict_mask(amap, pixel_threshold, flagged)
         results.append(Prediction(item.name, score=score, scores=by_rule, is_anomalous=flagged, anomaly_map=amap,

@@ -50,8 +50,8 @@ def tokens_of(cat, model) -> dict:
         return torch.load(cache, weights_only=True)
     loaded = [_load(str(s.path), i, 224, model.config.max_aspect) for i, s in enumerate(cat.test)]
     tic = time.perf_counter()
-    _, _, tokens, cls = _forward(model, loaded, 224, 8, (5, 8, 11), False)
-    rec = {"labels": torch.tensor([s.label for s in cat.test]), "tokens": tokens, "cls": cls,
+    model_scores, _, tokens, cls = _forward(model, loaded, 224, 8, (5, 8, 11), False)
+    rec = {"labels": torch.tensor([s.label for s in cat.test]), "tokens": tokens, "cls": cls, "model": model_scores,
            "crops": torch.tensor([len(item.crops) for item in loaded]),
            "forward_s": torch.tensor(time.perf_counter() - tic)}
     cache.parent.mkdir(parents=True, exist_ok=True)
