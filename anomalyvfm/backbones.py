@@ -134,22 +134,50 @@ def load_backbone(spec: str = EMBEDDED, *, pretrained: bool = True) -> nn.Module
     return model.eval()
 
 
+BACKBONE_FILES = ["config.json", "*.safetensors", "*.safetensors.index.json"]  # all a backbone may bring
+
+
+def _local_backbone(location: str, spec: str) -> str:
+    """A local folder holding a safetensors DINOv2 and no code: ``location`` itself, or the hub repo's allow-listed
+    files fetched into (or found in) the hub cache."""
+    folder = Path(location).expanduser()
+    if not folder.is_dir():
+        if location.startswith(("/", ".", "~")) or location.count("/") != 1:
+            raise BackboneNotFoundError(f"{spec}: no such backbone folder")
+        from huggingface_hub import snapshot_download
+
+        try:
+            folder = Path(snapshot_download(location, allow_patterns=BACKBONE_FILES))
+        except Exception as e:  # noqa: BLE001 - offline, unknown repo, gated: one clear line
+            raise BackboneNotFoundError(
+                f"cannot load backbone {spec!r}: it is not in the local Hugging Face cache and the hub could not "
+                f"provide it ({type(e).__name__}); download it where there is network (`hf download {spec} "
+                f"--local-dir DIR`) and pass DIR as the backbone") from None
+    config = folder / "config.json"
+    try:
+        data = json.loads(config.read_text())
+    except (OSError, ValueError) as e:
+        raise BackboneNotFoundError(f"{config}: not a readable backbone config ({e})") from None
+    if "auto_map" in data:
+        raise BackboneNotFoundError(f"{config}: asks to run its own code (auto_map); anomalyvfm never runs code that "
+                                    f"a backbone brings")
+    return str(folder)
+
+
 def _load_hf(location: str, spec: str, pretrained: bool) -> nn.Module:
+    """A DINOv2 from a local folder or hub id: safetensors weights only, never remote code."""
     from transformers import AutoConfig, AutoModel
     from transformers.utils import logging as hf_logging
 
+    folder = _local_backbone(location, spec)
     bar = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     try:
         if pretrained:
-            return AutoModel.from_pretrained(location)
-        return AutoModel.from_config(AutoConfig.from_pretrained(location))
+            return AutoModel.from_pretrained(folder, use_safetensors=True, trust_remote_code=False)
+        return AutoModel.from_config(AutoConfig.from_pretrained(folder, trust_remote_code=False))
     except OSError as e:
-        raise BackboneNotFoundError(
-            f"cannot load backbone {spec!r}: its weights are not in the local Hugging Face cache and the hub is "
-            f"unreachable; download it where there is network (`hf download {spec} --local-dir DIR`) and pass DIR "
-            "as the backbone"
-        ) from e
+        raise BackboneNotFoundError(f"{spec}: no safetensors weights in {folder} ({str(e).splitlines()[0]})") from None
     finally:
         if bar:
             hf_logging.enable_progress_bar()

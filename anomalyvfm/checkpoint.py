@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config import AnomalyVFMConfig
+from .errors import CheckpointError
 from .hashing import sha256_files
 from .profile import LEGACY_KEYS, ProfileState
 
@@ -55,14 +56,40 @@ def split_legacy(data: dict) -> tuple[AnomalyVFMConfig, dict]:
     return AnomalyVFMConfig.from_dict(data), legacy
 
 
+def _looks_local(spec: str) -> bool:
+    """A path rather than a hub id ("user/name"): absolute, relative with ./ or ~, or more than one "/"."""
+    return spec.startswith(("/", ".", "~")) or "\\" in spec or spec.count("/") != 1 or Path(spec).exists()
+
+
 def resolve(name_or_dir: str | os.PathLike, revision: str | None = None) -> Path:
     """A local checkpoint folder, or a hub repo id downloaded (only the format's files) into the hub cache."""
-    directory = Path(name_or_dir)
+    directory = Path(name_or_dir).expanduser()
     if directory.is_dir():
+        if not (directory / CONFIG_NAME).is_file():
+            raise CheckpointError(f"{directory}: not a checkpoint folder (no {CONFIG_NAME})")
         return directory
+    if _looks_local(str(name_or_dir)):
+        raise CheckpointError(f"{name_or_dir}: no such checkpoint folder")
     from huggingface_hub import snapshot_download
 
-    return Path(snapshot_download(str(name_or_dir), revision=revision, allow_patterns=ALLOW_PATTERNS))
+    try:
+        return Path(snapshot_download(str(name_or_dir), revision=revision, allow_patterns=ALLOW_PATTERNS))
+    except Exception as e:  # noqa: BLE001 - one clear line for every hub failure
+        raise CheckpointError(f"{name_or_dir}: not a local folder, and the hub could not provide it "
+                              f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'no detail'})") from None
+
+
+def read_tensors(path: Path) -> dict:
+    """A safetensors file's tensors; a missing or damaged file is a ``CheckpointError`` naming it."""
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing")
+    try:
+        return load_file(path)
+    except Exception as e:  # noqa: BLE001 - safetensors raises several types for a damaged file
+        raise CheckpointError(f"{path}: not a readable safetensors file ({str(e).splitlines()[0] or type(e).__name__})"
+                              ) from None
 
 
 def _write_state(model: "AnomalyVFM", tmp: Path) -> None:
@@ -103,6 +130,7 @@ def save(model: "AnomalyVFM", directory: str | os.PathLike) -> Path:
         save_file(adapters, tmp / ADAPTER_NAME, metadata={"format": "pt"})
         save_file(heads, tmp / HEADS_NAME, metadata={"format": "pt"})
         _write_state(model, tmp)
+        model.config.weights_sha256 = weights_sha256(tmp)
         (tmp / CONFIG_NAME).write_text(json.dumps(model.config.to_dict(), indent=2))
         written = {f.name for f in tmp.iterdir()}
         for f in tmp.iterdir():
@@ -116,11 +144,16 @@ def save(model: "AnomalyVFM", directory: str | os.PathLike) -> Path:
 def load_weights(model: "AnomalyVFM", directory: str | os.PathLike) -> None:
     """Load a checkpoint folder's adapters and heads into ``model`` (same architecture)."""
     from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
 
     directory = Path(directory)
-    set_peft_model_state_dict(model.backbone, load_file(directory / ADAPTER_NAME))
-    missing, unexpected = model.load_state_dict(load_file(directory / HEADS_NAME), strict=False)
+    recorded = model.config.weights_sha256
+    if recorded is not None:
+        found = weights_sha256(directory)
+        if found != recorded:
+            raise CheckpointError(f"{directory}: its weights' sha256 {found[:16]}… differs from the {recorded[:16]}… "
+                                  f"that its {CONFIG_NAME} records; the files were changed or damaged")
+    set_peft_model_state_dict(model.backbone, read_tensors(directory / ADAPTER_NAME))
+    missing, unexpected = model.load_state_dict(read_tensors(directory / HEADS_NAME), strict=False)
     missing = [k for k in missing if k.startswith(("decoder.", "image_head."))]
     if missing or unexpected:
         raise ValueError(f"{directory / HEADS_NAME}: missing {missing[:5]}, unexpected {unexpected[:5]}")
@@ -133,9 +166,7 @@ def load_state(directory: Path, legacy: dict) -> ProfileState | None:
     data = json.loads((directory / STATE_NAME).read_text()) if (directory / STATE_NAME).is_file() else legacy
     memory = None
     if (directory / MEMORY_NAME).is_file():
-        from safetensors.torch import load_file
-
-        banks = load_file(directory / MEMORY_NAME)
+        banks = read_tensors(directory / MEMORY_NAME)
         sizes = tuple(int(s) for s in banks["sizes"].tolist()) if "sizes" in banks else None
         memory = MemoryBank(banks["memory"], banks.get("defects"), sizes=sizes)
     reference = None
@@ -152,7 +183,10 @@ def load(cls: type["AnomalyVFM"], name_or_dir: str | os.PathLike, *, revision: s
          backbone=None) -> "AnomalyVFM":
     """An ``AnomalyVFM`` (with its profile state, if the folder has one) from a folder or hub repo id."""
     directory = resolve(name_or_dir, revision)
-    config, legacy = split_legacy(json.loads((directory / CONFIG_NAME).read_text()))
+    try:
+        config, legacy = split_legacy(json.loads((directory / CONFIG_NAME).read_text()))
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"{directory / CONFIG_NAME}: not a valid config ({e})") from None
     model = cls(config, backbone=backbone)
     load_weights(model, directory)
     model.profile = load_state(directory, legacy)

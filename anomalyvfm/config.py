@@ -55,6 +55,7 @@ class AnomalyVFMConfig:
 
     backbone: str = "embedded"  # "embedded", a Hugging Face id, a local folder, or "timm:<name>"
     backbone_sha256: str | None = None  # fingerprint of the backbone weights the adapters were trained on
+    weights_sha256: str | None = None  # sha256 of the adapter and head files, written on save and checked on load
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     image_score: str = "cls"  # the rule behind the verdict, a name in anomalyvfm.scoring.SCORE_RULES: "cls" (image

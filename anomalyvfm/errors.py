@@ -8,3 +8,7 @@ class BackboneNotFoundError(OSError):
 
 class BackboneMismatchError(ValueError):
     """The backbone at hand is not the one a checkpoint's adapters were trained on."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint folder that cannot be trusted or read: missing, corrupt, tampered with, or asking to run code."""
