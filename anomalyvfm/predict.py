@@ -12,8 +12,8 @@ import numpy as np
 import torch
 
 from .config import resolution_for
-from .preprocess import (IMAGE_EXTENSIONS, ImageInput, ImageReadError, Tile, crop_and_resize, describe, load, normalize,
-                         plan_tiles, stitch)
+from .preprocess import (IMAGE_EXTENSIONS, ImageInput, ImageReadError, Tile, check_size, crop_and_resize, describe,
+                         load, normalize, plan_tiles, stitch)
 from .regions import find_regions, verdict_mask
 from .scoring import rule_names
 
@@ -84,6 +84,11 @@ def _load(item: ImageInput, index: int, resolution: int, max_aspect: float,
         rgb = load(item)
     except ImageReadError as e:
         return _Loaded(name, error=e.reason)
+    except ValueError as e:  # an array of the wrong shape
+        return _Loaded(name, error=str(e))
+    refused = check_size(*rgb.shape[:2])
+    if refused:
+        return _Loaded(name, error=refused)
     if reference is not None:  # golden-reference mode: one whole-image view, aligned to the reference
         from .golden import align
 

@@ -1,6 +1,7 @@
 """Image reading (any mode, EXIF orientation), aspect-preserving tiling, and maps back to the original size."""
 from __future__ import annotations
 
+import errno
 import math
 import os
 from dataclasses import dataclass
@@ -42,6 +43,23 @@ def to_rgb(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
 
 
+MAX_PIXELS = 64_000_000  # larger images are refused before decoding (64 MP: 8000 × 8000)
+MAX_TILES = 16  # an image more elongated than 16:1 would need more tiles than this: refused
+
+
+def check_size(height: int, width: int) -> str | None:
+    """Why an image of this size is refused (a bound on memory and on tiles), or None when it is fine."""
+    if height < 1 or width < 1:
+        return f"has no pixels ({width}×{height})"
+    if height * width > MAX_PIXELS:
+        return (f"too large: {width}×{height} = {height * width / 1e6:.0f} MP, over the {MAX_PIXELS / 1e6:.0f} MP "
+                f"limit; downscale or crop it first")
+    if max(height, width) > MAX_TILES * min(height, width):
+        return (f"aspect ratio {max(height, width)}:{min(height, width)} is beyond {MAX_TILES}:1 (it would need more "
+                f"than {MAX_TILES} tiles); crop it into parts first")
+    return None
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read an image file as uint8 RGB, raising ``ImageReadError`` with a one-line reason on any failure."""
     name = str(path)
@@ -49,19 +67,30 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         if os.path.getsize(name) == 0:
             raise ImageReadError(name, "empty file (0 bytes)")
         with Image.open(name) as image:
+            refused = check_size(image.height, image.width)  # from the header, before decoding
+            if refused:
+                raise ImageReadError(name, refused)
             image.load()
             return to_rgb(image)
     except ImageReadError:
         raise
     except FileNotFoundError:
-        raise ImageReadError(name, "no such file") from None
+        reason = "broken symbolic link" if os.path.islink(name) else "no such file"
+        raise ImageReadError(name, reason) from None
     except IsADirectoryError:
         raise ImageReadError(name, "is a directory, not an image") from None
     except PermissionError:
         raise ImageReadError(name, "permission denied") from None
     except UnidentifiedImageError:
         raise ImageReadError(name, "not an image (unrecognised format)") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    except Image.DecompressionBombError as e:
+        raise ImageReadError(name, f"too large to decode safely ({str(e).split('.')[0]})") from None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise ImageReadError(name, "symbolic link loop") from None
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ImageReadError(name, f"corrupt or truncated image ({reason})") from None
+    except (SyntaxError, ValueError) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ImageReadError(name, f"corrupt or truncated image ({reason})") from None
 

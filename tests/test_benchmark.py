@@ -145,11 +145,11 @@ def test_reused_features_still_count_in_the_throughput():
 @pytest.mark.integration
 def test_knn_on_real_images_with_real_masks(tmp_path):
     """A small tree of real magnetic-tile images (linked, not copied) through the embedded backbone."""
-    from conftest import SHARED_DATA
+    from conftest import SHARED_DATA, missing_real_data
 
     src = SHARED_DATA / "magnetic_tile" / "magnetic_tile"
     if not src.is_dir():
-        pytest.skip("real data not found")
+        missing_real_data(src)
     dst = tmp_path / "data" / "mt" / "tile"
     picks = {"train/good": sorted((src / "train/good").iterdir())[:2],
              "test/good": sorted((src / "test/good").iterdir())[:4],

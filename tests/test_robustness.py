@@ -1,0 +1,345 @@
+"""A hostile user's inputs and faults, through ``anomalyvfm predict`` as a user runs it. For every case: the good
+images still get results, a bad one gets one line naming the file and the reason, the exit status says so, and the
+output folder holds exactly one complete run."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from anomalyvfm.cli import main
+from conftest import write_image
+
+GOOD = 2  # good images scored beside each bad input
+
+
+def _png(path: Path, array: np.ndarray, **kw) -> Path:
+    Image.fromarray(array).save(path, **kw)
+    return path
+
+
+def _raw_png(path: Path, width: int, height: int) -> Path:
+    """A tiny, valid PNG of any size (1-bit greyscale, compressed zero rows): a few hundred bytes."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    row = b"\0" + b"\0" * ((width + 7) // 8)
+    body = zlib.compress(row * height, 9)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+                     + chunk(b"IDAT", body) + chunk(b"IEND", b""))
+    return path
+
+
+def _write(path: Path, data: bytes | str) -> Path:
+    path.write_bytes(data.encode() if isinstance(data, str) else data)
+    return path
+
+
+def _rgb(h=40, w=60, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def _truncated(path: Path, fmt: str) -> Path:
+    full = path.with_name("full" + path.suffix)
+    Image.fromarray(_rgb()).save(full, fmt)
+    data = full.read_bytes()
+    full.unlink()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def _symlink_loop(path: Path) -> Path:
+    other = path.with_name("loop_b.png")
+    os.symlink(other, path)
+    os.symlink(path, other)
+    return path
+
+
+# name: (make(tmp) -> path, expected reason fragment or None when the input must be scored)
+BAD = {
+    "empty file": (lambda d: _write(d / "empty.png", b""), "empty file"),
+    "truncated PNG": (lambda d: _truncated(d / "trunc.png", "PNG"), "corrupt or truncated"),
+    "truncated JPEG": (lambda d: _truncated(d / "trunc.jpg", "JPEG"), "corrupt or truncated"),
+    "random bytes as .jpg": (lambda d: _write(d / "noise.jpg", os.urandom(2048)),
+                             "not an image"),
+    "text as .png": (lambda d: _write(d / "text.png", "hello"), "not an image"),
+    "a .txt file given by name": (lambda d: _write(d / "notes.txt", "x"), "not an image"),
+    "missing file": (lambda d: d / "missing.png", "no such file"),
+    "broken symlink": (lambda d: os.symlink(d / "nowhere.png", d / "dangling.png") or d / "dangling.png",
+                       "broken symbolic link"),
+    "symlink loop": (lambda d: _symlink_loop(d / "loop_a.png"), "symbolic link loop"),
+    "a folder named like an image": (lambda d: (d / "dir.png").mkdir() or d / "dir.png", None),  # searched: empty
+    "SVG": (lambda d: _write(d / "v.svg", "<svg xmlns='http://www.w3.org/2000/svg'/>"),
+            "not an image"),
+    "PNG header, garbage body": (lambda d: _write(d / "garbage.png", b"\x89PNG\r\n\x1a\n" + os.urandom(500)),
+                                 "not an image"),
+    "60000x1 PNG (318 bytes)": (lambda d: _raw_png(d / "line.png", 60000, 1), "aspect ratio"),
+    "1x60000 PNG": (lambda d: _raw_png(d / "column.png", 1, 60000), "aspect ratio"),
+    "13000x13000 PNG": (lambda d: _raw_png(d / "huge.png", 13000, 13000), "too large"),
+    "decompression bomb (40000x40000)": (lambda d: _raw_png(d / "bomb.png", 40000, 40000), "too large"),
+    # readable oddities: scored like any image
+    "16-bit greyscale PNG": (lambda d: _png(d / "g16.png", (np.arange(2400).reshape(40, 60) * 20).astype(np.uint16)),
+                             None),
+    "greyscale PNG": (lambda d: _png(d / "grey.png", _rgb()[..., 0]), None),
+    "RGBA PNG": (lambda d: _png(d / "rgba.png", np.dstack([_rgb(), np.full((40, 60), 128, np.uint8)])), None),
+    "palette PNG": (lambda d: Image.fromarray(_rgb()).convert("P").save(d / "pal.png") or d / "pal.png", None),
+    "CMYK JPEG": (lambda d: Image.fromarray(_rgb()).convert("CMYK").save(d / "cmyk.jpg") or d / "cmyk.jpg", None),
+    "animated GIF": (lambda d: Image.fromarray(_rgb()).save(d / "anim.gif", save_all=True,
+                                                            append_images=[Image.fromarray(_rgb(seed=1))])
+                     or d / "anim.gif", None),
+    "multi-page TIFF": (lambda d: Image.fromarray(_rgb()).save(d / "pages.tif", save_all=True,
+                                                               append_images=[Image.fromarray(_rgb(seed=2))])
+                        or d / "pages.tif", None),
+    "float TIFF": (lambda d: Image.fromarray(np.random.default_rng(0).random((40, 60)).astype(np.float32)).save(
+        d / "float.tif") or d / "float.tif", None),
+    "WebP": (lambda d: Image.fromarray(_rgb()).save(d / "w.webp") or d / "w.webp", None),
+    "BMP": (lambda d: Image.fromarray(_rgb()).save(d / "b.bmp") or d / "b.bmp", None),
+    "upper-case extension": (lambda d: _png(d / "UPPER.PNG", _rgb()), None),
+    "brackets in the name": (lambda d: _png(d / "part[1].png", _rgb()), None),
+    "spaces and unicode in the name": (lambda d: _png(d / "pièce n°2.png", _rgb()), None),
+    "1x1 image": (lambda d: _png(d / "dot.png", _rgb(1, 1)), None),
+    "tall image (tiled)": (lambda d: _png(d / "tall.png", _rgb(600, 60)), None),
+    "all-black image": (lambda d: _png(d / "black.png", np.zeros((40, 60, 3), np.uint8)), None),
+    "EXIF-rotated JPEG": (lambda d: _exif_rotated(d / "rot.jpg"), None),
+}
+
+
+def _exif_rotated(path: Path) -> Path:
+    image = Image.fromarray(_rgb())
+    exif = image.getexif()
+    exif[0x0112] = 6  # rotate 90° on display
+    image.save(path, exif=exif)
+    return path
+
+
+def _rows(out: Path) -> list[dict]:
+    with open(out / "results.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _predict(args: list[str], capsys) -> tuple[int, str]:
+    rc = main(["predict", *args])
+    return rc, capsys.readouterr().err
+
+
+@pytest.fixture
+def goods(tmp_path) -> list[str]:
+    return [str(write_image(tmp_path / "good" / f"ok{i}.png", seed=i)) for i in range(GOOD)]
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_each_input_kind_gets_a_result_or_a_one_line_reason(case, tiny_checkpoint, tmp_path, goods, capsys):
+    make, reason = BAD[case]
+    bad_dir = tmp_path / "inputs"
+    bad_dir.mkdir()
+    path = make(bad_dir)
+    out = tmp_path / "out"
+    rc, err = _predict([*goods, str(path), "--model", str(tiny_checkpoint), "--resolution", "56", "--out", str(out)],
+                       capsys)
+    rows = _rows(out)
+    by_path = {r["path"]: r for r in rows}
+    assert all(by_path[g]["verdict"] in ("normal", "anomalous") for g in goods)  # the good ones always scored
+    if case == "a folder named like an image":  # a folder is searched: nothing inside, nothing added
+        assert len(rows) == GOOD and rc == 0
+        return
+    row = by_path[str(path)]
+    if reason is None:
+        assert row["verdict"] in ("normal", "anomalous") and row["score"] != "" and rc == 0, row
+        assert (out / "heatmaps" / row["image"]).is_file()
+    else:
+        assert row["verdict"] == "error" and reason in row["error"] and rc == 1, row
+        lines = [line for line in err.splitlines() if line.startswith("error:")]
+        assert lines == [f"error: {path}: {row['error']}"]  # one line, naming the file and the reason
+    assert json.loads((out / "run.json").read_text())["status"] == "complete"
+    assert not (out / ".anomalyvfm.lock").exists()
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two"])
+def test_a_bad_batch_size_is_refused_before_anything_runs(value, tmp_path, goods, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["predict", *goods, "--batch-size", value, "--out", str(tmp_path / "o")])
+    assert e.value.code == 2 and "--batch-size" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_an_out_that_is_a_file_fails_before_inference(tiny_checkpoint, tmp_path, goods, capsys):
+    (tmp_path / "o").write_text("keep me")
+    rc, err = _predict([*goods, "--model", str(tiny_checkpoint), "--out", str(tmp_path / "o")], capsys)
+    assert rc == 2 and "is not a folder" in err and (tmp_path / "o").read_text() == "keep me"
+
+
+def test_a_second_concurrent_run_is_refused_and_a_stale_lock_is_taken_over(tiny_checkpoint, tmp_path, goods, capsys):
+    import subprocess
+    import sys
+
+    out = tmp_path / "o"
+    out.mkdir()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (out / ".anomalyvfm.lock").write_text(str(sleeper.pid))  # a live run holds the folder
+        rc, err = _predict([*goods, "--model", str(tiny_checkpoint), "--out", str(out)], capsys)
+        assert rc == 2 and f"another anomalyvfm run (pid {sleeper.pid})" in err and not (out / "results.csv").exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    rc, _ = _predict([*goods, "--model", str(tiny_checkpoint), "--out", str(out)], capsys)  # its pid is dead now
+    assert rc == 0 and len(_rows(out)) == GOOD and not (out / ".anomalyvfm.lock").exists()
+
+
+def test_a_rerun_replaces_the_previous_run_and_leaves_nothing_stale(tiny_checkpoint, tmp_path, capsys):
+    first = [str(write_image(tmp_path / "in" / f"first{i}.png", seed=i)) for i in range(3)]
+    second = [str(write_image(tmp_path / "in2" / "second.png", seed=9))]
+    out = tmp_path / "o"
+    assert _predict([*first, "--model", str(tiny_checkpoint), "--out", str(out)], capsys)[0] == 0
+    assert _predict([*second, "--model", str(tiny_checkpoint), "--out", str(out)], capsys)[0] == 0
+    assert [r["path"] for r in _rows(out)] == second
+    assert sorted(p.name for p in (out / "heatmaps").iterdir()) == ["second.png"]
+    assert sorted(p.name for p in (out / "overlays").iterdir()) == ["second.png"]
+
+
+def test_predicting_the_current_folder_twice_never_scores_its_own_outputs(tiny_checkpoint, tmp_path, capsys,
+                                                                          monkeypatch):
+    for i in range(2):
+        write_image(tmp_path / "lot" / f"{i}.png", seed=i)
+    monkeypatch.chdir(tmp_path / "lot")
+    for _ in range(2):
+        assert _predict([".", "--model", str(tiny_checkpoint), "--out", "out"], capsys)[0] == 0
+        assert len(_rows(tmp_path / "lot" / "out")) == 2
+
+
+def test_a_run_killed_midway_keeps_every_row_it_finished(tiny_checkpoint, tmp_path, capsys, monkeypatch):
+    import anomalyvfm.outputs as outputs
+
+    paths = [str(write_image(tmp_path / "in" / f"{i}.png", seed=i)) for i in range(5)]
+    real_add, seen = outputs.ResultsWriter.add, []
+
+    def add_then_die(self, p):
+        if len(seen) == 3:
+            raise KeyboardInterrupt  # the process dies here
+        seen.append(p.name)
+        return real_add(self, p)
+
+    monkeypatch.setattr(outputs.ResultsWriter, "add", add_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        main(["predict", *paths, "--model", str(tiny_checkpoint), "--out", str(tmp_path / "o"), "--batch-size", "2"])
+    rows = _rows(tmp_path / "o")
+    assert [r["path"] for r in rows] == paths[:3] and all(r["score"] for r in rows)
+    assert len((tmp_path / "o" / "results.jsonl").read_text().splitlines()) == 3
+    assert json.loads((tmp_path / "o" / "run.json").read_text())["status"] == "interrupted"
+
+
+def test_colliding_names_get_one_heatmap_each(tiny_checkpoint, tmp_path, capsys):
+    paths = [str(write_image(tmp_path / "c" / "A" / "a.png", seed=1)), str(write_image(tmp_path / "c" / "B" / "a.png"))]
+    paths.append(str(write_image(tmp_path / "c" / "a_2.png", seed=2)))
+    _predict([*paths, "--model", str(tiny_checkpoint), "--out", str(tmp_path / "o")], capsys)
+    rows = _rows(tmp_path / "o")
+    names = [r["image"] for r in rows]
+    assert len(rows) == 3 and len(set(names)) == 3
+    assert all((tmp_path / "o" / "heatmaps" / n).is_file() for n in names)
+
+
+def test_outputs_follow_the_umask(tiny_checkpoint, tmp_path, goods, capsys):
+    import importlib
+    import stat
+
+    import anomalyvfm.outputs as outputs
+
+    old = os.umask(0o022)
+    try:
+        importlib.reload(outputs)
+        _predict([*goods, "--model", str(tiny_checkpoint), "--out", str(tmp_path / "o")], capsys)
+    finally:
+        os.umask(old)
+        importlib.reload(outputs)
+    for name in ("results.csv", "results.jsonl", "run.json", "heatmaps/ok0.png", "overlays/ok0.png"):
+        assert stat.S_IMODE((tmp_path / "o" / name).stat().st_mode) == 0o644, name
+
+
+def test_a_nan_score_is_an_error_never_a_verdict(tiny_model, tmp_path, goods, capsys):
+    import torch
+
+    with torch.no_grad():
+        for p in tiny_model.image_head.parameters():
+            p.fill_(float("nan"))
+    tiny_model.config.weights_sha256 = None
+    ckpt = tiny_model.save_pretrained(tmp_path / "nan")
+    rc, err = _predict([*goods, "--model", str(ckpt), "--out", str(tmp_path / "o")], capsys)
+    rows = _rows(tmp_path / "o")
+    assert rc == 1 and all(r["verdict"] == "error" and "non-finite" in r["error"] for r in rows)
+    lines = (tmp_path / "o" / "results.jsonl").read_text()
+    def bare(token):
+        raise AssertionError(f"results.jsonl holds a bare {token}")
+
+    assert all(json.loads(line, parse_constant=bare)["score"] is None for line in lines.splitlines())
+
+
+def test_tampered_weights_are_refused_by_their_recorded_sha256(tiny_checkpoint, tmp_path, goods, capsys):
+    from safetensors.torch import load_file, save_file
+
+    heads = tiny_checkpoint / "heads.safetensors"
+    tensors = load_file(heads)
+    name = next(iter(tensors))
+    tensors[name] = tensors[name] + 1.0
+    save_file(tensors, heads)
+    rc = main(["predict", *goods, "--model", str(tiny_checkpoint), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "sha256" in err and str(tiny_checkpoint) in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_damaged_safetensors_file_names_the_file(tiny_checkpoint, tmp_path, goods, capsys):
+    cfg = json.loads((tiny_checkpoint / "config.json").read_text())
+    cfg["weights_sha256"] = None  # past the checksum: the reader itself must explain
+    (tiny_checkpoint / "config.json").write_text(json.dumps(cfg))
+    (tiny_checkpoint / "heads.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{bad")
+    rc = main(["predict", *goods, "--model", str(tiny_checkpoint), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "heads.safetensors" in err and "safetensors" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_mistyped_local_model_path_is_not_looked_up_on_the_hub(tmp_path, goods, capsys):
+    rc = main(["predict", *goods, "--model", str(tmp_path / "no-such-profile"), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "no such checkpoint folder" in err and "internet" not in err
+
+
+def test_a_backbone_that_brings_code_is_refused(tiny_backbone_dir):
+    from anomalyvfm.backbones import load_backbone
+    from anomalyvfm.errors import BackboneNotFoundError
+
+    cfg = json.loads((tiny_backbone_dir / "config.json").read_text())
+    cfg["auto_map"] = {"AutoModel": "evil.EvilModel"}
+    (tiny_backbone_dir / "config.json").write_text(json.dumps(cfg))
+    (tiny_backbone_dir / "evil.py").write_text("raise SystemExit('the code ran')\n")
+    with pytest.raises(BackboneNotFoundError, match="auto_map"):
+        load_backbone(str(tiny_backbone_dir))
+
+
+def test_a_pickle_backbone_is_never_unpickled(tiny_backbone_dir, tmp_path):
+    import torch
+
+    from anomalyvfm.backbones import load_backbone
+    from anomalyvfm.errors import BackboneNotFoundError
+
+    state = {k: v for k, v in __import__("safetensors.torch", fromlist=["load_file"]).load_file(
+        tiny_backbone_dir / "model.safetensors").items()}
+    (tiny_backbone_dir / "model.safetensors").unlink()
+    torch.save(state, tiny_backbone_dir / "pytorch_model.bin")
+    with pytest.raises(BackboneNotFoundError, match="safetensors"):
+        load_backbone(str(tiny_backbone_dir))
+
+
+def test_a_profile_saved_over_another_keeps_none_of_its_files(tiny_model, tmp_path):
+    from anomalyvfm.profile import ProfileState
+
+    folder = tmp_path / "p"
+    tiny_model.profile = ProfileState(reference=_rgb())
+    tiny_model.save_pretrained(folder)
+    assert (folder / "reference.png").is_file()
+    tiny_model.profile = None
+    tiny_model.save_pretrained(folder)
+    assert not (folder / "reference.png").exists() and not (folder / "state.json").exists()
