@@ -152,6 +152,20 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _readable(paths: list[str], what: str) -> list[str]:
+    """The paths that read as images; each other one is named with its reason on one line and skipped."""
+    from .preprocess import ImageReadError, read_image
+
+    ok = []
+    for path in paths:
+        try:
+            read_image(path)
+            ok.append(path)
+        except ImageReadError as e:
+            print(f"warning: skipped {what} image {e.path}: {e.reason}", file=sys.stderr)
+    return ok
+
+
 def _finetune(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -159,9 +173,9 @@ def _finetune(args: argparse.Namespace) -> int:
     from .model import load_default, shipped_checkpoint
     from .predict import collect_inputs
 
-    good = collect_inputs(args.good)
+    good = _readable(collect_inputs(args.good), "good")
     if not good:
-        print(f"error: no images found in {' '.join(args.good)}", file=sys.stderr)
+        print(f"error: no readable images found in {' '.join(args.good)}", file=sys.stderr)
         return 2
     if args.shots:
         good = [good[i] for i in sorted(np.random.default_rng(args.seed).permutation(len(good))[:args.shots])]
@@ -175,7 +189,7 @@ def _finetune(args: argparse.Namespace) -> int:
     if args.defective:
         from .data.samples import find_mask
 
-        for path in collect_inputs(args.defective):
+        for path in _readable(collect_inputs(args.defective), "defective"):
             mask = find_mask(Path(args.masks), Path(path).stem) if args.masks else None
             defective.append((path, str(mask) if mask else None))
     profile, report = finetune(base, good, cfg, defective=defective)
@@ -195,11 +209,11 @@ def _calibrate(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = load_default(args.model)
-    good = collect_inputs(args.good)
-    bad = collect_inputs(args.defective) if args.defective else None
+    good = _readable(collect_inputs(args.good), "good")
+    bad = _readable(collect_inputs(args.defective), "defective") if args.defective else None
     if len(good) < 2:
-        print(f"error: calibration needs at least 2 good images, found {len(good)} in {' '.join(args.good)}",
-              file=sys.stderr)
+        print(f"error: calibration needs at least 2 readable good images, found {len(good)} in "
+              f"{' '.join(args.good)}", file=sys.stderr)
         return 2
     cal = recalibrate(model, good, args.fpr, bad)
     out = model.save_pretrained(args.out or args.model)
@@ -225,7 +239,14 @@ def _export(args: argparse.Namespace) -> int:
 def _push(args: argparse.Namespace) -> int:
     from .hub import push_folder
 
-    url = push_folder(args.folder, args.repo, private=args.private, revision=args.revision)
+    try:
+        url = push_folder(args.folder, args.repo, private=args.private, revision=args.revision)
+    except (OSError, ValueError) as e:  # offline, no token, no such folder: one line
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        hint = " (no network: push where the hub is reachable)" if "connect" in first.lower() or \
+            "offline" in first.lower() else ""
+        print(f"error: push {args.folder} to {args.repo} failed: {first}{hint}", file=sys.stderr)
+        return 2
     print(f"pushed {args.folder} to {args.repo}: {url}", file=sys.stderr)
     return 0
 
@@ -292,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     f = sub.add_parser("finetune", help="adapt to one product from a few good images: a profile folder")
     f.add_argument("--good", nargs="+", required=True, help="good images: files, folders or glob patterns")
-    f.add_argument("--shots", type=int, help="use k of them, drawn with --seed (default: all)")
+    f.add_argument("--shots", type=_positive, help="use k of them, drawn with --seed (default: all)")
     f.add_argument("--base", help="base checkpoint folder or hub id (default: the shipped checkpoint)")
     f.add_argument("--out", required=True, help="profile folder to write")
     f.add_argument("--mode", choices=tuple(MODES))

@@ -7,6 +7,7 @@ import csv
 import json
 import os
 import struct
+import warnings
 import zlib
 from pathlib import Path
 
@@ -343,3 +344,37 @@ def test_a_profile_saved_over_another_keeps_none_of_its_files(tiny_model, tmp_pa
     tiny_model.profile = None
     tiny_model.save_pretrained(folder)
     assert not (folder / "reference.png").exists() and not (folder / "state.json").exists()
+
+
+def test_finetune_and_calibrate_skip_an_unreadable_good_image_and_go_on(tiny_checkpoint, tmp_path, capsys):
+    good = tmp_path / "good"
+    for i in range(3):
+        write_image(good / f"{i}.png", seed=i)
+    _write(good / "broken.png", b"\x89PNG\r\n\x1a\nbroken")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the few-image threshold warning
+        rc = main(["finetune", "--good", str(good), "--base", str(tiny_checkpoint), "--out", str(tmp_path / "p"),
+                   "--resolution", "56", "--steps", "2"])
+    err = capsys.readouterr().err
+    assert rc == 0 and f"skipped good image {good / 'broken.png'}: not an image" in err
+    assert len(json.loads((tmp_path / "p" / "profile.json").read_text())["images"]) == 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rc = main(["calibrate", str(tmp_path / "p"), "--good", str(good)])
+    assert rc == 0 and "skipped good image" in capsys.readouterr().err
+    for f in good.glob("[0-9].png"):
+        f.write_bytes(b"")
+    assert main(["calibrate", str(tmp_path / "p"), "--good", str(good)]) == 2  # too few remain: a clear failure
+    assert "at least 2 readable good images, found 0" in capsys.readouterr().err
+
+
+def test_finetune_refuses_zero_shots(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["finetune", "--good", str(tmp_path), "--shots", "0", "--out", str(tmp_path / "p")])
+    assert e.value.code == 2 and "--shots" in capsys.readouterr().err
+
+
+def test_push_without_network_is_one_clear_line(tiny_checkpoint, capsys):
+    rc = main(["push", str(tiny_checkpoint), "--repo", "someone/tiny"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.startswith(f"error: push {tiny_checkpoint} to someone/tiny failed") and "\n" not in err
