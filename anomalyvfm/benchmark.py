@@ -109,13 +109,16 @@ def run_benchmark(cfg: BenchmarkConfig, factory: Callable[..., Method] | None = 
     factory = factory or (lambda name: create_method(name, mode=cfg.mode, resolution=cfg.resolution,
                                                      model=cfg.model, clip_model=cfg.clip_model,
                                                      clip_pretrained=cfg.clip_pretrained))
-    categories = scan(cfg.data, cfg.datasets or None)
+    skipped: list[str] = []
+    categories = scan(cfg.data, cfg.datasets or None, skipped=skipped)
 
     def warn(message: str) -> None:
         if message not in cfg.warnings:
             cfg.warnings.append(message)
             tqdm.write(f"warning: {message}")
 
+    for message in skipped:
+        warn(message)
     for cat in categories:
         for message in cat.warnings:
             warn(message)
@@ -132,11 +135,20 @@ def run_benchmark(cfg: BenchmarkConfig, factory: Callable[..., Method] | None = 
             if not runs:
                 continue
             test = _load_images(cat.test, warn)
+            labels = {s.label for s in cat.test if str(s.path) in test}
+            if labels != {0, 1}:
+                warn(f"{cat.key}: {len(test)} readable test images, not both good and defective ones; "
+                     f"category skipped")
+                continue
             for k, seed in tqdm(runs, desc=cat.key, unit="run", leave=False):
                 if k > len(cat.train):
                     warn(f"{cat.key}: {k}-shot needs {k} train/good images, found {len(cat.train)}; skipped")
                     continue
-                _run_one(cfg, cat, method, name, k, seed, test, warn)
+                try:
+                    _run_one(cfg, cat, method, name, k, seed, test, warn)
+                except (ValueError, RuntimeError, OSError) as e:  # one run's failure never stops the others
+                    warn(f"{cat.key}: {name} k={k} seed={seed} failed ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0] if str(e) else ''}); skipped")
             method.clear_cache()
     from .report import collect_parts
 
@@ -149,6 +161,8 @@ def _run_one(cfg: BenchmarkConfig, cat: Category, method: Method, name: str, k: 
     fit_s = 0.0
     if k:
         references = _load_images(draw_shots(cat.train, k, seed), warn)
+        if not references:
+            raise ValueError(f"none of the {k} drawn train/good images could be read")
         tic = time.perf_counter()
         method.fit(references)
         fit_s = time.perf_counter() - tic

@@ -185,3 +185,27 @@ def test_fewshot_method_in_the_runner_reports_calibration_and_fit_time(tmp_path,
     assert row["method"] == "anomalyvfm-fewshot" and row["shots"] == 2 and row["fit_s"] > 0
     assert 0.0 <= row["FPR@thr"] <= 1.0 and 0.0 <= row["recall@thr"] <= 1.0
     assert {"I-AUROC[raw]", "I-AUROC[topk]"} <= set(row)
+
+
+def test_unreadable_or_empty_categories_are_warned_about_and_the_rest_finish(tmp_path, tiny_model):
+    data = tmp_path / "data"
+    fake_mvtec(data / "toyset", "fine")
+    for f in (fake_mvtec(data / "toyset", "badtest") / "test").rglob("*.png"):
+        f.write_bytes(b"")
+    for f in (fake_mvtec(data / "toyset", "badtrain") / "train").rglob("*.png"):
+        f.write_bytes(b"junk")
+    (data / "toyset" / "empty" / "test" / "good").mkdir(parents=True)
+    (data / "toyset" / "empty" / "train" / "good").mkdir(parents=True)
+    cfg = BenchmarkConfig(data=str(data), out=str(tmp_path / "out"), methods=("knn", "anomalyvfm"), shots=(1,),
+                          seeds=(0,))
+    for _ in range(2):  # and again, as a resume: the same warnings, no stop
+        rows = run_benchmark(cfg, _factory(tiny_model))
+    done = {(r["row"]["category"], r["row"]["method"]) for r in rows}
+    assert done == {("fine", "knn"), ("fine", "anomalyvfm"), ("badtrain", "anomalyvfm")}
+    text = "\n".join(cfg.warnings)
+    assert "toyset/badtest: 0 readable test images" in text and "toyset/empty has no test images" in text
+    assert "toyset/badtrain: knn k=1 seed=0 failed" in text
+    from anomalyvfm.report import write_reports
+
+    write_reports(rows, tmp_path / "out", {}, cfg.warnings)
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["warnings"] == cfg.warnings

@@ -22,9 +22,11 @@ def _read(folder: Path, depth: int) -> list[Category] | None:
     return None
 
 
-def scan(root: str | Path, datasets: Sequence[str] | None = None, max_depth: int = 3) -> list[Category]:
+def scan(root: str | Path, datasets: Sequence[str] | None = None, max_depth: int = 3,
+         skipped: list[str] | None = None) -> list[Category]:
     """Find every dataset/category under ``root`` (the root itself may be one). ``datasets`` keeps only the
-    named datasets or ``dataset/category`` keys. Categories with no test images are skipped with a warning."""
+    named datasets or ``dataset/category`` keys. Categories with no test images are skipped with a warning (also
+    appended to ``skipped`` when given)."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such data folder")
@@ -44,7 +46,10 @@ def scan(root: str | Path, datasets: Sequence[str] | None = None, max_depth: int
         if datasets and cat.dataset not in datasets and cat.key not in datasets:
             continue
         if not cat.test:
-            log.warning("%s: category %s has no test images; skipped", root, cat.key)
+            message = f"{root}: category {cat.key} has no test images; skipped"
+            log.warning(message)
+            if skipped is not None:
+                skipped.append(message)
             continue
         for message in cat.warnings:
             log.warning(message)
