@@ -19,6 +19,7 @@ class Calibration:
     good_mean: float = 0.0
     good_max: float = 0.0
     n_images: int = 0  # distinct good images behind the scores (views of one image count once)
+    resolution: int | None = None  # input side the scores were computed at (None: not recorded, before 0.2)
 
     def deviation(self, raw: float | np.ndarray) -> float | np.ndarray:
         """Raw score → deviation in (0, 1): σ((raw − threshold) / scale); the threshold maps to exactly 0.5."""

@@ -64,9 +64,10 @@ class MemoryBank:
                                  f"{side}x{side}: predict at the profile's resolution")
             dist = neighbourhood_distance(tokens, self.good, side)
         else:
-            dist = torch.stack([nearest_distance(t, self.good) for t in tokens])
+            flat = tokens.reshape(-1, tokens.shape[-1])  # one search for the whole batch: no per-image loop, so an
+            dist = nearest_distance(flat, self.good).view(tokens.shape[:2])  # ONNX trace keeps its batch dynamic
         if self.defects is not None:
-            bad = torch.stack([nearest_distance(t, self.defects) for t in tokens])
+            bad = nearest_distance(tokens.reshape(-1, tokens.shape[-1]), self.defects).view(tokens.shape[:2])
             dist = dist + (dist - bad).clamp(min=0.0)
         return dist
 

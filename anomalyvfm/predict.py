@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import glob
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,6 +121,11 @@ def iter_predict(model, images: Iterable[ImageInput], batch_size: int = 8, mode:
     threshold = cfg.threshold if threshold is None else threshold
     pixel_threshold = cfg.pixel_threshold if pixel_threshold is None else pixel_threshold
     items = list(images)
+    calibration = model.profile.calibration if model.profile is not None else None
+    if calibration is not None and calibration.resolution and calibration.resolution != res:
+        warnings.warn(f"this profile was calibrated at {calibration.resolution} px but predicts at {res} px: its "
+                      f"threshold does not carry over (scores shift with resolution); predict at "
+                      f"{calibration.resolution} px or recalibrate at {res}", stacklevel=2)
     model.prepare_for_inference()
     device = model.device
 

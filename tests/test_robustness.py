@@ -378,3 +378,20 @@ def test_push_without_network_is_one_clear_line(tiny_checkpoint, capsys):
     rc = main(["push", str(tiny_checkpoint), "--repo", "someone/tiny"])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and err.startswith(f"error: push {tiny_checkpoint} to someone/tiny failed") and "\n" not in err
+
+
+def test_a_profile_used_at_another_resolution_than_its_calibration_warns(tiny_model, tmp_path):
+    from anomalyvfm.calibration import Calibration
+    from anomalyvfm.profile import ProfileState
+
+    tiny_model.profile = ProfileState(calibration=Calibration(0.5, 0.1, 0.01, 8, resolution=56))
+    image = write_image(tmp_path / "a.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tiny_model.predict([image], resolution=56)  # same resolution: silent
+    with pytest.warns(UserWarning, match="calibrated at 56 px but predicts at 112 px"):
+        tiny_model.predict([image], resolution=112)
+    ckpt = tiny_model.save_pretrained(tmp_path / "p")  # the resolution is saved with the calibration
+    from anomalyvfm import AnomalyVFM
+
+    assert AnomalyVFM.from_pretrained(ckpt).profile.calibration.resolution == 56

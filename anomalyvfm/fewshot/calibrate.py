@@ -9,6 +9,7 @@ from typing import Sequence
 import numpy as np
 
 from ..calibration import MIN_IMAGES, Calibration, calibrate
+from ..config import resolution_for
 from ..model import AnomalyVFM
 from ..preprocess import ImageInput
 from ..profile import ProfileState
@@ -40,7 +41,7 @@ def fit_calibration(model: AnomalyVFM, images: list[np.ndarray], state: ProfileS
     if defective:
         scores, _ = model.scores(forward_all(model, np.stack(defective), cfg.batch_size, model.device), res, state)
         raw_bad = scores[model.config.image_score].tolist()
-    cal = calibrate(raw, cfg.fpr, raw_bad, groups=groups, bounded=True)
+    cal = replace(calibrate(raw, cfg.fpr, raw_bad, groups=groups, bounded=True), resolution=res)
     if cal.n_images < MIN_IMAGES and not defective:
         warnings.warn(f"the threshold comes from {cal.n_images} good image(s): views of so few images do not show how "
                       f"much the next good image differs: on real data, for a 1% target, such thresholds flagged 9% (2 "
@@ -60,10 +61,13 @@ def recalibrate(model: AnomalyVFM, good: Sequence[ImageInput], fpr: float = 0.01
     model.profile = state
     rule = model.config.image_score
 
-    def raw(images):
-        return [p.scores[rule] for p in model.predict(list(images), batch_size=batch_size, errors="raise")]
+    res = resolution_for(None, None, model.config.mode)
 
-    cal = calibrate(raw(good), fpr, raw(defective) if defective else None, bounded=True)
+    def raw(images):
+        return [p.scores[rule] for p in model.predict(list(images), batch_size=batch_size, resolution=res,
+                                                      errors="raise")]
+
+    cal = replace(calibrate(raw(good), fpr, raw(defective) if defective else None, bounded=True), resolution=res)
     model.profile = replace(state, calibration=cal)
     model.config.threshold, model.config.threshold_origin = 0.5, "calibrated"
     return cal
