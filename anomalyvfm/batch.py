@@ -40,7 +40,7 @@ class BatchConfig:
     fusion: str = "auto"  # "auto" (weighted by the batch's level), "mutual" (max_weight always), "model" (weight 0)
     level_full: float = 0.42  # median mutual patch distance at or below which mutual scores get ``max_weight``
     level_zero: float = 0.49  # ... and at or above which they get no weight
-    max_weight: float = 0.9  # weight of the mutual z-score in the fused z-score
+    max_weight: float = 0.8  # weight of the mutual z-score in the fused z-score
     teacher_top: float = 0.1  # fraction of the batch the model's scores mark as likely anomalous (``agreement``)
     fpr: float = 0.01  # target false-positive rate of the batch-calibrated threshold
     min_images: int = 20  # fewer images: the batch's own statistics are too uncertain (warning)
