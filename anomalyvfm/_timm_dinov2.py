@@ -63,7 +63,12 @@ def load_timm_dinov2(name: str, *, pretrained: bool = True) -> nn.Module:
     if "dinov2" not in name:
         raise ValueError(f"timm model {name!r} is not a DINOv2 ViT (expected e.g. vit_small_patch14_dinov2.lvd142m)")
     try:
-        vit = timm.create_model(name, pretrained=pretrained, num_classes=0)
+        overlay = {}
+        if pretrained:  # the safetensors file only, fetched by us: timm never unpickles a checkpoint here
+            from huggingface_hub import hf_hub_download
+
+            overlay = {"file": hf_hub_download(f"timm/{name}", "model.safetensors")}
+        vit = timm.create_model(name, pretrained=pretrained, num_classes=0, pretrained_cfg_overlay=overlay or None)
     except (OSError, RuntimeError) as e:
         raise BackboneNotFoundError(f"cannot load timm backbone {name!r} offline; download it where there is network and pass "
                       "the Hugging Face folder instead") from e
