@@ -37,6 +37,8 @@ VARIANTS = {  # name: MutualConfig overrides
     "r 1/3/5, projected to 64": {"radii": (1, 3, 5), "project": 64},
     "r 1/3, projected to 128": {"radii": (1, 3), "project": 128},
     "r 1/3/5, projected to 64, 100 references": {"radii": (1, 3, 5), "project": 64, "max_references": 100},
+    "r 1/3, projected to 128, 100 references": {"radii": (1, 3), "project": 128, "max_references": 100},
+    "r 1/3, projected to 128, 64 references": {"radii": (1, 3), "project": 128, "max_references": 64},
 }
 
 
