@@ -395,3 +395,30 @@ def test_a_profile_used_at_another_resolution_than_its_calibration_warns(tiny_mo
     from anomalyvfm import AnomalyVFM
 
     assert AnomalyVFM.from_pretrained(ckpt).profile.calibration.resolution == 56
+
+
+def test_kill_9_midway_keeps_the_finished_rows_and_a_rerun_completes(tiny_checkpoint, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    paths = [str(write_image(tmp_path / "in" / f"{i:03d}.png", size=(28, 28), seed=i)) for i in range(300)]
+    out = tmp_path / "o"
+    cmd = [sys.executable, "-m", "anomalyvfm.cli", "predict", str(tmp_path / "in"), "--model", str(tiny_checkpoint),
+           "--resolution", "56", "--batch-size", "1", "--out", str(out)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    jsonl = out / "results.jsonl"
+    while proc.poll() is None and (not jsonl.exists() or jsonl.read_text().count("\n") < 3):
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it was killed"
+    lines = jsonl.read_text().splitlines()
+    assert 3 <= len(lines) < len(paths) and all(json.loads(line)["score"] is not None for line in lines)
+    assert len(_rows(out)) >= len(lines) - 1  # the csv is streamed the same way
+    assert json.loads((out / "run.json").read_text())["status"] == "running"  # it never finished
+    rc = subprocess.run(cmd, env=env, capture_output=True).returncode  # the dead run's lock is taken over
+    assert rc == 0 and len(_rows(out)) == len(paths)
+    assert json.loads((out / "run.json").read_text())["status"] == "complete"
