@@ -158,7 +158,7 @@ def scale_section() -> list[str]:
             "Wall time and peak resident memory of `predict(batch_mode=\"mutual\")` (model pass with the extra "
             "layers, 6 mutual maps of 128-d projected features, fusion, calibration) for N real 224 px images, next to single-image `predict` on "
             "the same images (timed on min(N, 200) and scaled to N); each N in a fresh process; 2-core CPU, batch 8, "
-            "at most 200 reference images per image, bfloat16 similarities.", "", table.read_text().strip(), "",
+            "at most 64 reference images per image, bfloat16 similarities.", "", table.read_text().strip(), "",
             "![batch mode cost](benchmarks/results/batch-scale/scale.png)", "",
             "Re-run: `python benchmarks/batch_scale.py`.", ""]
 
