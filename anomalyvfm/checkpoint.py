@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from .config import AnomalyVFMConfig
 from .errors import CheckpointError
 from .hashing import sha256_files
+from .locations import looks_local
 from .profile import LEGACY_KEYS, ProfileState
 
 if TYPE_CHECKING:
@@ -56,11 +57,6 @@ def split_legacy(data: dict) -> tuple[AnomalyVFMConfig, dict]:
     return AnomalyVFMConfig.from_dict(data), legacy
 
 
-def _looks_local(spec: str) -> bool:
-    """A path rather than a hub id ("user/name"): absolute, relative with ./ or ~, or more than one "/"."""
-    return spec.startswith(("/", ".", "~")) or "\\" in spec or spec.count("/") != 1 or Path(spec).exists()
-
-
 def resolve(name_or_dir: str | os.PathLike, revision: str | None = None) -> Path:
     """A local checkpoint folder, or a hub repo id downloaded (only the format's files) into the hub cache."""
     directory = Path(name_or_dir).expanduser()
@@ -68,7 +64,7 @@ def resolve(name_or_dir: str | os.PathLike, revision: str | None = None) -> Path
         if not (directory / CONFIG_NAME).is_file():
             raise CheckpointError(f"{directory}: not a checkpoint folder (no {CONFIG_NAME})")
         return directory
-    if _looks_local(str(name_or_dir)):
+    if looks_local(str(name_or_dir)):
         raise CheckpointError(f"{name_or_dir}: no such checkpoint folder")
     from huggingface_hub import snapshot_download
 

@@ -422,3 +422,11 @@ def test_kill_9_midway_keeps_the_finished_rows_and_a_rerun_completes(tiny_checkp
     rc = subprocess.run(cmd, env=env, capture_output=True).returncode  # the dead run's lock is taken over
     assert rc == 0 and len(_rows(out)) == len(paths)
     assert json.loads((out / "run.json").read_text())["status"] == "complete"
+
+
+def test_a_mistyped_local_backbone_path_is_not_looked_up_on_the_hub(tmp_path):
+    from anomalyvfm.backbones import load_backbone
+    from anomalyvfm.errors import BackboneNotFoundError
+
+    with pytest.raises(BackboneNotFoundError, match="no such backbone folder"):
+        load_backbone(str(tmp_path / "no-such-backbone"))
