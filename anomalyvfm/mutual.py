@@ -14,9 +14,10 @@ Classification and Segmentation with Mutual Scoring of the Unlabeled Images", IC
 Where we depart from the published recipe: DINOv2 ViT-S/14 (the embedded backbone) at 224 px instead of ViT-L/14 at
 518; degrees r = 1, 3 instead of 1, 3, 5, features compared after a seeded random orthogonal projection to 128
 dimensions and each image against at most 64 others (12× cheaper, -0.9 AUROC on the validation category;
-``MutualConfig(radii=(1, 3, 5), project=None, max_references=200)`` is the full recipe); cosine geometry (Euclidean distance between L2-normalised vectors, as MuSc computes it); large
-batches are compared with a seeded subsample of ``max_references`` reference images; distances are computed in
-chunks under a memory bound (``chunk_mb``).
+``MutualConfig(radii=(1, 3, 5), project=None, max_references=200)`` is the full recipe); cosine geometry
+(Euclidean distance between L2-normalised vectors, as MuSc computes it); large batches are compared with a seeded
+subsample of ``max_references`` reference images; distances are computed in chunks under a memory bound
+(``chunk_mb``).
 """
 from __future__ import annotations
 

@@ -15,6 +15,15 @@ def _pct(v) -> str:
     return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
 
 
+def _table_section(table: str, title: str, intro: str, rerun: str, after: tuple[str, ...] = ()) -> list[str]:
+    """A section around a script's Markdown table under results/: title, intro, the table, ``after``, how to re-run
+    it; nothing when the table has not been produced."""
+    path = RESULTS / table
+    if not path.is_file():
+        return []
+    return [f"## {title}", "", intro, "", path.read_text().strip(), "", *after, f"Re-run: `{rerun}`.", ""]
+
+
 def ablation_section() -> list[str]:
     path = RESULTS / "mutual-ablation" / "results-adapted-bf16.json"
     if not path.is_file():
@@ -102,23 +111,17 @@ def _report_means(rows: list[dict]) -> list[str]:
 
 
 def speed_section() -> list[str]:
-    table = RESULTS / "mutual-speed" / "table.md"
-    fusion = RESULTS / "batch-fusion" / "table.md"
-    out = []
-    if table.is_file():
-        out += ["## Batch mode cost: cheaper mutual scoring", "",
-                "MuSc's recipe (3 layers × 3 degrees of 384-d features, each image against 200 others) cost about 4× "
-                "single-image predict. Approximations compared on the validation category only; the rule: the best "
-                "validation I-AUROC among variants whose mutual step costs at most half the model's forward pass "
-                "(so that batch mode stays within 1.5× single-image predict). Random projections are seeded "
-                "orthogonal matrices (one per layer); 2-core CPU, bfloat16 products, 224 px.", "",
-                table.read_text().strip(), "", "Re-run: `python benchmarks/mutual_speed.py`.", ""]
-    if fusion.is_file():
-        out += ["## Batch fusion weight", "",
-                "The maximum mutual weight, chosen on the validation category (magnetic_tile) at its own level; "
-                "weight 0 is the model alone, 1.0 the mutual score alone:", "", fusion.read_text().strip(), "",
-                "Re-run: `python benchmarks/batch_fusion.py`.", ""]
-    return out
+    return _table_section(
+        "mutual-speed/table.md", "Batch mode cost: cheaper mutual scoring",
+        "MuSc's recipe (3 layers × 3 degrees of 384-d features, each image against 200 others) cost about 4× "
+        "single-image predict. Approximations compared on the validation category only; the rule: the best "
+        "validation I-AUROC among variants whose mutual step costs at most half the model's forward pass "
+        "(so that batch mode stays within 1.5× single-image predict). Random projections are seeded "
+        "orthogonal matrices (one per layer); 2-core CPU, bfloat16 products, 224 px.",
+        "python benchmarks/mutual_speed.py") + _table_section(
+        "batch-fusion/table.md", "Batch fusion weight",
+        "The maximum mutual weight, chosen on the validation category (magnetic_tile) at its own level; "
+        "weight 0 is the model alone, 1.0 the mutual score alone:", "python benchmarks/batch_fusion.py")
 
 
 def fewshot_batch_section() -> list[str]:
@@ -153,29 +156,23 @@ def fewshot_batch_section() -> list[str]:
 
 
 def scale_section() -> list[str]:
-    table = RESULTS / "batch-scale" / "scale.md"
-    if not table.is_file():
-        return []
-    return ["## Batch mode cost against batch size", "",
-            "Wall time and peak resident memory of `predict(batch_mode=\"mutual\")` (model pass with the extra "
-            "layers, 6 mutual maps of 128-d projected features, fusion, calibration) for N real 224 px images, next to single-image `predict` on "
-            "the same images (timed on min(N, 200) and scaled to N); each N in a fresh process; 2-core CPU, batch 8, "
-            "at most 64 reference images per image, bfloat16 similarities.", "", table.read_text().strip(), "",
-            "![batch mode cost](benchmarks/results/batch-scale/scale.png)", "",
-            "Re-run: `python benchmarks/batch_scale.py`.", ""]
+    return _table_section(
+        "batch-scale/scale.md", "Batch mode cost against batch size",
+        "Wall time and peak resident memory of `predict(batch_mode=\"mutual\")` (model pass with the extra "
+        "layers, 6 mutual maps of 128-d projected features, fusion, calibration) for N real 224 px images, next to "
+        "single-image `predict` on the same images (timed on min(N, 200) and scaled to N); each N in a fresh "
+        "process; 2-core CPU, batch 8, at most 64 reference images per image, bfloat16 similarities.",
+        "python benchmarks/batch_scale.py", after=("![batch mode cost](benchmarks/results/batch-scale/scale.png)", ""))
 
 
 def default_threshold_section() -> list[str]:
-    table = RESULTS / "default-threshold" / "table.md"
-    if not table.is_file():
-        return []
-    return ["## Default threshold of the zero-shot checkpoint", "",
-            "Chosen without test data: the 99th percentile of the shipped checkpoint's scores on 400 synthetic good "
-            "images (generator seed 101). FPR and recall on each test split at that threshold and at the former 0.5 "
-            "(scores from the zero-shot harness run, 224 px). The target FPR <= 10% on every test/good set is missed on "
-            "magnetic_tile and deeppcb, so `predict` says that the zero-shot verdict is uncalibrated and names "
-            "`anomalyvfm calibrate`.", "", table.read_text().strip(), "",
-            "Re-run: `python benchmarks/default_threshold.py`.", ""]
+    return _table_section(
+        "default-threshold/table.md", "Default threshold of the zero-shot checkpoint",
+        "Chosen without test data: the 99th percentile of the shipped checkpoint's scores on 400 synthetic good "
+        "images (generator seed 101). FPR and recall on each test split at that threshold and at the former 0.5 "
+        "(scores from the zero-shot harness run, 224 px). The target FPR <= 10% on every test/good set is missed on "
+        "magnetic_tile and deeppcb, so `predict` says that the zero-shot verdict is uncalibrated and names "
+        "`anomalyvfm calibrate`.", "python benchmarks/default_threshold.py")
 
 
 def budget_section() -> list[str]:
@@ -204,21 +201,19 @@ def budget_section() -> list[str]:
 
 
 def lots_section() -> list[str]:
-    table = RESULTS / "batch-lots" / "table.md"
-    if not table.is_file():
-        return []
-    return ["## Batch fusion: which statistic tells a lot of one product from a mixed batch", "",
-            "Synthetic lots only (no ../shared/data image): 12 lots of one product (one synthetic image seen as 32 "
-            "random crops with photometric jitter) and 12 mixed lots (32 independent synthetic images), 10% of each "
-            "with a synthetic defect. Mean (min–max) per kind of lot: image AUROC of the model and of the mutual "
-            "score, and three label-free statistics: the pseudo-label `agreement` (the first fusion rule's), the "
-            "median mutual patch distance `level`, and the mean robust z of the top 10% mutual scores `tail`:", "",
-            table.read_text().strip(), "",
-            "Only `level` separates the two kinds without overlap; the fusion weight is therefore zero at or above the "
-            "lowest mixed level (0.49). The real one-product validation batch (magnetic_tile, 0.42) lies above every "
-            "synthetic one-product lot, so full weight starts at its level rather than at the synthetic 0.27. The "
-            "first rule (agreement) was measured on ../shared/data before this study and lost 2.6 points to the model "
-            "on deeppcb.", "", "Re-run: `python benchmarks/batch_lots.py`.", ""]
+    return _table_section(
+        "batch-lots/table.md", "Batch fusion: which statistic tells a lot of one product from a mixed batch",
+        "Synthetic lots only (no ../shared/data image): 12 lots of one product (one synthetic image seen as 32 "
+        "random crops with photometric jitter) and 12 mixed lots (32 independent synthetic images), 10% of each "
+        "with a synthetic defect. Mean (min–max) per kind of lot: image AUROC of the model and of the mutual "
+        "score, and three label-free statistics: the pseudo-label `agreement` (the first fusion rule's), the "
+        "median mutual patch distance `level`, and the mean robust z of the top 10% mutual scores `tail`:",
+        "python benchmarks/batch_lots.py", after=(
+            "Only `level` separates the two kinds without overlap; the fusion weight is therefore zero at or above "
+            "the lowest mixed level (0.49). The real one-product validation batch (magnetic_tile, 0.42) lies above "
+            "every synthetic one-product lot, so full weight starts at its level rather than at the synthetic 0.27. "
+            "The first rule (agreement) was measured on ../shared/data before this study and lost 2.6 points to the "
+            "model on deeppcb.", ""))
 
 
 def batch_sections() -> list[str]:
