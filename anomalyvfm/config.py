@@ -39,9 +39,13 @@ class DecoderConfig:
     layers: tuple[int, ...] = (-1,)  # transformer layers whose patch tokens are fused (negative = from the end)
     channels: int = 128  # width of the first decoder stage
     upsample: int = 2  # total upsampling of the patch grid, a power of two >= 2
+    image_head: str = "cls"  # what the image head sees: "cls" (the CLS token) or "cls+map" (plus pooled statistics
+    # of the decoder's mask logits: max, top-1% mean, mean, std)
 
     def __post_init__(self) -> None:
         self.layers = tuple(self.layers)
+        if self.image_head not in ("cls", "cls+map"):
+            raise ValueError(f"DecoderConfig.image_head must be 'cls' or 'cls+map', got {self.image_head!r}")
         if not self.layers:
             raise ValueError("DecoderConfig.layers must name at least one layer")
         if self.upsample < 2 or self.upsample & (self.upsample - 1):

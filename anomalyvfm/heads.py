@@ -1,4 +1,5 @@
-"""The convolutional decoder (mask and confidence logits per pixel) and the image head on the CLS token."""
+"""The convolutional decoder (mask and confidence logits per pixel) and the image head on the CLS token (and,
+optionally, statistics of the decoder's own map)."""
 from __future__ import annotations
 
 import math
@@ -35,13 +36,28 @@ class Decoder(nn.Module):
         return self.mask(x), self.confidence(x)
 
 
-class ImageHead(nn.Module):
-    """CLS token (B, C) -> image anomaly logit (B,)."""
+MAP_STATS = 4  # max, top-1% mean, mean and std of the mask logits
 
-    def __init__(self, hidden: int):
+
+def map_statistics(mask_logits: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W) mask logits -> (B, 4) pooled statistics, detached (the image loss does not reshape the map),
+    scaled by 1/10 to sit near the normalised CLS features."""
+    flat = mask_logits.detach().flatten(1)
+    top = flat.topk(max(1, flat.shape[1] // 100), dim=1).values.mean(1)
+    return torch.stack([flat.amax(1), top, flat.mean(1), flat.std(1)], dim=1) / 10.0
+
+
+class ImageHead(nn.Module):
+    """CLS token (B, C) [+ map statistics (B, 4)] -> image anomaly logit (B,)."""
+
+    def __init__(self, hidden: int, map_stats: bool = False):
         super().__init__()
         self.norm = nn.LayerNorm(hidden)
-        self.fc = nn.Linear(hidden, 1)
+        self.map_stats = map_stats
+        self.fc = nn.Linear(hidden + (MAP_STATS if map_stats else 0), 1)
 
-    def forward(self, cls_token: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.norm(cls_token)).squeeze(-1)
+    def forward(self, cls_token: torch.Tensor, mask_logits: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.norm(cls_token)
+        if self.map_stats:
+            x = torch.cat([x, map_statistics(mask_logits)], dim=1)
+        return self.fc(x).squeeze(-1)

@@ -6,9 +6,11 @@ import torch.nn.functional as F
 from torchvision.ops import sigmoid_focal_loss
 
 
-def pixel_loss(mask_logits: torch.Tensor, target: torch.Tensor, focal_weight: float = 5.0) -> torch.Tensor:
-    """Per-pixel L = 5·focal(m, y) + |clip(σ(m), 0.1, 0.9) − y| (no reduction)."""
-    focal = sigmoid_focal_loss(mask_logits, target, alpha=-1, gamma=2.0, reduction="none")
+def pixel_loss(mask_logits: torch.Tensor, target: torch.Tensor, focal_weight: float = 5.0,
+               focal_alpha: float = -1.0) -> torch.Tensor:
+    """Per-pixel L = 5·focal(m, y) + |clip(σ(m), 0.1, 0.9) − y| (no reduction); ``focal_alpha`` −1 weighs both
+    classes alike (ours), 0.25 is the published recipe's choice."""
+    focal = sigmoid_focal_loss(mask_logits, target, alpha=focal_alpha, gamma=2.0, reduction="none")
     l1 = (torch.sigmoid(mask_logits).clamp(0.1, 0.9) - target).abs()
     return focal_weight * focal + l1
 
@@ -27,9 +29,13 @@ def image_loss(image_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor
 
 def anomalyvfm_loss(mask_logits: torch.Tensor, confidence_logits: torch.Tensor, image_logits: torch.Tensor,
                     masks: torch.Tensor, labels: torch.Tensor, alpha: float = 0.1,
-                    image_weight: float = 1.0) -> torch.Tensor:
-    """The full objective: confidence-weighted pixel loss on masks resized to the logits' size, plus image loss."""
+                    image_weight: float = 1.0, focal_alpha: float = -1.0,
+                    binary_targets: bool = False) -> torch.Tensor:
+    """The full objective: confidence-weighted pixel loss on masks resized to the logits' size (soft, or
+    thresholded at 0.5 with ``binary_targets`` as the published recipe does), plus image loss."""
     if masks.shape[-2:] != mask_logits.shape[-2:]:
         masks = F.interpolate(masks, size=mask_logits.shape[-2:], mode="bilinear", align_corners=False)
-    pixel = confidence_weighted(pixel_loss(mask_logits, masks), confidence_logits, alpha)
+    if binary_targets:
+        masks = (masks > 0.5).to(masks.dtype)
+    pixel = confidence_weighted(pixel_loss(mask_logits, masks, focal_alpha=focal_alpha), confidence_logits, alpha)
     return pixel + image_weight * image_loss(image_logits, labels)

@@ -66,7 +66,7 @@ class AnomalyVFM(nn.Module):
         self.prefix_tokens = num_prefix_tokens(backbone)
         self.backbone = apply_lora(backbone, config.adapter)
         self.decoder = Decoder(hidden_size(backbone) * len(config.decoder.layers), config.decoder)
-        self.image_head = ImageHead(hidden_size(backbone))
+        self.image_head = ImageHead(hidden_size(backbone), map_stats=config.decoder.image_head == "cls+map")
         self.profile = profile  # what few-shot fitting learned; None for a plain checkpoint
         self._merged = False
 
@@ -84,8 +84,8 @@ class AnomalyVFM(nn.Module):
         extra = None
         if extra_layers:
             extra = Features(feats.cls, feats.last, [feats.layers[wanted.index(i)] for i in extra_layers])
-        return ModelOutput(mask_logits, confidence_logits, self.image_head(feats.cls), F.normalize(feats.last, dim=-1),
-                           extra)
+        return ModelOutput(mask_logits, confidence_logits, self.image_head(feats.cls, mask_logits),
+                           F.normalize(feats.last, dim=-1), extra)
 
     def scores(self, out: ModelOutput, resolution: int, profile: ProfileState | None = None
                ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:

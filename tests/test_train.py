@@ -134,3 +134,37 @@ def test_ablation_runs_an_arm_end_to_end(tmp_path, tiny_backbone_dir):
     summary = json.loads((tmp_path / "res" / "summary.json").read_text())
     assert set(summary) == {"lora", "frozen"}
     assert 0.0 <= summary["lora"]["I-AUROC[cls]"] <= 1.0 and "toyset/a" in summary["frozen"]["per_category"]
+
+
+def test_a_warm_start_with_more_decoder_layers_and_a_map_aware_head_reproduces_its_seed(tiny_checkpoint,
+                                                                                         tiny_backbone_dir):
+    """Step 0 of a warm-started run is the seed checkpoint, even with extra decoder layers and head inputs; after
+    that the map statistics are inputs the head can use."""
+    from anomalyvfm import AnomalyVFM
+    from training.train import build
+
+    cfg = TrainConfig(init_from=str(tiny_checkpoint), model={
+        "backbone": str(tiny_backbone_dir), "top_k": 10, "decoder": {"layers": [0, -1], "image_head": "cls+map"}})
+    new, _ = build(cfg, torch.device("cpu"))
+    seed = AnomalyVFM.from_pretrained(tiny_checkpoint)
+    x = torch.randn(2, 3, 56, 56)
+    with torch.no_grad():
+        a, b = seed.eval()(x), new.eval()(x)
+    assert torch.allclose(a.mask_logits, b.mask_logits, atol=1e-5)
+    assert torch.allclose(a.image_logits, b.image_logits, atol=1e-6)
+    assert new.image_head.fc.in_features == seed.image_head.fc.in_features + 4
+    with torch.no_grad():
+        new.image_head.fc.weight[0, -4] = 1.0  # the map's max now moves the image logit
+        assert not torch.allclose(new(x).image_logits, b.image_logits)
+
+
+def test_the_published_loss_choices_are_options(tmp_path, tiny_backbone_dir):
+    from anomalyvfm.losses import anomalyvfm_loss
+
+    logits, conf = torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 4)
+    masks = torch.zeros(1, 1, 8, 8)
+    masks[..., :3, :3] = 1.0  # resizes to a soft edge
+    y = torch.ones(1)
+    soft = anomalyvfm_loss(logits, conf, torch.zeros(1), masks, y)
+    assert anomalyvfm_loss(logits, conf, torch.zeros(1), masks, y, binary_targets=True) != soft
+    assert anomalyvfm_loss(logits, conf, torch.zeros(1), masks, y, focal_alpha=0.25) != soft

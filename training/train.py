@@ -49,6 +49,10 @@ class TrainConfig:
     freeze_adapters: bool = False  # train the decoder and head only (LoRA stays at its identity init)
     refine_masks: bool = False  # keep only mask pixels where frozen-backbone features of good and bad differ
     refine_threshold: float = 0.1  # cosine distance above which a masked pixel is kept
+    focal_alpha: float = -1.0  # focal loss class weight: -1 = none (ours), 0.25 = the published recipe
+    binary_targets: bool = False  # threshold the resized masks at 0.5 (the published recipe) instead of soft targets
+    init_from: str | None = None  # warm start: a checkpoint folder whose adapters and heads seed this run (new
+    # decoder layers and image-head inputs start at zero, so step 0 reproduces that checkpoint)
     model: dict = field(default_factory=dict)  # AnomalyVFMConfig fields
     synth: dict = field(default_factory=dict)  # SynthConfig fields
 
@@ -182,12 +186,39 @@ def build(cfg: TrainConfig, device: torch.device) -> tuple[AnomalyVFM, torch.opt
     torch.manual_seed(cfg.seed)
     mcfg = AnomalyVFMConfig(**cfg.model)
     model = AnomalyVFM(mcfg, backbone=load_backbone(mcfg.backbone)).to(device).train()
+    if cfg.init_from:
+        warm_start(model, Path(cfg.init_from))
     if cfg.freeze_adapters:
         for name, p in model.named_parameters():
             if "lora_" in name:
                 p.requires_grad_(False)
     params = [p for p in model.parameters() if p.requires_grad]
     return model, torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+@torch.no_grad()
+def warm_start(model: AnomalyVFM, folder: Path) -> None:
+    """Seed ``model`` with a checkpoint's adapters and heads. Where this model's decoder reads more layers, the
+    checkpoint's stem weights fill the channels of its own (last) layer and the rest start at zero; where the image
+    head sees more inputs, the CLS weights are copied and the extra ones start at zero."""
+    from peft import set_peft_model_state_dict
+
+    from anomalyvfm.checkpoint import ADAPTER_NAME, HEADS_NAME, read_tensors
+
+    set_peft_model_state_dict(model.backbone, read_tensors(folder / ADAPTER_NAME))
+    own = model.state_dict()
+    for name, value in read_tensors(folder / HEADS_NAME).items():
+        target = own[name]
+        if target.shape == value.shape:
+            target.copy_(value)
+        elif name == "decoder.stem.0.0.weight" and target.shape[1] > value.shape[1]:
+            target.zero_()
+            target[:, -value.shape[1]:] = value
+        elif name == "image_head.fc.weight" and target.shape[1] > value.shape[1]:
+            target.zero_()
+            target[:, :value.shape[1]] = value
+        else:
+            raise ValueError(f"{folder}: {name} has shape {tuple(value.shape)}, this model {tuple(target.shape)}")
 
 
 def train_step(cfg: TrainConfig, model: AnomalyVFM, ddp: torch.nn.Module, optimizer: torch.optim.Optimizer,
@@ -203,7 +234,7 @@ def train_step(cfg: TrainConfig, model: AnomalyVFM, ddp: torch.nn.Module, optimi
             x, m, y = refine(model, x, m, y, cfg.refine_threshold)
         out = ddp(x)
         loss = anomalyvfm_loss(out.mask_logits, out.confidence_logits, out.image_logits, m, y, cfg.alpha,
-                               cfg.image_weight)
+                               cfg.image_weight, cfg.focal_alpha, cfg.binary_targets)
         (loss / cfg.grad_accum).backward()
         with torch.no_grad():
             img = image_loss(out.image_logits, y).item()

@@ -46,14 +46,31 @@ def scratch(rng, image, fg, donor):
 
 
 def pit(rng, image, fg, donor):
-    """Pits and holes: small dark discs with a bright rim."""
+    """Pits and holes: small dark discs with a bright rim (the lit lip of the crater)."""
     size = image.shape[0]
     mask = np.zeros(image.shape[:2], np.float32)
+    rim = np.zeros(image.shape[:2], np.float32)
     for _ in range(int(rng.integers(1, 5))):
         y, x = _random_point(rng, fg)
-        cv2.circle(mask, (x, y), int(rng.uniform(0.008, 0.04) * size), 1.0, -1, cv2.LINE_AA)
-    dark = _shade(image, rng.uniform(0.1, 0.6))
-    return dark, mask
+        r = max(1, int(rng.uniform(0.008, 0.04) * size))
+        cv2.circle(mask, (x, y), r + 1, 1.0, -1, cv2.LINE_AA)
+        cv2.circle(rim, (x, y), r, 1.0, max(1, r // 3), cv2.LINE_AA)
+    dark = _shade(image, rng.uniform(0.1, 0.6)).astype(np.float32)
+    bright = np.clip(image.astype(np.float32) * rng.uniform(1.3, 1.8) + 30, 0, 255)
+    rim = np.clip(rim, 0, 1)[..., None]
+    return (rim * bright + (1 - rim) * dark).astype(np.uint8), mask
+
+
+def _behind(rng, image: np.ndarray, fg: np.ndarray) -> np.ndarray:
+    """What shows through where material is gone: the scene's background colour (with its grain) for an object,
+    a dark void for a texture that fills the frame."""
+    size = image.shape[0]
+    grain = rng.normal(0, rng.uniform(2, 8), (size, size, 1)).astype(np.float32)
+    if (~fg).sum() > 0.05 * fg.size:
+        colour = np.median(image[~fg].reshape(-1, image.shape[2]), axis=0).astype(np.float32)
+    else:
+        colour = np.full(image.shape[2], rng.uniform(0, 50), np.float32)
+    return np.clip(colour + grain, 0, 255).astype(np.uint8)
 
 
 def stain(rng, image, fg, donor):
@@ -68,7 +85,7 @@ def missing_material(rng, image, fg, donor):
     """Missing material (background or a dark void shows through) or extra material (a lump)."""
     mask = perlin_mask(rng, image.shape[0], (0.003, 0.04)) * fg
     if rng.random() < 0.5:
-        return np.full_like(image, rng.uniform(0, 60)), mask
+        return _behind(rng, image, fg), mask
     return _shade(cv2.GaussianBlur(image, (0, 0), 3), rng.uniform(1.1, 1.5)), mask
 
 
@@ -123,9 +140,117 @@ def cut_paste(rng, image, fg, donor):
     return source, mask
 
 
+def foreign_object(rng, image, fg, donor):
+    """Foreign matter lying on the part or beside it: hairs and fibres (long thin curves) or particles (specks)."""
+    size = image.shape[0]
+    mask = np.zeros(image.shape[:2], np.float32)
+    if rng.random() < 0.6:  # hairs / fibres: quadratic Bézier curves
+        for _ in range(int(rng.integers(1, 3))):
+            p0, p1, p2 = (rng.uniform(0, size, 2) for _ in range(3))
+            t = np.linspace(0, 1, 60)[:, None]
+            curve = ((1 - t) ** 2 * p0 + 2 * (1 - t) * t * p1 + t ** 2 * p2)
+            length = rng.uniform(0.2, 0.7)
+            start = rng.uniform(0, 1 - length)
+            pts = curve[int(start * 60):int((start + length) * 60) + 2].astype(np.int32)
+            cv2.polylines(mask, [pts], False, 1.0, int(rng.integers(1, 3)), cv2.LINE_AA)
+    else:  # particles: specks of dust, chips, droplets
+        for _ in range(int(rng.integers(2, 15))):
+            y, x = _random_point(rng, fg) if rng.random() < 0.7 else (int(rng.integers(size)), int(rng.integers(size)))
+            cv2.circle(mask, (x, y), int(rng.integers(1, max(2, size // 60) + 1)), 1.0, -1, cv2.LINE_AA)
+    colour = rng.uniform(0, 60, 3) if rng.random() < 0.6 else rng.uniform(180, 255, 3)
+    if image.shape[2] == 3 and rng.random() < 0.3:
+        colour = rng.uniform(0, 255, 3)
+    return np.broadcast_to(colour, image.shape).astype(np.uint8).copy(), mask
+
+
+def colour_shift(rng, image, fg, donor):
+    """A whole part (or, on a texture, a large region) in the wrong colour, shade or finish."""
+    if fg.mean() > 0.95:
+        mask = perlin_mask(rng, image.shape[0], (0.2, 0.5))
+    else:
+        mask = cv2.GaussianBlur(fg.astype(np.float32), (0, 0), 0.8)
+    factor = rng.uniform(0.55, 1.5, 3) if rng.random() < 0.6 else np.full(3, rng.choice([0.6, 1.45]))
+    return _shade(image, factor), mask
+
+
+def edge_damage(rng, image, fg, donor):
+    """A chipped or broken outline: a bite out of the part's edge where the background shows."""
+    size = image.shape[0]
+    fg8 = fg.astype(np.uint8)
+    edge = fg8 - cv2.erode(fg8, np.ones((3, 3), np.uint8))
+    if edge.sum() == 0 or fg.mean() > 0.95:
+        return missing_material(rng, image, fg, donor)
+    mask = np.zeros(image.shape[:2], np.float32)
+    for _ in range(int(rng.integers(1, 3))):
+        y, x = _random_point(rng, edge > 0)
+        axes = (int(rng.uniform(0.02, 0.08) * size), int(rng.uniform(0.015, 0.05) * size))
+        cv2.ellipse(mask, (x, y), axes, float(rng.uniform(0, 180)), 0, 360, 1.0, -1, cv2.LINE_AA)
+    return _behind(rng, image, fg), mask * fg
+
+
+def logical(rng, image, fg, donor):
+    """Logical anomalies on a scene of several components: one missing, an extra one, one moved or one turned.
+    A single part gets a misplaced piece of itself (cut-paste) instead."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(fg.astype(np.uint8), connectivity=8)
+    parts = [i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= 20]
+    if len(parts) < 2:
+        return cut_paste(rng, image, fg, donor)
+    size = image.shape[0]
+    i = int(rng.choice(parts))
+    comp = (labels == i).astype(np.uint8)
+    region = cv2.dilate(comp, np.ones((5, 5), np.uint8)).astype(bool)
+    behind = _behind(rng, image, fg)
+    source = image.copy()
+    kind = rng.choice(["missing", "extra", "moved", "turned"])
+    if kind in ("missing", "moved"):
+        source[region] = behind[region]
+    if kind == "missing":
+        return source, region.astype(np.float32)
+    x, y, w, h = (int(v) for v in stats[i, :4])
+    if kind == "turned":
+        centre = (x + w / 2, y + h / 2)
+        rot = cv2.getRotationMatrix2D(centre, float(rng.uniform(25, 155)), 1.0)
+        moved_img = cv2.warpAffine(image, rot, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        moved_mask = cv2.warpAffine(comp, rot, (size, size), flags=cv2.INTER_NEAREST).astype(bool)
+        source[region] = behind[region]
+    else:  # extra or moved: the component copied to a free place
+        free = ~cv2.dilate(fg.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
+        for _ in range(10):
+            dy, dx = int(rng.integers(-y, size - y - h)), int(rng.integers(-x, size - x - w))
+            moved_mask = np.roll(comp, (dy, dx), axis=(0, 1)).astype(bool)
+            if (moved_mask & ~free).mean() < 0.002:
+                break
+        moved_img = np.roll(image, (dy, dx), axis=(0, 1))
+    source[moved_mask] = moved_img[moved_mask]
+    changed = moved_mask | (region if kind != "extra" else np.zeros_like(region))
+    return source, cv2.dilate(changed.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(np.float32)
+
+
+def fold(rng, image, fg, donor):
+    """A fold or crease (fabric, foil, film): a band along a line, squeezed, with a highlight on one side and a
+    shadow on the other."""
+    size = image.shape[0]
+    y0, x0 = _random_point(rng, fg)
+    angle = rng.uniform(0, np.pi)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    d = (xx - x0) * np.sin(angle) - (yy - y0) * np.cos(angle)
+    along = (xx - x0) * np.cos(angle) + (yy - y0) * np.sin(angle)
+    width = rng.uniform(0.015, 0.05) * size
+    length = rng.uniform(0.3, 1.0) * size
+    band = (np.abs(d) < width) & (np.abs(along) < length / 2)
+    squeeze = np.where(band, d * 0.5, 0.0).astype(np.float32)
+    mx, my = (xx + squeeze * np.sin(angle)).astype(np.float32), (yy - squeeze * np.cos(angle)).astype(np.float32)
+    warped = cv2.remap(image, mx, my, cv2.INTER_LINEAR,
+                       borderMode=cv2.BORDER_REFLECT)
+    light = 1 + rng.uniform(0.25, 0.6) * np.sin(np.pi * np.clip(d / width, -1, 1))
+    return _shade(warped, light[..., None]), (band & fg).astype(np.float32)
+
+
 DEFECTS: dict[str, Callable] = {
     "scratch": scratch, "pit": pit, "stain": stain, "missing_material": missing_material,
     "deformation": deformation, "appearance": appearance, "texture_swap": texture_swap, "cut_paste": cut_paste,
+    "foreign_object": foreign_object, "colour_shift": colour_shift, "edge_damage": edge_damage,
+    "logical": logical, "fold": fold,
 }
 
 

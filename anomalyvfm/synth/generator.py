@@ -11,7 +11,7 @@ from typing import Iterator
 import numpy as np
 
 from .defects import DEFECTS, blend
-from .objects import part
+from .objects import part, scene
 from .textures import TEXTURES
 
 
@@ -19,13 +19,15 @@ from .textures import TEXTURES
 class SynthConfig:
     size: int = 224  # side of the square images
     object_fraction: float = 0.35  # share of object scenes (the rest are textures)
+    multi_part_fraction: float = 0.35  # share of those object scenes that hold several components
     colour_fraction: float = 0.5  # share of colour (vs grey) images
     opacity: tuple[float, float] = (0.5, 1.0)  # δ range for ordinary defects
     low_contrast_fraction: float = 0.3  # share of defects blended faintly, δ in low_contrast_opacity
     low_contrast_opacity: tuple[float, float] = (0.15, 0.4)
     textures: tuple[str, ...] = tuple(TEXTURES)
     defects: tuple[str, ...] = tuple(DEFECTS)
-    min_mask_pixels: int = 12  # pairs whose defect is smaller are redrawn
+    min_mask_pixels: int = 12  # pairs whose visible defect is smaller are redrawn
+    visible_level: int = 8  # grey levels (max over channels) a pixel must change by to be labelled anomalous
 
     def __post_init__(self) -> None:
         self.textures, self.defects = tuple(self.textures), tuple(self.defects)
@@ -40,6 +42,9 @@ def normal_image(rng: np.random.Generator, cfg: SynthConfig) -> tuple[np.ndarray
     """A defect-free image, its foreground (where defects may go) and its family name."""
     colour = bool(rng.random() < cfg.colour_fraction)
     if rng.random() < cfg.object_fraction:
+        if rng.random() < cfg.multi_part_fraction:
+            image, fg = scene(rng, cfg.size, colour)
+            return image, fg, "scene"
         image, fg = part(rng, cfg.size, colour)
         return image, fg, "object"
     family = str(rng.choice(cfg.textures))
@@ -53,22 +58,43 @@ def make_pair(rng: np.random.Generator, cfg: SynthConfig) -> dict:
     return {"good": good, **defect_on(rng, good, cfg, fg, family), "family": family}
 
 
+FALLBACK_DEFECT = "foreign_object"  # drawn at full opacity when no family gives a visible change
+
+
+def visible_change(good: np.ndarray, bad: np.ndarray, level: int) -> np.ndarray:
+    """Where the defective image differs from the good one by at least ``level`` grey levels in some channel."""
+    return np.abs(bad.astype(np.int16) - good.astype(np.int16)).max(axis=2) >= level
+
+
 def defect_on(rng: np.random.Generator, good: np.ndarray, cfg: SynthConfig, fg: np.ndarray | None = None,
               family: str | None = None) -> dict:
     """A synthetic defect on a given (square, ``cfg.size``) image: the defective image, its 0/255 mask and what
-    was drawn. ``fg`` limits where defects go; ``family`` keeps the donor texture of a texture swap different."""
+    was drawn. ``fg`` limits where defects go; ``family`` keeps the donor texture of a texture swap different.
+
+    The mask is what visibly changed, not what was drawn: the pixels that moved by at least ``cfg.visible_level``
+    grey levels. A draw whose visible change is under ``cfg.min_mask_pixels`` (a warp of a flat patch, a faint
+    stain on a dark surface) is redrawn, so no label marks a change nobody could see."""
     fg = np.ones(good.shape[:2], bool) if fg is None else fg
-    for _ in range(20):
+    for _ in range(30):
         defect = str(rng.choice(cfg.defects))
         donor_family = str(rng.choice([t for t in cfg.textures if t != family] or cfg.textures))
         donor = TEXTURES[donor_family](rng, good.shape[0], bool(rng.random() < cfg.colour_fraction))
-        source, mask = DEFECTS[defect](rng, good, fg, donor)
-        if (mask > 0.5).sum() >= cfg.min_mask_pixels:
+        source, drawn = DEFECTS[defect](rng, good, fg, donor)
+        faint = bool(rng.random() < cfg.low_contrast_fraction)
+        opacity = float(rng.uniform(*(cfg.low_contrast_opacity if faint else cfg.opacity)))
+        bad = blend(good, source, drawn, opacity)
+        mask = visible_change(good, bad, cfg.visible_level)
+        if mask.sum() >= cfg.min_mask_pixels:
             break
-    faint = bool(rng.random() < cfg.low_contrast_fraction)
-    opacity = float(rng.uniform(*(cfg.low_contrast_opacity if faint else cfg.opacity)))
-    bad = blend(good, source, mask, opacity)
-    return {"bad": bad, "mask": (mask > 0.5).astype(np.uint8) * 255, "defect": defect, "opacity": opacity,
+    else:  # nothing visible after 30 draws (a flat, featureless image): specks that always show
+        defect, faint, opacity = FALLBACK_DEFECT, False, 1.0
+        for _ in range(30):
+            source, drawn = DEFECTS[defect](rng, good, fg, good)
+            bad = blend(good, source, drawn, opacity)
+            mask = visible_change(good, bad, cfg.visible_level)
+            if mask.sum() >= cfg.min_mask_pixels:
+                break
+    return {"bad": bad, "mask": mask.astype(np.uint8) * 255, "defect": defect, "opacity": opacity,
             "low_contrast": faint}
 
 

@@ -26,12 +26,13 @@ def _shading(rng, size: int, mask: np.ndarray) -> np.ndarray:
     return (light * (0.8 + 0.2 * height)).astype(np.float32)
 
 
-def _part_mask(rng, size: int) -> np.ndarray:
-    """A part outline: disc/ring, rounded rectangle, polygon or screw-like cylinder, at a random pose."""
+def _part_mask(rng, size: int, centre: tuple[int, int] | None = None, radius: int | None = None) -> np.ndarray:
+    """A part outline at a random pose: disc, rounded rectangle, polygon, screw-like cylinder, gear, hexagon nut,
+    L-bracket or a plate with tabs."""
     mask = np.zeros((size, size), np.uint8)
-    c = (int(size / 2 + rng.uniform(-0.1, 0.1) * size), int(size / 2 + rng.uniform(-0.1, 0.1) * size))
-    r = int(size * rng.uniform(0.22, 0.4))
-    kind = rng.integers(4)
+    c = centre or (int(size / 2 + rng.uniform(-0.1, 0.1) * size), int(size / 2 + rng.uniform(-0.1, 0.1) * size))
+    r = radius or int(size * rng.uniform(0.22, 0.4))
+    kind = rng.integers(8)
     if kind == 0:
         cv2.circle(mask, c, r, 1, -1, cv2.LINE_AA)
     elif kind == 1:
@@ -44,22 +45,42 @@ def _part_mask(rng, size: int) -> np.ndarray:
         angles = np.sort(rng.uniform(0, 2 * np.pi, n))
         pts = np.stack([c[0] + r * np.cos(angles), c[1] + r * np.sin(angles)], 1).astype(np.int32)
         cv2.fillPoly(mask, [cv2.convexHull(pts)], 1, cv2.LINE_AA)
-    else:
+    elif kind == 3:
         w = int(r * rng.uniform(0.25, 0.45))
         box = cv2.boxPoints(((c[0], c[1]), (2 * w, 2 * r), float(rng.uniform(0, 180)))).astype(np.int32)
         cv2.fillPoly(mask, [box], 1, cv2.LINE_AA)
+    elif kind in (4, 5):  # gear (teeth on a disc) or hexagon nut
+        n = int(rng.integers(8, 20)) if kind == 4 else 6
+        phase = rng.uniform(0, 2 * np.pi)
+        angles = phase + np.linspace(0, 2 * np.pi, 4 * n if kind == 4 else n, endpoint=False)
+        radii = r * (np.where((np.arange(len(angles)) // 2) % 2 == 0, 1.0, 0.82) if kind == 4 else 1.0)
+        pts = np.stack([c[0] + radii * np.cos(angles), c[1] + radii * np.sin(angles)], 1).astype(np.int32)
+        cv2.fillPoly(mask, [pts], 1, cv2.LINE_AA)
+    else:  # L-bracket or a plate with tabs: unions of rotated boxes
+        angle = float(rng.uniform(0, 180))
+        rot = cv2.getRotationMatrix2D((float(c[0]), float(c[1])), angle, 1.0)
+        w = int(r * rng.uniform(0.25, 0.4))
+        boxes = [(c[0] - r, c[1] - w, c[0] + r, c[1] + w), (c[0] - r, c[1] - r, c[0] - r + 2 * w, c[1] + w)] \
+            if kind == 6 else [(c[0] - r, c[1] - r // 2, c[0] + r, c[1] + r // 2),
+                               (c[0] - w // 2, c[1] - r, c[0] + w // 2, c[1] + r)]
+        for x0, y0, x1, y1 in boxes:
+            cv2.rectangle(mask, (x0, y0), (x1, y1), 1, -1)
+        mask = cv2.warpAffine(mask, rot, (size, size), flags=cv2.INTER_NEAREST)
     return mask
 
 
-def part(rng: np.random.Generator, size: int, colour: bool) -> tuple[np.ndarray, np.ndarray]:
-    """A shaded part on a background, with optional holes, threads and a printed mark."""
+def part(rng: np.random.Generator, size: int, colour: bool, mask: np.ndarray | None = None
+         ) -> tuple[np.ndarray, np.ndarray]:
+    """A shaded part on a background, with optional holes, threads and a printed mark (``mask``: its outline,
+    default one random part)."""
     img = _background(rng, size).astype(np.float32)
-    mask = _part_mask(rng, size)
+    single = mask is None
+    mask = _part_mask(rng, size) if single else mask
     surface = TEXTURES[rng.choice(["cast_metal", "brushed_metal", "noise"])](rng, size, colour).astype(np.float32)
     tint = rng.uniform(0.4, 1.2)
     ys, xs = np.nonzero(mask)
     cy, cx = int(ys.mean()), int(xs.mean())
-    if rng.random() < 0.5:  # a hole (or a ring)
+    if single and rng.random() < 0.5:  # a hole (or a ring)
         hole = max(3, int(np.sqrt(mask.sum() / np.pi) * rng.uniform(0.15, 0.45)))
         cv2.circle(mask, (cx, cy), hole, 0, -1, cv2.LINE_AA)
     if rng.random() < 0.3:  # thread: periodic ridges across the part
@@ -68,7 +89,7 @@ def part(rng: np.random.Generator, size: int, colour: bool) -> tuple[np.ndarray,
         ridges = 0.85 + 0.15 * np.sin((xx * np.cos(angle) + yy * np.sin(angle)) * 2 * np.pi / rng.uniform(4, 10))
         surface *= ridges[..., None]
     body = surface * tint * _shading(rng, size, mask)[..., None]
-    if rng.random() < 0.4:  # a printed or engraved mark
+    if single and rng.random() < 0.4:  # a printed or engraved mark
         text = "".join(chr(int(rng.integers(48, 58))) for _ in range(int(rng.integers(2, 5))))
         ink = np.zeros((size, size), np.uint8)
         cv2.putText(ink, text, (cx - size // 10, cy + size // 30), cv2.FONT_HERSHEY_SIMPLEX, size / 400, 255,
@@ -81,3 +102,29 @@ def part(rng: np.random.Generator, size: int, colour: bool) -> tuple[np.ndarray,
     img = soft * body + (1 - soft) * img
     light = 0.85 + 0.3 * fractal_noise(rng, size, 2, 2)  # uneven illumination
     return np.clip(img * light[..., None], 0, 255).astype(np.uint8), mask.astype(bool)
+
+
+def scene(rng: np.random.Generator, size: int, colour: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Several copies of one small part on a tray: a row, a grid or a loose ring of 2–9 components (the normals
+    that logical anomalies — a missing, extra, moved or turned component — need)."""
+    n_side = int(rng.integers(2, 4))
+    layout = rng.integers(3)
+    step = size / (n_side + 0.6)
+    if layout == 0:  # grid
+        centres = [(int((i + 0.8) * step), int((j + 0.8) * step)) for i in range(n_side) for j in range(n_side)]
+    elif layout == 1:  # a row
+        n = int(rng.integers(2, 6))
+        step = size / (n + 0.6)
+        centres = [(int((i + 0.8) * step), size // 2) for i in range(n)]
+    else:  # a ring
+        n = int(rng.integers(3, 8))
+        angles = rng.uniform(0, 2 * np.pi) + np.linspace(0, 2 * np.pi, n, endpoint=False)
+        centres = [(int(size / 2 + 0.32 * size * np.cos(a)), int(size / 2 + 0.32 * size * np.sin(a))) for a in angles]
+        step = 2 * np.pi * 0.32 * size / n
+    radius = max(4, int(step * rng.uniform(0.25, 0.4)))
+    template = _part_mask(np.random.default_rng(rng.integers(2 ** 32)), size, (size // 2, size // 2), radius)
+    mask = np.zeros((size, size), np.uint8)
+    for cx, cy in centres:
+        shifted = np.roll(template, (cy - size // 2, cx - size // 2), axis=(0, 1))
+        mask |= shifted
+    return part(rng, size, colour, mask)
