@@ -12,6 +12,7 @@ _EXPORTS = {
     "load_backbone": "backbones", "register_backbone_source": "backbones",
     "MemoryBank": "memory", "ProfileState": "profile", "SCORE_RULES": "scoring", "register_score_rule": "scoring",
     "Prediction": "predict", "ImageReadError": "preprocess", "ResultsWriter": "outputs",
+    "write_report": "review",
 }
 __all__ = sorted(_EXPORTS)
 
@@ -35,4 +36,5 @@ if TYPE_CHECKING:
     from .predict import Prediction
     from .preprocess import ImageReadError
     from .profile import ProfileState
+    from .review import write_report
     from .scoring import SCORE_RULES, register_score_rule

@@ -114,6 +114,6 @@ def predict_batch(model, images: Sequence[ImageInput], *, batch_size: int = 8, m
         mask = verdict_mask(amap, model.config.pixel_threshold, flagged)
         results.append(Prediction(item.name, score=score, scores=scores, is_anomalous=flagged, anomaly_map=amap,
                                   mask=mask, image=item.rgb if keep_images else None, rule=BATCH_RULE,
-                                  threshold_source="batch", regions=find_regions(mask, amap)))
+                                  threshold_source="batch", regions=find_regions(mask, amap), threshold=0.5))
         j += 1
     return results, report

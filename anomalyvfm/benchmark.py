@@ -35,6 +35,7 @@ class BenchmarkConfig:
     model: str | None = None  # checkpoint for the anomalyvfm method (default: the shipped one)
     clip_model: str | None = None  # open_clip model name for winclip/winclipplus
     clip_pretrained: str | None = None  # open_clip pretrained tag or local checkpoint path
+    device: str = "auto"  # auto | cpu | cuda for the AnomalyVFM methods and kNN
     warnings: list[str] = field(default_factory=list)
 
 
@@ -108,7 +109,7 @@ def run_benchmark(cfg: BenchmarkConfig, factory: Callable[..., Method] | None = 
     """Run every (category, method, shots, seed) not already finished under ``cfg.out/parts`` and return all rows."""
     factory = factory or (lambda name: create_method(name, mode=cfg.mode, resolution=cfg.resolution,
                                                      model=cfg.model, clip_model=cfg.clip_model,
-                                                     clip_pretrained=cfg.clip_pretrained))
+                                                     clip_pretrained=cfg.clip_pretrained, device=cfg.device))
     skipped: list[str] = []
     categories = scan(cfg.data, cfg.datasets or None, skipped=skipped)
 

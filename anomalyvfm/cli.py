@@ -10,6 +10,7 @@ from typing import Sequence
 
 from .config import MODES, QUANTIZATIONS
 from .methods import METHODS
+from .runinfo import DEVICES
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -37,6 +38,7 @@ def _predict(args: argparse.Namespace) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # library chatter; the one warning that matters is printed below
             model = load_default(args.model)
+        model.to(_device(args.device))
     if not model.config.trained:
         print("warning: this model's decoder and head are UNTRAINED (config.trained is false), so its scores and "
               "heatmaps are not meaningful", file=sys.stderr)
@@ -53,8 +55,15 @@ def _predict(args: argparse.Namespace) -> int:
         print("error: --batch-mode mutual runs the PyTorch model and sets its own threshold from the batch "
               "(no --backend onnx, no --threshold)", file=sys.stderr)
         return 2
+    from .config import resolution_for
+    from .runinfo import run_metadata
+
+    metadata = run_metadata(model, model_id=args.model, resolution=resolution_for(args.mode, args.resolution,
+                                                                                  model.config.mode),
+                            mode=args.mode, batch_mode=args.batch_mode, backend=args.backend,
+                            device=getattr(model, "device", None), threshold=args.threshold)
     try:  # before any inference: a bad --out or a concurrent run into it must not cost the run
-        writer = ResultsWriter(out, images=not args.no_images).open()
+        writer = ResultsWriter(out, images=not args.no_images, metadata=metadata).open()
     except OutputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -84,8 +93,18 @@ def _predict(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - start
     done = len(paths) - writer.failed
     print(f"{len(paths)} images: {writer.anomalous} anomalous, {done - writer.anomalous} normal, {writer.failed} "
-          f"failed; {done / max(elapsed, 1e-9):.1f} img/s; results in {out / 'results.csv'}", file=sys.stderr)
+          f"failed; {done / max(elapsed, 1e-9):.1f} img/s; results in {out / 'results.csv'}; review them in "
+          f"{out / 'report.html'}", file=sys.stderr)
     return 0 if writer.failed == 0 else 1
+
+
+def _device(name: str):
+    from .runinfo import resolve_device
+
+    try:
+        return resolve_device(name)
+    except RuntimeError as e:
+        raise SystemExit(f"error: {e}") from None
 
 
 def _positive(text: str) -> int:
@@ -122,7 +141,9 @@ def _benchmark(args: argparse.Namespace) -> int:
     cfg = BenchmarkConfig(data=args.data, out=args.out, methods=args.methods,
                           datasets=tuple(args.datasets or ()), shots=_ints(args.shots), seeds=_ints(args.seeds),
                           mode=args.mode, resolution=args.resolution, pixel_max_side=args.pixel_max_side,
-                          model=args.model, clip_model=args.clip_model, clip_pretrained=args.clip_pretrained)
+                          model=args.model, clip_model=args.clip_model, clip_pretrained=args.clip_pretrained,
+                          device=args.device)
+    _device(args.device)  # a missing CUDA device fails here, before any category runs
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
@@ -182,6 +203,7 @@ def _finetune(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         base = load_default(args.base)
+    base.to(_device(args.device))
     given = {"steps": args.steps, "mode": args.mode, "resolution": args.resolution}
     cfg = FinetuneConfig(**{k: v for k, v in given.items() if v is not None}, seed=args.seed, fpr=args.fpr,
                          memory=not args.no_memory, golden=args.golden)
@@ -209,11 +231,26 @@ def _calibrate(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = load_default(args.model)
-    good = _readable(collect_inputs(args.good), "good")
-    bad = _readable(collect_inputs(args.defective), "defective") if args.defective else None
+    if not (args.good or args.labels):
+        print("error: calibrate needs --good images or --labels labels.csv (exported from report.html)",
+              file=sys.stderr)
+        return 2
+    good = _readable(collect_inputs(args.good), "good") if args.good else []
+    bad = _readable(collect_inputs(args.defective), "defective") if args.defective else []
+    if args.labels:
+        from .review import read_labels
+
+        try:
+            ok, ng = read_labels(args.labels)
+        except (OSError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        good += _readable(ok, "good (labelled OK)")
+        bad += _readable(ng, "defective (labelled NG)")
+        print(f"{args.labels}: {len(ok)} images labelled OK, {len(ng)} labelled NG", file=sys.stderr)
+    bad = bad or None
     if len(good) < 2:
-        print(f"error: calibration needs at least 2 readable good images, found {len(good)} in "
-              f"{' '.join(args.good)}", file=sys.stderr)
+        print(f"error: calibration needs at least 2 readable good images, found {len(good)}", file=sys.stderr)
         return 2
     cal = recalibrate(model, good, args.fpr, bad)
     out = model.save_pretrained(args.out or args.model)
@@ -269,7 +306,10 @@ def _card(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="anomalyvfm", description="Zero/few-shot visual anomaly detection.")
+    parser.add_argument("--version", action="version", version=f"anomalyvfm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("predict", help="score images: results.csv/.jsonl, heatmap and overlay PNGs")
     p.add_argument("paths", nargs="+", help="image files, folders (searched recursively) or glob patterns")
@@ -284,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-mode", choices=("mutual",),
                    help="mutual: score the images as one batch (mutual scoring of the batch fused with the model; "
                         "verdicts from the batch's own scores, assuming most parts are good)")
+    p.add_argument("--device", choices=DEVICES, default="auto", help="where the model runs (auto: CUDA if any)")
     p.add_argument("--backend", choices=("torch", "onnx"), default="torch",
                    help="onnx: run an `anomalyvfm export` file (--model FILE.onnx) with onnxruntime")
     p.set_defaults(func=_predict)
@@ -302,6 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--clip-model", help="open_clip model for winclip (default ViT-B-16-plus-240)")
     b.add_argument("--clip-pretrained", help="open_clip pretrained tag or checkpoint path (default laion400m_e31)")
     b.add_argument("--out", default="results", help="output folder (an interrupted run resumes from it)")
+    b.add_argument("--device", choices=DEVICES, default="auto", help="where the AnomalyVFM methods and kNN run")
     b.set_defaults(func=_benchmark)
 
     s = sub.add_parser("synth", help="generate a synthetic anomaly dataset (Hugging Face datasets on disk)")
@@ -320,6 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--resolution", type=int)
     f.add_argument("--steps", type=int, help="most fine-tuning steps (default: FinetuneConfig.steps)")
     f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--device", choices=DEVICES, default="auto", help="where fine-tuning runs (auto: CUDA if any)")
     f.add_argument("--fpr", type=float, default=0.01, help="target false-positive rate of the threshold")
     f.add_argument("--no-memory", action="store_true", help="no kNN memory of the good images")
     f.add_argument("--golden", action="store_true",
@@ -330,7 +373,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     k = sub.add_parser("calibrate", help="choose a model's or profile's threshold from good (and defective) images")
     k.add_argument("model", help="checkpoint or profile folder")
-    k.add_argument("--good", nargs="+", required=True, help="good images it has not been fitted on")
+    k.add_argument("--good", nargs="+", help="good images it has not been fitted on")
+    k.add_argument("--labels", help="labels.csv downloaded from a run's report.html: OK images recalibrate the "
+                                    "threshold, NG images join as defective examples")
     k.add_argument("--defective", nargs="+", help="optional defective images")
     k.add_argument("--fpr", type=float, default=0.01)
     k.add_argument("--out", help="write the calibrated model here (default: in place)")

@@ -1,4 +1,5 @@
-"""Result files: atomic writes, results.csv / results.jsonl, heatmap and overlay PNGs."""
+"""Result files: atomic writes, results.csv / results.jsonl, heatmap, overlay and thumbnail PNGs, run.json and the
+report.html review page (``anomalyvfm.review``)."""
 from __future__ import annotations
 
 import csv
@@ -7,13 +8,14 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-RESULT_FIELDS = ("path", "score", "verdict", "rule", "threshold_source", "regions", "largest_region_pct", "image",
-                 "error")
+RESULT_FIELDS = ("path", "score", "verdict", "threshold", "rule", "threshold_source", "regions", "largest_region_pct",
+                 "image", "run_id", "error")
 
 
 def _umask() -> int:
@@ -51,29 +53,20 @@ def write_png(path: str | os.PathLike, rgb: np.ndarray) -> None:
     atomic_write_bytes(path, encoded.tobytes())
 
 
-def heatmap(anomaly_map: np.ndarray) -> np.ndarray:
-    """float map in [0, 1] -> RGB colour image (absolute scale, so heatmaps of different images compare)."""
-    grey = np.clip(anomaly_map * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    return cv2.cvtColor(cv2.applyColorMap(grey, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+def verdict_of(p) -> str:
+    return "error" if p.error else ("anomalous" if p.is_anomalous else "normal")
 
 
-def overlay(rgb: np.ndarray, anomaly_map: np.ndarray, mask: np.ndarray | None = None, alpha: float = 0.45) -> np.ndarray:
-    """The image with its heatmap blended in and the binary mask outlined in white."""
-    out = cv2.addWeighted(rgb, 1.0 - alpha, heatmap(anomaly_map), alpha, 0.0)
-    if mask is not None and mask.any():
-        contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-        cv2.drawContours(out, contours, -1, (255, 255, 255), max(1, round(max(rgb.shape[:2]) / 300)))
-    return out
-
-
-def result_row(p, heatmap_name: str | None = None) -> dict:
-    """One ``Prediction`` as a results row: the rule behind its score, where its threshold came from, its regions
-    (results.jsonl lists them; results.csv gets their count and the largest one's area in %) and its PNGs' name."""
-    verdict = "error" if p.error else ("anomalous" if p.is_anomalous else "normal")
+def result_row(p, heatmap_name: str | None = None, run_id: str | None = None) -> dict:
+    """One ``Prediction`` as a results row: its score and the threshold it was judged by, the rule behind the score,
+    where the threshold came from, its regions (results.jsonl lists them; results.csv gets their count and the
+    largest one's area in %), its PNGs' name and the run (run.json's ``run_id``) that produced it."""
     regions = [r.to_dict() for r in (p.regions or [])]
-    return {"path": p.name, "score": None if p.error else round(float(p.score), 6), "verdict": verdict,
+    threshold = getattr(p, "threshold", None)
+    return {"path": p.name, "score": None if p.error else round(float(p.score), 6), "verdict": verdict_of(p),
+            "threshold": None if p.error or threshold is None else round(float(threshold), 6),
             "rule": p.rule, "threshold_source": p.threshold_source, "regions": None if p.error else regions,
-            "image": heatmap_name, "error": p.error}
+            "image": heatmap_name, "run_id": run_id, "error": p.error}
 
 
 def _csv_row(row: dict) -> dict:
@@ -100,7 +93,7 @@ def write_results(out_dir: str | os.PathLike, rows: list[dict]) -> None:
     atomic_write_bytes(Path(out_dir) / "results.jsonl", "".join(json.dumps(row) + "\n" for row in rows).encode())
 
 
-RUN_OUTPUTS = ("results.csv", "results.jsonl", "heatmaps", "overlays", "run.json", "report.html")
+RUN_OUTPUTS = ("results.csv", "results.jsonl", "heatmaps", "overlays", "thumbnails", "run.json", "report.html")
 LOCK = ".anomalyvfm.lock"
 
 
@@ -121,13 +114,23 @@ class ResultsWriter:
     ``open`` checks the folder before any inference (a file in the way, or another live run holding its lock, is an
     ``OutputError``), takes the lock and removes the previous run's outputs, so a folder never mixes two runs. Each
     result is then streamed as it arrives: a line appended to results.csv and results.jsonl (flushed, so a killed run
-    keeps every row it finished) and a heatmap and overlay PNG (``images=False`` skips them) under a name no other
-    input of the run has, recorded in the row's ``image`` field. ``close`` marks the run complete in run.json and
-    releases the lock."""
+    keeps every row it finished) and a heatmap, overlay and thumbnail PNG (``images=False`` skips them) under a name
+    no other input of the run has, recorded in the row's ``image`` field. ``close`` writes report.html, marks the
+    run complete in run.json (with its images/s) and releases the lock.
 
-    def __init__(self, out: str | os.PathLike, images: bool = True, metadata: dict | None = None):
+    ``metadata`` (``anomalyvfm.runinfo.run_metadata``: model, weights sha256, threshold and its origin, resolution,
+    mode, version, date, hardware) goes into run.json and the report's header; its ``run_id`` is in every row."""
+
+    def __init__(self, out: str | os.PathLike, images: bool = True, metadata: dict | None = None,
+                 pixel_threshold: float = 0.5):
         self.out, self.images = Path(out), images
         self.metadata = dict(metadata or {})
+        if "run_id" not in self.metadata:
+            from .runinfo import new_run_id
+
+            self.metadata["run_id"] = new_run_id()
+        self.pixel_threshold = float(self.metadata.get("pixel_threshold", pixel_threshold))
+        self._start = None
         self.rows: list[dict] = []
         self.failed = self.anomalous = 0
         self._stems: set[str] = set()
@@ -169,6 +172,7 @@ class ResultsWriter:
                 shutil.rmtree(path)
             else:
                 path.unlink(missing_ok=True)
+        self._start = time.perf_counter()
         self._write_run("running")
         self._csv = open(self.out / "results.csv", "w", encoding="utf-8")
         self._jsonl = open(self.out / "results.jsonl", "w", encoding="utf-8")
@@ -196,6 +200,10 @@ class ResultsWriter:
 
     def _write_run(self, status: str) -> None:
         counts = {"images": len(self.rows), "failed": self.failed, "anomalous": self.anomalous}
+        if self._start is not None and status != "running":
+            seconds = time.perf_counter() - self._start
+            counts.update(seconds=round(seconds, 3),
+                          images_per_s=round((len(self.rows) - self.failed) / max(seconds, 1e-9), 3))
         atomic_write_bytes(self.out / "run.json", json.dumps({**self.metadata, "status": status, **counts},
                                                              indent=1).encode())
 
@@ -207,12 +215,17 @@ class ResultsWriter:
         if p.ok:
             self.anomalous += bool(p.is_anomalous)
             if self.images and p.image is not None:
+                from .visualize import heatmap, overlay, thumbnail
+
                 name = f"{self._stem(p.name)}.png"
-                write_png(self.out / "heatmaps" / name, heatmap(p.anomaly_map))
-                write_png(self.out / "overlays" / name, overlay(p.image, p.anomaly_map, p.mask))
+                write_png(self.out / "heatmaps" / name, heatmap(p.anomaly_map, self.pixel_threshold))
+                write_png(self.out / "overlays" / name, overlay(
+                    p.image, p.anomaly_map, p.mask, score=p.score, threshold=getattr(p, "threshold", None),
+                    verdict=verdict_of(p), pixel_threshold=self.pixel_threshold))
+                write_png(self.out / "thumbnails" / name, thumbnail(p.image))
         else:
             self.failed += 1
-        row = result_row(p, name)
+        row = result_row(p, name, self.metadata["run_id"])
         self.rows.append(row)
         self._csv.write(_csv_line(row))
         self._jsonl.write(json.dumps(row) + "\n")
@@ -227,6 +240,10 @@ class ResultsWriter:
             f.flush()
             os.fsync(f.fileno())
             f.close()
-        self._write_run("complete" if complete else "interrupted")
+        status = "complete" if complete else "interrupted"
+        self._write_run(status)
+        from .review import write_page
+
+        write_page(self.out, self.rows, json.loads((self.out / "run.json").read_text()))
         self._lock.unlink(missing_ok=True)
         self._lock = None

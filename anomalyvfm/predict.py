@@ -39,6 +39,7 @@ class Prediction:
     threshold_source: str | None = None  # where the verdict's threshold came from: "model" (the stored one),
     # "given" (passed by the caller), "calibration" (a profile's; 0.5 of the deviation) or "batch"
     regions: list | None = None  # the mask's connected components (anomalyvfm.regions.Region), largest first
+    threshold: float | None = None  # the verdict's threshold on ``score``'s scale (0.5 for calibrated deviations)
 
     @property
     def ok(self) -> bool:
@@ -145,6 +146,7 @@ def iter_predict(model, images: Iterable[ImageInput], batch_size: int = 8, mode:
             for result in _run(model, loaded, res, threshold, pixel_threshold, batch_size, device):
                 if result.ok:
                     result.rule, result.threshold_source = cfg.image_score, source
+                    result.threshold = 0.5 if calibration is not None else float(threshold)
                 if result.error and errors == "raise":
                     raise ImageReadError(result.name, result.error)
                 if not keep_images:

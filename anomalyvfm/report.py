@@ -125,26 +125,40 @@ def write_roc_curves(parts: list[dict], folder: Path) -> None:
 
 
 def write_grid(path: Path, samples, scored, images, title: str, n: int = 4) -> None:
-    """The n highest- and n lowest-scored test images with their heatmaps and true labels."""
-    import matplotlib
+    """The n highest- and n lowest-scored test images as overlays (``anomalyvfm.visualize``): the map coloured where
+    it is high, the predicted mask (map > 0.5) outlined in red and the ground-truth mask in white, with each image's
+    score and true label in its banner."""
+    import cv2
+    from PIL import Image
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .outputs import write_png
+    from .visualize import overlay
 
     ranked = sorted(samples, key=lambda s: scored[str(s.path)].score, reverse=True)
     picks = ranked[:n] + ranked[-n:] if len(ranked) > 2 * n else ranked
-    vmax = max(float(scored[str(s.path)].anomaly_map.max()) for s in picks) or 1.0
-    fig, axes = plt.subplots(2, len(picks), figsize=(1.8 * len(picks), 4), squeeze=False)
+    tiles = []
     for i, s in enumerate(picks):
         res = scored[str(s.path)]
-        axes[0, i].imshow(images[str(s.path)])
-        axes[0, i].set_title(f"{'top' if i < n else 'bottom'} {res.score:.3f}\n{s.defect}", fontsize=7,
-                             color="red" if s.label else "green")
-        axes[1, i].imshow(res.anomaly_map, cmap="jet", vmin=0, vmax=vmax)
-        for ax in axes[:, i]:
-            ax.axis("off")
-    fig.suptitle(title, fontsize=9)
-    _save_figure(fig, path)
+        amap = res.anomaly_map
+        truth = None
+        if s.mask is not None:
+            truth = np.asarray(Image.open(s.mask).convert("L").resize(amap.shape[::-1], Image.NEAREST)) > 0
+        tile = overlay(images[str(s.path)], amap, amap > 0.5, score=float(res.score),
+                       verdict="anomalous" if s.label else "normal", truth=truth, side=240,
+                       label=f"{'top' if i < n else 'bottom'} · {s.defect}")
+        tiles.append(cv2.copyMakeBorder(tile, 4, 4, 4, 4, cv2.BORDER_CONSTANT, value=(255, 255, 255)))
+    height = max(t.shape[0] for t in tiles)
+    width = max(t.shape[1] for t in tiles)
+    tiles = [cv2.copyMakeBorder(t, 0, height - t.shape[0], 0, width - t.shape[1], cv2.BORDER_CONSTANT,
+                                value=(255, 255, 255)) for t in tiles]
+    per_row = min(len(tiles), n)
+    while len(tiles) % per_row:
+        tiles.append(np.full_like(tiles[0], 255))
+    grid = np.concatenate([np.concatenate(tiles[r:r + per_row], axis=1) for r in range(0, len(tiles), per_row)])
+    head = np.full((28, grid.shape[1], 3), 255, np.uint8)
+    cv2.putText(head, f"{title}  (banner colour = true label; red outline = map > 0.5; white = ground truth)",
+                (6, 19), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    write_png(path, np.concatenate([head, grid]))
 
 
 def _save_figure(fig, path: Path) -> None:

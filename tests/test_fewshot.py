@@ -111,6 +111,10 @@ def test_profile_round_trip_in_a_fresh_process_gives_identical_scores(tiny_model
     meta = json.loads((folder / PROFILE_NAME).read_text())
     assert [m["sha256"] for m in meta["images"]] and all(len(m["sha256"]) == 64 for m in meta["images"])
     assert meta["base_model"] == "tiny" and meta["finetune"]["steps"] == 6
+    card = (folder / "README.md").read_text()  # the profile's card, filled from profile.json
+    assert "few-shot" in card and "zero-shot" not in card.split("---")[1]
+    assert "k = 3 good images" in card and meta["images"][0]["sha256"][:16] in card
+    assert "Threshold: raw score" in card and "{{" not in card
     test = [write_image(tmp_path / "test" / f"{i}.png", size=(60, 60), seed=10 + i) for i in range(3)]
     expected = [r.score for r in profile.predict(test)]
     script = (f"import json; from anomalyvfm import AnomalyVFM;"

@@ -67,8 +67,9 @@ def finetune(model: AnomalyVFM, good: Sequence[ImageInput], config: FinetuneConf
 
 def save_profile(model: AnomalyVFM, directory: str | os.PathLike, *, base: str, good: Sequence[ImageInput],
                  config: FinetuneConfig, report: FinetuneReport) -> Path:
-    """Write the profile: the checkpoint files with its state (see ``anomalyvfm.checkpoint``) and ``profile.json``
-    (base model, images used with their sha256, date, package version, settings, report)."""
+    """Write the profile: the checkpoint files with its state (see ``anomalyvfm.checkpoint``), ``profile.json``
+    (base model, images used with their sha256, date, package version, settings, report) and its model card
+    (README.md, tagged few-shot, filled from profile.json)."""
     from importlib import metadata
 
     directory = model.save_pretrained(directory)
@@ -81,4 +82,9 @@ def save_profile(model: AnomalyVFM, directory: str | os.PathLike, *, base: str, 
         "images": [{"name": describe(item, i), "sha256": sha256_if_file(item)} for i, item in enumerate(good)],
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "anomalyvfm_version": version, "finetune": dataclasses.asdict(config), "report": dataclasses.asdict(report)})
+    from ..cards import build_card
+    from ..checkpoint import CARD_NAME
+    from ..outputs import atomic_write_bytes
+
+    atomic_write_bytes(directory / CARD_NAME, str(build_card(directory)).encode())  # filled from profile.json
     return directory

@@ -22,6 +22,7 @@ class MethodOptions:
     backbone: str = "embedded"  # backbone spec of the training-free methods
     clip_model: str | None = None  # open_clip model name (WinCLIP)
     clip_pretrained: str | None = None  # open_clip pretrained tag or checkpoint path (WinCLIP)
+    device: str = "auto"  # auto | cpu | cuda, for the AnomalyVFM methods and kNN (WinCLIP runs on the CPU)
 
     def side(self, default: int) -> int:
         from ..config import MODES
@@ -67,7 +68,9 @@ def _checkpoint(o: MethodOptions):
     from ..config import MODES
     from ..model import load_default
 
-    m = load_default(o.model)
+    from ..runinfo import resolve_device
+
+    m = load_default(o.model).to(resolve_device(o.device))
     return m, o.side(MODES[m.config.mode])
 
 
@@ -110,12 +113,10 @@ def _anomalyvfm_fewshot_batch(o: MethodOptions) -> Method:
 @register_method("musc", help="mutual scoring (MuSc) of the test split alone, on the checkpoint's backbone")
 def _musc(o: MethodOptions) -> Method:
     from ..batch import BatchConfig
-    from ..config import MODES
-    from ..model import load_default
     from .batch import AnomalyVFMBatch
 
-    m = load_default(o.model)
-    return AnomalyVFMBatch(m, BatchConfig(fusion="mutual", max_weight=1.0), resolution=o.side(MODES[m.config.mode]),
+    m, res = _checkpoint(o)
+    return AnomalyVFMBatch(m, BatchConfig(fusion="mutual", max_weight=1.0), resolution=res,
                            name="musc")
 
 
@@ -123,7 +124,11 @@ def _musc(o: MethodOptions) -> Method:
 def _knn(o: MethodOptions) -> Method:
     from .knn import KNN, KNNConfig
 
-    return KNN(KNNConfig(backbone=o.backbone, resolution=o.side(448)))
+    from ..backbones import load_backbone
+    from ..runinfo import resolve_device
+
+    return KNN(KNNConfig(backbone=o.backbone, resolution=o.side(448)),
+               backbone=load_backbone(o.backbone).to(resolve_device(o.device)))
 
 
 def _winclip(o: MethodOptions, few_shot: bool) -> Method:

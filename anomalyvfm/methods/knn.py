@@ -54,8 +54,8 @@ class KNN(Method):
             keys = todo[start:start + self.config.batch_size]
             crops = [resize_square(images[k], res) for k in keys]
             crops = [np.ascontiguousarray(np.rot90(c, rotation)) for c in crops]
-            x = normalize(np.stack(crops), IMAGENET_MEAN, IMAGENET_STD)
-            for k, t in zip(keys, F.normalize(extract(self.backbone, x).last, dim=-1)):
+            x = normalize(np.stack(crops), IMAGENET_MEAN, IMAGENET_STD).to(next(self.backbone.parameters()).device)
+            for k, t in zip(keys, F.normalize(extract(self.backbone, x).last, dim=-1).cpu()):
                 self._cache[(k, rotation)] = t.clone()
                 self._cost[(k, rotation)] = (time.perf_counter() - tic) / len(keys)
         return {k: self._cache[(k, rotation)] for k in images}

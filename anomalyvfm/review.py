@@ -1,0 +1,192 @@
+"""report.html: the review page of a prediction run, and the OK/NG labels a person exports from it.
+
+The page is one self-contained file (inline CSS and script, no network, links relative to its folder): a header
+with the run's metadata, then one row per image with its thumbnail, overlay, score, verdict and regions. It sorts
+by any column, filters by verdict, and lets a person mark each image OK or NG and download those labels as CSV
+(``path,label``), which ``anomalyvfm calibrate PROFILE --labels labels.csv`` reads back (``read_labels``)."""
+from __future__ import annotations
+
+import csv
+import html
+import os
+from pathlib import Path
+
+from .outputs import ResultsWriter, atomic_write_bytes
+
+LABELS = ("OK", "NG")
+HEADER_FIELDS = (("model", "model"), ("weights_sha256", "weights sha256"), ("backbone", "backbone"),
+                 ("threshold", "threshold"), ("threshold_origin", "threshold origin"), ("image_score", "image score"),
+                 ("resolution", "resolution (px)"), ("mode", "mode"), ("backend", "backend"), ("device", "device"),
+                 ("anomalyvfm_version", "anomalyvfm"), ("date", "date (UTC)"), ("hardware", "hardware"),
+                 ("images_per_s", "images/s"), ("run_id", "run id"), ("status", "status"))
+
+
+def write_report(predictions, out: str | os.PathLike, metadata: dict | None = None) -> Path:
+    """Write the results folder of ``predictions`` (``Prediction`` objects, e.g. from ``AnomalyVFM.predict(...,
+    keep_images=True)``) with its report.html, through the writer ``anomalyvfm predict`` uses; returns the page."""
+    with ResultsWriter(out, metadata=metadata) as writer:
+        for p in predictions:
+            writer.add(p)
+    return Path(out) / "report.html"
+
+
+def write_page(out: str | os.PathLike, rows: list[dict], metadata: dict) -> Path:
+    """``out/report.html`` for result rows (``anomalyvfm.outputs.result_row``) and run metadata."""
+    path = Path(out) / "report.html"
+    atomic_write_bytes(path, render(rows, metadata).encode("utf-8"))
+    return path
+
+
+def _regions_text(regions: list[dict] | None) -> str:
+    if not regions:
+        return "–"
+    parts = [f"{r['area_pct']:.2f}% in x {r['box'][0]}–{r['box'][2]}, y {r['box'][1]}–{r['box'][3]}, peak "
+             f"{r['peak']:.2f}" for r in regions[:3]]
+    more = f"; +{len(regions) - 3} more" if len(regions) > 3 else ""
+    return f"{len(regions)}: " + "; ".join(parts) + more
+
+
+def _row_html(i: int, row: dict) -> str:
+    e = html.escape
+    image = row.get("image")
+    thumb = f'<img class="thumb" src="thumbnails/{e(image)}" alt="" loading="lazy">' if image else ""
+    over = (f'<a href="overlays/{e(image)}" target="_blank"><img class="overlay" src="overlays/{e(image)}" '
+            f'alt="overlay" loading="lazy"></a>') if image else ""
+    score = "" if row.get("score") is None else f"{row['score']:.4f}"
+    verdict = row.get("verdict", "error")
+    detail = e(row["error"]) if row.get("error") else e(_regions_text(row.get("regions")))
+    name = e(row["path"])
+    radios = "".join(f'<label><input type="radio" name="l{i}" value="{v}"> {v}</label> ' for v in LABELS)
+    return (f'<tr data-path="{name}" data-score="{"" if row.get("score") is None else row["score"]}" '
+            f'data-verdict="{verdict}" data-index="{i}"><td class="idx">{i + 1}</td><td>{thumb}</td><td>{over}</td>'
+            f'<td class="path">{name}</td><td class="score">{score}</td><td class="verdict {verdict}">{verdict}</td>'
+            f'<td class="regions">{detail}</td><td class="label">{radios}</td></tr>')
+
+
+STYLE = """
+body{font:14px system-ui,sans-serif;margin:16px;color:#222}
+h1{font-size:20px;margin:0 0 8px}
+dl.meta{display:grid;grid-template-columns:repeat(auto-fill,minmax(330px,1fr));gap:2px 18px;margin:0 0 10px}
+dl.meta div{display:flex;gap:8px;min-width:0} dl.meta dt{color:#666;white-space:nowrap}
+dl.meta dd{margin:0;overflow-wrap:anywhere}
+.controls{margin:10px 0;display:flex;gap:14px;align-items:center;flex-wrap:wrap}
+table.results{border-collapse:collapse;width:100%}
+table.results th{position:sticky;top:0;background:#f3f3f3;text-align:left;padding:6px;cursor:pointer;
+  user-select:none;border-bottom:2px solid #ccc}
+table.results td{padding:6px;border-bottom:1px solid #e4e4e4;vertical-align:middle}
+img.thumb{max-width:120px;max-height:120px}
+img.overlay{max-width:280px;max-height:260px}
+td.path{word-break:break-all;max-width:260px}
+td.score{font-variant-numeric:tabular-nums}
+td.verdict.anomalous{color:#b3261e;font-weight:600}
+td.verdict.normal{color:#1e7b3c;font-weight:600}
+td.verdict.error{color:#666}
+td.regions{max-width:300px;font-size:12px}
+td.label{white-space:nowrap} tr.labelled-OK td.label{background:#e6f4ea} tr.labelled-NG td.label{background:#fce8e6}
+.count{color:#666}
+"""
+
+SCRIPT = """
+(function(){
+const body=document.querySelector('#results tbody');
+const rows=()=>Array.from(body.rows);
+const runId=document.body.dataset.runId;
+const store='anomalyvfm-labels-'+runId;
+let labels={};
+try{labels=JSON.parse(localStorage.getItem(store)||'{}');}catch(e){labels={};}
+function paint(tr){tr.classList.remove('labelled-OK','labelled-NG');
+  const l=labels[tr.dataset.path]; if(l){tr.classList.add('labelled-'+l);
+  const r=tr.querySelector('input[value="'+l+'"]'); if(r) r.checked=true;}}
+rows().forEach(paint);
+function counted(){const n=Object.keys(labels).length;
+  document.getElementById('labelled').textContent=n+' labelled';}
+counted();
+body.addEventListener('change',ev=>{const t=ev.target; if(t.type!=='radio')return;
+  const tr=t.closest('tr'); labels[tr.dataset.path]=t.value; paint(tr); counted();
+  try{localStorage.setItem(store,JSON.stringify(labels));}catch(e){}});
+let sortKey='index',asc=true;
+function sortBy(key){ if(sortKey===key){asc=!asc;}else{sortKey=key;asc=key!=='score';}
+  const val=tr=>{const v=tr.dataset[key]; if(key==='score'||key==='index'){return v===''?-Infinity:parseFloat(v);}
+    return v;};
+  const sorted=rows().sort((a,b)=>{const x=val(a),y=val(b); const c=x<y?-1:x>y?1:0; return asc?c:-c;});
+  sorted.forEach(tr=>body.appendChild(tr));
+  document.querySelectorAll('th[data-key]').forEach(th=>{th.dataset.dir=th.dataset.key===sortKey?(asc?'asc':'desc'):'';
+    th.querySelector('.arrow').textContent=th.dataset.key===sortKey?(asc?' ▲':' ▼'):'';});}
+document.querySelectorAll('th[data-key]').forEach(th=>th.addEventListener('click',()=>sortBy(th.dataset.key)));
+const filter=document.getElementById('filter');
+function applyFilter(){const f=filter.value; let n=0;
+  rows().forEach(tr=>{const show=f==='all'||tr.dataset.verdict===f||(f==='unlabelled'&&!labels[tr.dataset.path]);
+    tr.style.display=show?'':'none'; n+=show;});
+  document.getElementById('shown').textContent=n+' shown';}
+filter.addEventListener('change',applyFilter); applyFilter();
+function csvCell(s){return /[",\\n]/.test(s)?'"'+s.replace(/"/g,'""')+'"':s;}
+window.labelsCsv=function(){let text='path,label\\n';
+  rows().slice().sort((a,b)=>a.dataset.index-b.dataset.index).forEach(tr=>{const l=labels[tr.dataset.path];
+    if(l) text+=csvCell(tr.dataset.path)+','+l+'\\n';}); return text;};
+document.getElementById('download').addEventListener('click',()=>{
+  const blob=new Blob([labelsCsv()],{type:'text/csv'}); const a=document.createElement('a');
+  a.href=URL.createObjectURL(blob); a.download='labels.csv'; document.body.appendChild(a); a.click(); a.remove();});
+document.getElementById('clear').addEventListener('click',()=>{labels={};
+  try{localStorage.removeItem(store);}catch(e){}
+  rows().forEach(tr=>{tr.querySelectorAll('input').forEach(i=>i.checked=false); paint(tr);}); counted();});
+})();
+"""
+
+
+def render(rows: list[dict], metadata: dict) -> str:
+    """The page's HTML for result rows and run metadata."""
+    e = html.escape
+    counts = {v: sum(r.get("verdict") == v for r in rows) for v in ("anomalous", "normal", "error")}
+    meta = "".join(f"<div><dt>{label}</dt><dd>{e(str(metadata[key]))}</dd></div>" for key, label in HEADER_FIELDS
+                   if metadata.get(key) is not None)
+    head = "".join(f'<th data-key="{k}">{t}<span class="arrow"></span></th>' if k else f"<th>{t}</th>" for k, t in
+                   (("index", "#"), (None, "image"), (None, "overlay"), ("path", "path"), ("score", "score"),
+                    ("verdict", "verdict"), (None, "regions"), (None, "your label")))
+    body = "\n".join(_row_html(i, r) for i, r in enumerate(rows))
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<title>anomalyvfm review: {len(rows)} images</title><style>{STYLE}</style></head>
+<body data-run-id="{e(str(metadata.get('run_id', '')))}">
+<h1>anomalyvfm review</h1>
+<dl class="meta">{meta}</dl>
+<p class="count">{len(rows)} images: {counts['anomalous']} anomalous, {counts['normal']} normal,
+{counts['error']} failed. Overlays: colour where the map is high (the pixel threshold is the middle of the scale),
+predicted regions outlined in red.</p>
+<div class="controls">
+<label>show <select id="filter"><option value="all">all</option><option value="anomalous">anomalous</option>
+<option value="normal">normal</option><option value="error">failed</option>
+<option value="unlabelled">not labelled yet</option></select></label>
+<span id="shown" class="count"></span>
+<span id="labelled" class="count"></span>
+<button id="download" type="button">download labels (CSV)</button>
+<button id="clear" type="button">clear labels</button>
+<span class="count">then: anomalyvfm calibrate PROFILE --labels labels.csv</span>
+</div>
+<table id="results" class="results"><thead><tr>{head}</tr></thead>
+<tbody>
+{body}
+</tbody></table>
+<script>{SCRIPT}</script>
+</body></html>
+"""
+
+
+def read_labels(path: str | os.PathLike) -> tuple[list[str], list[str]]:
+    """The OK and NG image paths of a labels CSV (``path,label``) exported from report.html. A path that does not
+    exist as given is looked up beside the CSV; an unknown label is an error naming its line."""
+    path = Path(path)
+    ok, ng = [], []
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        if not reader.fieldnames or not {"path", "label"} <= set(reader.fieldnames):
+            raise ValueError(f"{path}: expected a CSV with the columns path,label (exported from report.html)")
+        for line, row in enumerate(reader, start=2):
+            label = (row["label"] or "").strip().upper()
+            if label not in LABELS:
+                raise ValueError(f"{path}:{line}: label {row['label']!r} is not OK or NG")
+            image = Path(row["path"])
+            if not image.exists() and (path.parent / image).exists():
+                image = path.parent / image
+            (ok if label == "OK" else ng).append(str(image))
+    return ok, ng
+

@@ -1,0 +1,103 @@
+"""Pictures a person reads: heatmaps, overlays with a colour bar, verdict banner and region outlines, thumbnails.
+
+One display scale for every picture: a map value ``v`` in [0, 1] is shown at ``n = display_scale(v, t)``, piecewise
+linear with the pixel threshold ``t`` at the middle of the colour scale (n = 0.5). Overlays colour only where the
+map is high: transparent below n = 0.25 (half the threshold's level), opaque from n = 0.75 up."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+PREDICTED = (255, 40, 40)  # outline of the predicted regions (red)
+TRUTH = (255, 255, 255)  # outline of the ground-truth mask (white)
+ANOMALOUS_BANNER, NORMAL_BANNER, ERROR_BANNER = (190, 30, 30), (30, 130, 60), (90, 90, 90)
+MAX_ALPHA = 0.75
+
+
+def display_scale(anomaly_map: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """Map values -> [0, 1] display values with ``threshold`` at 0.5 (linear on each side)."""
+    t = float(np.clip(threshold, 1e-3, 1 - 1e-3))
+    v = np.clip(anomaly_map.astype(np.float32), 0.0, 1.0)
+    return np.where(v <= t, 0.5 * v / t, 0.5 + 0.5 * (v - t) / (1 - t)).astype(np.float32)
+
+
+def colourise(display: np.ndarray) -> np.ndarray:
+    """Display values in [0, 1] -> RGB (turbo colour map)."""
+    grey = np.clip(display * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return cv2.cvtColor(cv2.applyColorMap(grey, cv2.COLORMAP_TURBO), cv2.COLOR_BGR2RGB)
+
+
+def heatmap(anomaly_map: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """The map alone, coloured on the display scale (absolute, so heatmaps of different images compare)."""
+    return colourise(display_scale(anomaly_map, threshold))
+
+
+def _outline(image: np.ndarray, mask: np.ndarray | None, colour: tuple[int, int, int], width: int) -> None:
+    if mask is None or not mask.any():
+        return
+    mask = cv2.resize(mask.astype(np.uint8), (image.shape[1], image.shape[0]), interpolation=cv2.INTER_NEAREST)
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    cv2.drawContours(image, contours, -1, colour, width, cv2.LINE_AA)
+
+
+def _text(image: np.ndarray, text: str, origin: tuple[int, int], scale: float, colour=(255, 255, 255),
+          thickness: int = 1) -> None:
+    cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thickness, cv2.LINE_AA)
+
+
+def _fit(rgb: np.ndarray, side: int) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    s = side / max(h, w)
+    size = (max(1, round(w * s)), max(1, round(h * s)))
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+
+
+def colour_bar(height: int, threshold: float, width: int = 64) -> np.ndarray:
+    """A vertical colour bar for the overlay's scale, labelled 0, the threshold and 1."""
+    bar = np.full((height, width, 3), 255, np.uint8)
+    top, bottom = 10, height - 10
+    ramp = np.linspace(1.0, 0.0, bottom - top, dtype=np.float32)[:, None]
+    bar[top:bottom, 4:18] = colourise(np.repeat(ramp, 14, axis=1))
+    scale = 0.38
+    for value, label in ((1.0, "1.0"), (threshold, f"{threshold:.2f}"), (0.0, "0.0")):
+        y = int(round(top + (1.0 - float(display_scale(np.array([value]), threshold)[0])) * (bottom - top - 1)))
+        cv2.line(bar, (2, y), (20, y), (0, 0, 0), 1)
+        _text(bar, label, (23, min(max(y + 4, 10), height - 2)), scale, (0, 0, 0))
+    _text(bar, "px thr", (23, min(height - 2, int(round(top + 0.5 * (bottom - top))) + 16)), scale, (80, 80, 80))
+    return bar
+
+
+def overlay(rgb: np.ndarray, anomaly_map: np.ndarray, mask: np.ndarray | None = None, *,
+            score: float | None = None, threshold: float | None = None, verdict: str | None = None,
+            pixel_threshold: float = 0.5, truth: np.ndarray | None = None, side: int = 512,
+            label: str | None = None) -> np.ndarray:
+    """The image, coloured only where its map is high, with the predicted regions outlined in red (``truth``, a
+    ground-truth mask, in white), a colour bar with its scale and a banner with the verdict, score and threshold.
+    The picture is ``side`` pixels on its long side (plus banner and bar)."""
+    base = _fit(rgb, side)
+    h, w = base.shape[:2]
+    shown = display_scale(cv2.resize(anomaly_map.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR),
+                          pixel_threshold)
+    alpha = (MAX_ALPHA * np.clip((shown - 0.25) / 0.5, 0.0, 1.0))[..., None]
+    out = (base.astype(np.float32) * (1 - alpha) + colourise(shown).astype(np.float32) * alpha).astype(np.uint8)
+    width = max(2, round(side / 200))
+    _outline(out, truth, TRUTH, width)
+    _outline(out, mask, PREDICTED, width)
+    out = np.concatenate([out, colour_bar(h, pixel_threshold)], axis=1)
+    banner_h = 30
+    colour = {"anomalous": ANOMALOUS_BANNER, "normal": NORMAL_BANNER}.get(verdict or "", ERROR_BANNER)
+    banner = np.empty((banner_h, out.shape[1], 3), np.uint8)
+    banner[:] = colour
+    parts = [(verdict or "").upper()]
+    if score is not None:
+        parts.append(f"score {score:.3f}")
+    if threshold is not None:
+        parts.append(f"thr {threshold:.3f}")
+    if label:
+        parts.append(label)
+    _text(banner, "   ".join(p for p in parts if p), (8, 21), 0.55, thickness=1 + (out.shape[1] > 300))
+    return np.concatenate([banner, out], axis=0)
+
+
+def thumbnail(rgb: np.ndarray, side: int = 160) -> np.ndarray:
+    return _fit(rgb, side)

@@ -1,0 +1,142 @@
+"""The review outputs: overlays, run metadata, report.html (in a real headless Chromium) and labels -> calibrate."""
+import csv
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from anomalyvfm.cli import main
+from anomalyvfm.review import read_labels, render
+from anomalyvfm.visualize import MAX_ALPHA, display_scale, overlay
+from conftest import write_image
+
+
+def test_overlay_colours_only_where_the_map_is_high_and_outlines_the_region():
+    rgb = np.full((100, 100, 3), 128, np.uint8)
+    amap = np.zeros((100, 100), np.float32)
+    amap[40:60, 40:60] = 0.9
+    mask = amap > 0.5
+    out = overlay(rgb, amap, mask, score=0.8, threshold=0.6, verdict="anomalous", side=100)
+    body = out[30:130, :100]  # under the 30-px banner, left of the colour bar
+    assert (body[5:30, 5:30] == 128).all()  # low map: the part keeps its own colour
+    assert np.abs(body[45:55, 45:55].astype(int) - 128).max() > 40  # high map: coloured
+    assert (body[38:62, 38:62] == (255, 40, 40)).all(axis=2).any()  # the region's red outline
+    assert out.shape[1] > 100 and tuple(out[5, 2]) == (190, 30, 30)  # colour bar beside, red verdict banner
+    assert display_scale(np.array([0.0, 0.3, 0.6, 1.0]), 0.3).tolist() == [0.0, 0.5, pytest.approx(0.7143, abs=1e-3),
+                                                                          1.0]
+    assert MAX_ALPHA < 1
+
+
+def test_predict_writes_run_metadata_every_row_points_to(tiny_checkpoint, tmp_path):
+    for i in range(3):
+        write_image(tmp_path / "in" / f"{i}.png", seed=i)
+    assert main(["predict", str(tmp_path / "in"), "--model", str(tiny_checkpoint), "--out", str(tmp_path / "o"),
+                 "--device", "cpu"]) == 0
+    run = json.loads((tmp_path / "o" / "run.json").read_text())
+    for key in ("weights_sha256", "threshold", "threshold_origin", "resolution", "mode", "anomalyvfm_version",
+                "date", "hardware", "images_per_s", "run_id", "model"):
+        assert run[key] not in (None, ""), key
+    rows = [json.loads(line) for line in (tmp_path / "o" / "results.jsonl").read_text().splitlines()]
+    assert {r["run_id"] for r in rows} == {run["run_id"]} and all(r["threshold"] == run["threshold"] for r in rows)
+    with open(tmp_path / "o" / "results.csv") as f:
+        assert {r["run_id"] for r in csv.DictReader(f)} == {run["run_id"]}
+    page = (tmp_path / "o" / "report.html").read_text()
+    assert run["weights_sha256"] in page and page.count("<tr data-path=") == 3
+    assert "http://" not in page and "https://" not in page  # offline: nothing fetched
+    assert all((tmp_path / "o" / d / rows[0]["image"]).is_file() for d in ("overlays", "thumbnails", "heatmaps"))
+
+
+def test_version_and_a_missing_cuda_device_are_one_line_answers(tiny_checkpoint, tmp_path, capsys):
+    import torch
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.startswith("anomalyvfm ")
+    if not torch.cuda.is_available():
+        write_image(tmp_path / "a.png")
+        with pytest.raises(SystemExit, match="no CUDA device"):
+            main(["predict", str(tmp_path / "a.png"), "--model", str(tiny_checkpoint), "--device", "cuda",
+                  "--out", str(tmp_path / "o")])
+
+
+def test_labels_csv_feeds_calibration(tiny_checkpoint, tmp_path, capsys):
+    good = [write_image(tmp_path / "g" / f"{i}.png", seed=i) for i in range(4)]
+    bad = write_image(tmp_path / "b.png", seed=9)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("path,label\n" + "".join(f"g/{p.name},OK\n" for p in good) + "b.png,NG\n")
+    ok, ng = read_labels(labels)
+    assert len(ok) == 4 and all(os.path.exists(p) for p in ok + ng)  # paths resolved beside the CSV
+    assert main(["calibrate", str(tiny_checkpoint), "--labels", str(labels), "--out", str(tmp_path / "p")]) == 0
+    err = capsys.readouterr().err
+    assert "4 images labelled OK, 1 labelled NG" in err and "from 4 good and 1 defective" in err
+    state = json.loads((tmp_path / "p" / "state.json").read_text())
+    assert state["calibration"]["n_good"] == 4
+    labels.write_text("path,label\ng/0.png,maybe\n")
+    assert main(["calibrate", str(tiny_checkpoint), "--labels", str(labels)]) == 2
+    assert "labels.csv:2: label 'maybe' is not OK or NG" in capsys.readouterr().err
+
+
+def _chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if path is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("chromium not found (CI=true: .ci/run installs it; the report must be tested in a browser)")
+        pytest.skip("chromium not installed (apt-get install -y chromium)")
+    return path
+
+
+def test_report_in_a_real_browser_sorts_filters_and_exports_labels(tmp_path):
+    """Headless Chromium loads report.html from disk: one row per image, sorting by score, the verdict filter and
+    the OK/NG labels downloaded as CSV."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    rows = [{"path": f"parts/p{i}.png", "score": s, "verdict": v, "threshold": 0.5, "regions": [], "image": None,
+             "error": None} for i, (s, v) in enumerate([(0.2, "normal"), (0.9, "anomalous"), (0.6, "anomalous"),
+                                                        (0.1, "normal")])]
+    rows.append({"path": "parts/broken.png", "score": None, "verdict": "error", "regions": None, "image": None,
+                 "error": "not an image"})
+    page_path = tmp_path / "report.html"
+    page_path.write_text(render(rows, {"run_id": "test-run", "model": "m", "weights_sha256": "abc123"}))
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=_chromium(), args=["--no-sandbox"])
+        try:
+            page = browser.new_page(accept_downloads=True)
+            page.goto(page_path.as_uri())
+            body = page.locator("#results tbody tr")
+            assert body.count() == 5
+            page.click("th[data-key=score]")  # highest score first
+            order = [body.nth(i).get_attribute("data-path") for i in range(5)]
+            assert order[:4] == ["parts/p1.png", "parts/p2.png", "parts/p0.png", "parts/p3.png"]
+            page.click("th[data-key=score]")  # and back
+            assert body.nth(0).get_attribute("data-path") == "parts/broken.png"
+            page.select_option("#filter", "anomalous")
+            visible = [r for r in range(5) if body.nth(r).is_visible()]
+            assert len(visible) == 2 and page.inner_text("#shown") == "2 shown"
+            page.select_option("#filter", "all")
+            page.check("tr[data-path='parts/p1.png'] input[value=NG]")
+            page.check("tr[data-path='parts/p0.png'] input[value=OK]")
+            page.check("tr[data-path='parts/p3.png'] input[value=OK]")
+            assert page.inner_text("#labelled") == "3 labelled"
+            with page.expect_download() as info:
+                page.click("#download")
+            download = tmp_path / "labels.csv"
+            info.value.save_as(download)
+            page.reload()  # labels survive a reload (kept per run in the browser)
+            assert page.inner_text("#labelled") == "3 labelled"
+        finally:
+            browser.close()
+    assert download.read_text().splitlines() == ["path,label", "parts/p0.png,OK", "parts/p1.png,NG", "parts/p3.png,OK"]
+    tmp_path.joinpath("parts").mkdir()
+    assert [len(x) for x in read_labels(download)] == [2, 1]
+
+
+def test_write_report_from_the_api(tiny_model, tmp_path):
+    from anomalyvfm.review import write_report
+
+    images = [np.asarray(Image.open(write_image(tmp_path / f"{i}.png", seed=i))) for i in range(2)]
+    preds = tiny_model.predict(images, keep_images=True)
+    page = write_report(preds, tmp_path / "o")  # also anomalyvfm.write_report
+    assert page.is_file() and page.read_text().count("<tr data-path=") == 2
+    assert json.loads((tmp_path / "o" / "run.json").read_text())["status"] == "complete"
