@@ -12,7 +12,7 @@ _EXPORTS = {
     "load_backbone": "backbones", "register_backbone_source": "backbones",
     "MemoryBank": "memory", "ProfileState": "profile", "SCORE_RULES": "scoring", "register_score_rule": "scoring",
     "Prediction": "predict", "ImageReadError": "preprocess", "ResultsWriter": "outputs",
-    "write_report": "review",
+    "write_report": "outputs",
 }
 __all__ = sorted(_EXPORTS)
 
@@ -32,9 +32,8 @@ if TYPE_CHECKING:
     from .errors import BackboneMismatchError, BackboneNotFoundError
     from .memory import MemoryBank
     from .model import AnomalyVFM, load_default
-    from .outputs import ResultsWriter
+    from .outputs import ResultsWriter, write_report
     from .predict import Prediction
     from .preprocess import ImageReadError
     from .profile import ProfileState
-    from .review import write_report
     from .scoring import SCORE_RULES, register_score_rule

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .config import MODES, QUANTIZATIONS
+from .cliargs import device, ints, methods, positive, readable
 from .methods import METHODS
 from .runinfo import DEVICES
 
@@ -38,7 +39,7 @@ def _predict(args: argparse.Namespace) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # library chatter; the one warning that matters is printed below
             model = load_default(args.model)
-        model.to(_device(args.device))
+        model.to(device(args.device))
     if not model.config.trained:
         print("warning: this model's decoder and head are UNTRAINED (config.trained is false), so its scores and "
               "heatmaps are not meaningful", file=sys.stderr)
@@ -98,38 +99,6 @@ def _predict(args: argparse.Namespace) -> int:
     return 0 if writer.failed == 0 else 1
 
 
-def _device(name: str):
-    from .runinfo import resolve_device
-
-    try:
-        return resolve_device(name)
-    except RuntimeError as e:
-        raise SystemExit(f"error: {e}") from None
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _methods(text: str) -> tuple[str, ...]:
-    names = tuple(m for m in text.split(",") if m)
-    unknown = [m for m in names if m not in METHODS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"unknown method(s) {', '.join(unknown) or text!r}; available: "
-                                         f"{', '.join(METHODS)}")
-    return names
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in text.split(",") if x)
-
-
 def _benchmark(args: argparse.Namespace) -> int:
     import logging
     import time
@@ -139,11 +108,11 @@ def _benchmark(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     cfg = BenchmarkConfig(data=args.data, out=args.out, methods=args.methods,
-                          datasets=tuple(args.datasets or ()), shots=_ints(args.shots), seeds=_ints(args.seeds),
+                          datasets=tuple(args.datasets or ()), shots=ints(args.shots), seeds=ints(args.seeds),
                           mode=args.mode, resolution=args.resolution, pixel_max_side=args.pixel_max_side,
                           model=args.model, clip_model=args.clip_model, clip_pretrained=args.clip_pretrained,
                           device=args.device)
-    _device(args.device)  # a missing CUDA device fails here, before any category runs
+    device(args.device)  # a missing CUDA device fails here, before any category runs
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
@@ -173,20 +142,6 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
-def _readable(paths: list[str], what: str) -> list[str]:
-    """The paths that read as images; each other one is named with its reason on one line and skipped."""
-    from .preprocess import ImageReadError, read_image
-
-    ok = []
-    for path in paths:
-        try:
-            read_image(path)
-            ok.append(path)
-        except ImageReadError as e:
-            print(f"warning: skipped {what} image {e.path}: {e.reason}", file=sys.stderr)
-    return ok
-
-
 def _finetune(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -194,7 +149,7 @@ def _finetune(args: argparse.Namespace) -> int:
     from .model import load_default, shipped_checkpoint
     from .predict import collect_inputs
 
-    good = _readable(collect_inputs(args.good), "good")
+    good = readable(collect_inputs(args.good), "good")
     if not good:
         print(f"error: no readable images found in {' '.join(args.good)}", file=sys.stderr)
         return 2
@@ -203,7 +158,7 @@ def _finetune(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         base = load_default(args.base)
-    base.to(_device(args.device))
+    base.to(device(args.device))
     given = {"steps": args.steps, "mode": args.mode, "resolution": args.resolution}
     cfg = FinetuneConfig(**{k: v for k, v in given.items() if v is not None}, seed=args.seed, fpr=args.fpr,
                          memory=not args.no_memory, golden=args.golden)
@@ -211,7 +166,7 @@ def _finetune(args: argparse.Namespace) -> int:
     if args.defective:
         from .data.samples import find_mask
 
-        for path in _readable(collect_inputs(args.defective), "defective"):
+        for path in readable(collect_inputs(args.defective), "defective"):
             mask = find_mask(Path(args.masks), Path(path).stem) if args.masks else None
             defective.append((path, str(mask) if mask else None))
     profile, report = finetune(base, good, cfg, defective=defective)
@@ -235,8 +190,8 @@ def _calibrate(args: argparse.Namespace) -> int:
         print("error: calibrate needs --good images or --labels labels.csv (exported from report.html)",
               file=sys.stderr)
         return 2
-    good = _readable(collect_inputs(args.good), "good") if args.good else []
-    bad = _readable(collect_inputs(args.defective), "defective") if args.defective else []
+    good = readable(collect_inputs(args.good), "good") if args.good else []
+    bad = readable(collect_inputs(args.defective), "defective") if args.defective else []
     if args.labels:
         from .review import read_labels
 
@@ -245,8 +200,8 @@ def _calibrate(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
-        good += _readable(ok, "good (labelled OK)")
-        bad += _readable(ng, "defective (labelled NG)")
+        good += readable(ok, "good (labelled OK)")
+        bad += readable(ng, "defective (labelled NG)")
         print(f"{args.labels}: {len(ok)} images labelled OK, {len(ng)} labelled NG", file=sys.stderr)
     bad = bad or None
     if len(good) < 2:
@@ -317,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=tuple(MODES), help="fast (224 px) or accurate (448 px); default: the model's")
     p.add_argument("--resolution", type=int, help="explicit input side in pixels (a multiple of 14)")
     p.add_argument("--threshold", type=float, help="image score above which an image is anomalous")
-    p.add_argument("--batch-size", type=_positive, default=8)
+    p.add_argument("--batch-size", type=positive, default=8)
     p.add_argument("--out", default="anomalyvfm-out", help="output folder (its inputs are never scored; a rerun "
                                                            "replaces the previous run's results there)")
     p.add_argument("--no-images", action="store_true", help="write only results.csv / results.jsonl")
@@ -332,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("benchmark", help="cross-dataset benchmark: per-category metrics, reports and PNGs")
     b.add_argument("--data", required=True, help="root folder holding datasets (scanned for known layouts)")
     b.add_argument("--datasets", nargs="*", help="dataset names or dataset/category keys (default: all found)")
-    b.add_argument("--methods", default="anomalyvfm,knn", type=_methods,
+    b.add_argument("--methods", default="anomalyvfm,knn", type=methods,
                    help="comma-separated, of: " + "; ".join(f"{m.name} ({m.help})" for m in METHODS.values()))
     b.add_argument("--shots", default="1,4", help="comma-separated k for few-shot methods")
     b.add_argument("--seeds", default="0,1,2", help="comma-separated seeds for drawing the k references")
@@ -355,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     f = sub.add_parser("finetune", help="adapt to one product from a few good images: a profile folder")
     f.add_argument("--good", nargs="+", required=True, help="good images: files, folders or glob patterns")
-    f.add_argument("--shots", type=_positive, help="use k of them, drawn with --seed (default: all)")
+    f.add_argument("--shots", type=positive, help="use k of them, drawn with --seed (default: all)")
     f.add_argument("--base", help="base checkpoint folder or hub id (default: the shipped checkpoint)")
     f.add_argument("--out", required=True, help="profile folder to write")
     f.add_argument("--mode", choices=tuple(MODES))

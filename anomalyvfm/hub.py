@@ -21,7 +21,11 @@ def push_folder(folder: str | os.PathLike, repo_id: str, *, private: bool | None
     files = sorted(filter_repo_objects([p.name for p in folder.iterdir() if p.is_file()],
                                        allow_patterns=ALLOW_PATTERNS))
     if (folder / CARD_NAME).is_file():
-        ModelCard.load(folder / CARD_NAME).validate()  # ValueError with the Hub's message when the metadata is bad
+        card = ModelCard.load(folder / CARD_NAME)
+        try:
+            card.validate()  # ValueError with the Hub's message when the metadata is bad
+        except OSError:  # the Hub's validator is unreachable (offline): the upload itself will say so
+            pass
     api = HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
     info = api.create_commit(repo_id, [CommitOperationAdd(path_in_repo=f, path_or_fileobj=str(folder / f))

@@ -145,9 +145,16 @@ class AnomalyVFM(nn.Module):
             results = iter_predict(self, images, batch_size=batch_size, **kwargs)
         if out is None:
             return list(results)
+        from .config import resolution_for
         from .outputs import ResultsWriter
+        from .runinfo import run_metadata
 
-        with ResultsWriter(out) as writer:
+        metadata = run_metadata(self, model_id=None, resolution=resolution_for(kwargs.get("mode"),
+                                                                               kwargs.get("resolution"),
+                                                                               self.config.mode),
+                                mode=kwargs.get("mode"), batch_mode=batch_mode, device=self.device,
+                                threshold=kwargs.get("threshold"))
+        with ResultsWriter(out, metadata=metadata) as writer:
             return [writer.add(p) for p in results]
 
     # ---- persistence: the format lives in anomalyvfm.checkpoint --------------------------------------------------

@@ -242,8 +242,18 @@ class ResultsWriter:
             f.close()
         status = "complete" if complete else "interrupted"
         self._write_run(status)
-        from .review import write_page
+        from .review import render
 
-        write_page(self.out, self.rows, json.loads((self.out / "run.json").read_text()))
+        run = json.loads((self.out / "run.json").read_text())
+        atomic_write_bytes(self.out / "report.html", render(self.rows, run).encode("utf-8"))
         self._lock.unlink(missing_ok=True)
         self._lock = None
+
+
+def write_report(predictions, out: str | os.PathLike, metadata: dict | None = None) -> Path:
+    """Write the results folder of ``predictions`` (``Prediction`` objects, e.g. from ``AnomalyVFM.predict(...,
+    keep_images=True)``) with its report.html, through the writer ``anomalyvfm predict`` uses; returns the page."""
+    with ResultsWriter(out, metadata=metadata) as writer:
+        for p in predictions:
+            writer.add(p)
+    return Path(out) / "report.html"

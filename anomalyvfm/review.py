@@ -1,4 +1,5 @@
-"""report.html: the review page of a prediction run, and the OK/NG labels a person exports from it.
+"""report.html: the review page of a prediction run (``render``; ``anomalyvfm.outputs`` writes it), and the OK/NG
+labels a person exports from it (``read_labels``).
 
 The page is one self-contained file (inline CSS and script, no network, links relative to its folder): a header
 with the run's metadata, then one row per image with its thumbnail, overlay, score, verdict and regions. It sorts
@@ -11,7 +12,6 @@ import html
 import os
 from pathlib import Path
 
-from .outputs import ResultsWriter, atomic_write_bytes
 
 LABELS = ("OK", "NG")
 HEADER_FIELDS = (("model", "model"), ("weights_sha256", "weights sha256"), ("backbone", "backbone"),
@@ -19,22 +19,6 @@ HEADER_FIELDS = (("model", "model"), ("weights_sha256", "weights sha256"), ("bac
                  ("resolution", "resolution (px)"), ("mode", "mode"), ("backend", "backend"), ("device", "device"),
                  ("anomalyvfm_version", "anomalyvfm"), ("date", "date (UTC)"), ("hardware", "hardware"),
                  ("images_per_s", "images/s"), ("run_id", "run id"), ("status", "status"))
-
-
-def write_report(predictions, out: str | os.PathLike, metadata: dict | None = None) -> Path:
-    """Write the results folder of ``predictions`` (``Prediction`` objects, e.g. from ``AnomalyVFM.predict(...,
-    keep_images=True)``) with its report.html, through the writer ``anomalyvfm predict`` uses; returns the page."""
-    with ResultsWriter(out, metadata=metadata) as writer:
-        for p in predictions:
-            writer.add(p)
-    return Path(out) / "report.html"
-
-
-def write_page(out: str | os.PathLike, rows: list[dict], metadata: dict) -> Path:
-    """``out/report.html`` for result rows (``anomalyvfm.outputs.result_row``) and run metadata."""
-    path = Path(out) / "report.html"
-    atomic_write_bytes(path, render(rows, metadata).encode("utf-8"))
-    return path
 
 
 def _regions_text(regions: list[dict] | None) -> str:

@@ -269,8 +269,8 @@ def test_profile_pushed_to_the_hub_loads_by_repo_id_in_a_fresh_process(tiny_mode
     monkeypatch.setattr(HfApi, "create_commit", create_commit)
     assert push_folder(folder, "user/profile").endswith(commit)
     sent = sorted(p.name for p in (repo / "snapshots" / commit).iterdir())
-    assert sent == ["adapter_config.json", "adapter_model.safetensors", "config.json", "heads.safetensors",
-                    "memory.safetensors", "profile.json", "state.json"]
+    assert sent == ["README.md", "adapter_config.json", "adapter_model.safetensors", "config.json",
+                    "heads.safetensors", "memory.safetensors", "profile.json", "state.json"]  # the card goes too
     test = [write_image(tmp_path / "test" / f"{i}.png", size=(60, 60), seed=20 + i) for i in range(3)]
     expected = [r.score for r in profile.predict(test)]
     script = (f"import json; from anomalyvfm import AnomalyVFM;"

@@ -46,5 +46,5 @@ def test_predict_writes_regions_that_agree_with_the_verdict(tiny_model, tmp_path
     rows = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
     assert all(row["regions"] and row["regions"][0]["area"] > 0 for row in rows)
     csv = (tmp_path / "out" / "results.csv").read_text().splitlines()
-    assert csv[0].split(",")[5:7] == ["regions", "largest_region_pct"]
-    assert all(int(line.split(",")[5]) >= 1 for line in csv[1:])
+    assert csv[0].split(",")[6:8] == ["regions", "largest_region_pct"]
+    assert all(int(line.split(",")[6]) >= 1 for line in csv[1:])

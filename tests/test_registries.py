@@ -146,9 +146,12 @@ def test_the_python_api_writes_the_same_results_folder_as_the_cli(tiny_checkpoin
     images = [str(write_image(tmp_path / "in" / f"{i}.png", seed=i)) for i in range(3)]
     AnomalyVFM.from_pretrained(tiny_checkpoint).predict(images, out=tmp_path / "api")
     assert main(["predict", *images, "--model", str(tiny_checkpoint), "--out", str(tmp_path / "cli")]) == 0
-    for name in ("results.csv", "results.jsonl"):
-        assert (tmp_path / "api" / name).read_text() == (tmp_path / "cli" / name).read_text()
-    for sub in ("heatmaps", "overlays"):
+    runs = [json.loads((tmp_path / d / "run.json").read_text()) for d in ("api", "cli")]
+    assert runs[0]["weights_sha256"] == runs[1]["weights_sha256"] and runs[0]["resolution"] == runs[1]["resolution"]
+    for name in ("results.csv", "results.jsonl"):  # identical but for the run each row points to
+        api, cli = ((tmp_path / d / name).read_text().replace(r["run_id"], "RUN") for d, r in zip(("api", "cli"), runs))
+        assert api == cli
+    for sub in ("heatmaps", "overlays", "thumbnails"):
         assert sorted(p.name for p in (tmp_path / "api" / sub).iterdir()) == ["0.png", "1.png", "2.png"]
 
 

@@ -133,7 +133,7 @@ def test_report_in_a_real_browser_sorts_filters_and_exports_labels(tmp_path):
 
 
 def test_write_report_from_the_api(tiny_model, tmp_path):
-    from anomalyvfm.review import write_report
+    from anomalyvfm.outputs import write_report
 
     images = [np.asarray(Image.open(write_image(tmp_path / f"{i}.png", seed=i))) for i in range(2)]
     preds = tiny_model.predict(images, keep_images=True)

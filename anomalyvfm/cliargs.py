@@ -1,0 +1,53 @@
+"""Argument types and input checks of the ``anomalyvfm`` command line: each turns a bad value into one line."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .methods import METHODS
+
+
+def device(name: str):
+    from .runinfo import resolve_device
+
+    try:
+        return resolve_device(name)
+    except RuntimeError as e:
+        raise SystemExit(f"error: {e}") from None
+
+
+def positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def methods(text: str) -> tuple[str, ...]:
+    names = tuple(m for m in text.split(",") if m)
+    unknown = [m for m in names if m not in METHODS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown method(s) {', '.join(unknown) or text!r}; available: "
+                                         f"{', '.join(METHODS)}")
+    return names
+
+
+def ints(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split(",") if x)
+
+
+def readable(paths: list[str], what: str) -> list[str]:
+    """The paths that read as images; each other one is named with its reason on one line and skipped."""
+    from .preprocess import ImageReadError, read_image
+
+    ok = []
+    for path in paths:
+        try:
+            read_image(path)
+            ok.append(path)
+        except ImageReadError as e:
+            print(f"warning: skipped {what} image {e.path}: {e.reason}", file=sys.stderr)
+    return ok
