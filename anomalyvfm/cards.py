@@ -115,4 +115,5 @@ def build_card(checkpoint: str | Path, results_json: str | Path | None = None, *
         threshold=config["threshold"], backbone=config["backbone"], backbone_sha256=config["backbone_sha256"],
         rank=adapter["rank"], alpha=adapter["alpha"], targets=", ".join(adapter["targets"]),
         layers=decoder["layers"], upsample=decoder["upsample"], image_score=config["image_score"],
+        image_head=decoder.get("image_head", "cls"),
         weights_sha256=weights_sha256(checkpoint))

@@ -187,17 +187,30 @@ class AnomalyVFM(nn.Module):
         return load(cls, name_or_dir, revision=revision, backbone=backbone)
 
 
-def shipped_checkpoint() -> Path:
-    """The default zero-shot checkpoint inside the package."""
-    return Path(__file__).parent / "weights" / "anomalyvfm-vits14"
+WEIGHTS = Path(__file__).parent / "weights"
+DEFAULT_CHECKPOINT = "anomalyvfm-vits14"
+
+
+def shipped_checkpoint(name: str = DEFAULT_CHECKPOINT) -> Path:
+    """A zero-shot checkpoint inside the package, by name (default: the default one)."""
+    return WEIGHTS / name
+
+
+def shipped_names() -> list[str]:
+    """The checkpoints shipped inside the package, loadable by name (``load_default("anomalyvfm-vits14-v1")``)."""
+    return sorted(p.name for p in WEIGHTS.iterdir() if (p / "config.json").is_file()) if WEIGHTS.is_dir() else []
 
 
 def load_default(model: str | os.PathLike | None = None) -> AnomalyVFM:
-    """The model ``anomalyvfm predict`` uses: ``model`` if given, else the shipped checkpoint; if no checkpoint is
+    """The model ``anomalyvfm predict`` uses: ``model`` if given (a folder, a hub id or the name of a checkpoint
+    shipped in the package, see ``shipped_names``), else the default shipped checkpoint; if no checkpoint is
     shipped yet, an untrained model on the embedded backbone (with a warning: its scores are not meaningful)."""
     from .checkpoint import CONFIG_NAME
 
     if model is not None:
+        named = WEIGHTS / str(model)
+        if str(model) in shipped_names() and not Path(model).exists():  # a shipped checkpoint, by name
+            return AnomalyVFM.from_pretrained(named)
         return AnomalyVFM.from_pretrained(model)
     if (shipped_checkpoint() / CONFIG_NAME).is_file():
         return AnomalyVFM.from_pretrained(shipped_checkpoint())

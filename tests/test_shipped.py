@@ -29,6 +29,15 @@ def test_shipped_checkpoint_is_trained_and_used_by_default(shipped):
     assert not any(p.suffix in (".bin", ".pt", ".pth", ".pkl") for p in shipped_checkpoint().iterdir())
 
 
+def test_the_previous_checkpoint_stays_loadable_by_name():
+    from anomalyvfm.model import shipped_names
+
+    assert {"anomalyvfm-vits14", "anomalyvfm-vits14-v1"} <= set(shipped_names())
+    v1 = load_default("anomalyvfm-vits14-v1")
+    assert v1.config.trained and v1.config.decoder.layers == (-1,) and v1.config.decoder.image_head == "cls"
+    assert load_default().config.decoder.image_head == "cls+map"  # the default is v2
+
+
 def test_shipped_checkpoint_matches_its_model_card():
     card = CARD.read_text()
     found = re.search(r"sha256 of the trained weights: `([0-9a-f]{64})`", card)

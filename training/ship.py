@@ -58,7 +58,7 @@ def comparison_table(rows: list[dict]) -> str:
         elif r["method"] == "knn":
             knn[(key, r["shots"])].append(r)
     head = ("| category | zero-shot I-AUROC | cls | topk | fused | zero-shot P-AUROC | zero-shot AUPRO@0.3 | "
-            "kNN 1-shot I-AUROC | kNN 4-shot I-AUROC |")
+            "kNN 1-shot I-AUROC | kNN 4-shot I-AUROC | kNN 16-shot I-AUROC |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     cols = defaultdict(list)
     for key in sorted(zs):
@@ -67,7 +67,8 @@ def comparison_table(rows: list[dict]) -> str:
                  "topk": 100 * r.get("I-AUROC[topk]", float("nan")),
                  "fused": 100 * r.get("I-AUROC[fused]", float("nan")), "p": 100 * r["P-AUROC"],
                  "pro": 100 * r["AUPRO@0.3"], "k1": _mean([x["I-AUROC"] for x in knn[(key, 1)]]),
-                 "k4": _mean([x["I-AUROC"] for x in knn[(key, 4)]])}
+                 "k4": _mean([x["I-AUROC"] for x in knn[(key, 4)]]),
+                 "k16": _mean([x["I-AUROC"] for x in knn[(key, 16)]])}
         for c, v in cells.items():
             cols[c].append(v)
         lines.append(f"| {key[0]}/{key[1]} | " + " | ".join("–" if math.isnan(v) else f"{v:.1f}"
@@ -75,6 +76,29 @@ def comparison_table(rows: list[dict]) -> str:
     means = [np.nanmean(v) if not all(math.isnan(x) for x in v) else float("nan") for v in cols.values()]
     lines.append("| **mean** | " + " | ".join("–" if math.isnan(v) else f"**{v:.1f}**" for v in means) + " |")
     return "\n".join(lines) + "\n"
+
+
+def recipe_text() -> str:
+    """README's table of our recipe next to the published one (one copy of the text, shown in both places)."""
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("### Our recipe next to the published one")
+    body = readme[start:readme.index("\n\n`python -m training.train", start)]
+    return body.split("\n", 1)[1].strip()
+
+
+def selection_text(results: Path) -> str:
+    """How this checkpoint was chosen: the declared validation split, and what each candidate scored there."""
+    synth = json.loads((ROOT / "benchmarks" / "results" / "synthetic-validation" / "results.json").read_text())
+    rows = "\n".join(f"| `{name}` | {100 * r['I-AUROC[cls]']:.1f} | {100 * r['I-AUROC[fused]']:.1f} | "
+                      f"{100 * r['P-AUROC']:.1f} |" for name, r in synth["results"].items())
+    return ("**Selection protocol.** Validation = the generator's held-out pairs (150, seed 999: "
+            "`python benchmarks/synthetic_validation.py`) and magnetic_tile, the ../shared/data category declared as "
+            "validation; report = deeppcb/pcb, elpv/mono and elpv/poly, which chose nothing. This checkpoint (v2) "
+            "replaced v1 because it won on validation: magnetic_tile I-AUROC 72.5 vs 68.2 and synthetic I-AUROC "
+            "91.5 vs 90.0 (P-AUROC 78.5 vs 64.0 and 97.8 vs 93.1). Its image rule stays `cls`: `fused` led by 0.05 on "
+            "the validation mean, under the 0.5-point margin a default must clear to change. Synthetic validation "
+            "(image AUROC under cls and fused, pixel AUROC):\n\n| checkpoint | cls | fused | P-AUROC |\n|---|---|---|---|\n"
+            + rows + "\n")
 
 
 def threshold_text() -> str:
@@ -97,8 +121,8 @@ def threshold_text() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", type=Path, default=ROOT / "runs" / "anomalyvfm-vits14")
-    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "zeroshot-224")
+    parser.add_argument("--run", type=Path, default=ROOT / "runs" / "anomalyvfm-vits14-v2")
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "zeroshot-224-v2")
     parser.add_argument("--card", type=Path, default=ROOT / "model_cards" / "anomalyvfm-vits14.md")
     parser.add_argument("--install", action="store_true", help="copy RUN/final into the package and stop")
     args = parser.parse_args(argv)
@@ -116,30 +140,45 @@ def main(argv: Sequence[str] | None = None) -> int:
     payload = json.loads((args.results / "results.json").read_text())
     env = payload["environment"]
     hours = log[-1]["elapsed_s"] / 3600
+    init = cfg.get("init_from")
+    seed_steps = 0
+    if init:  # a warm start: the seed checkpoint's own training comes first
+        seed_cfg = json.loads((record.parent / f"{target.name}-v1" / "config.json").read_text())
+        seed_steps = seed_cfg["steps"]
     training = (
-        f"Only synthetic data: {cfg['steps']} AdamW steps (lr {cfg['lr']}, weight decay {cfg['weight_decay']}, "
+        f"Only synthetic data. {'Warm-started from the v1 checkpoint (`anomalyvfm-vits14-v1`, ' + str(seed_steps) + ' steps on the v1 generator; its card is model_cards/anomalyvfm-vits14-v1.md), then ' if init else ''}"
+        f"{cfg['steps']} AdamW steps (lr {cfg['lr']}, weight decay {cfg['weight_decay']}, "
         f"{cfg['warmup']} warm-up steps, cosine decay) of batch {cfg['batch_size']} × {cfg['grad_accum']} "
         f"(half good, half defective pairs) at {cfg['resolution']} px, seed {cfg['seed']}: "
         f"{cfg['steps'] * cfg['batch_size'] * cfg['grad_accum']} procedurally generated images "
-        "(`anomalyvfm.synth`: nine texture families and shaded object scenes, colour and grey; eight defect families "
-        "— scratches and cracks, pits, stains, missing/extra material, local warps, colour/gloss/blur changes, "
-        "DRAEM-style texture swaps, cut-paste scars — blended with random opacity, 30% faint). "
+        "(`anomalyvfm.synth`: nine texture families, shaded parts in eight silhouettes and scenes of 2–9 components, "
+        "colour and grey; thirteen defect families — scratches and cracks, pits with a bright rim, stains, missing "
+        "material showing the background, extra material, local warps, colour/gloss/blur changes, DRAEM-style "
+        "texture swaps, cut-paste scars, foreign objects, a whole part's colour, chipped outlines, logical anomalies "
+        "of multi-part scenes, folds — blended with random opacity, 30% faint; each mask is the set of pixels that "
+        "visibly changed, ≥ 8 grey levels). "
+        f"Decoder on layers {cfg['model'].get('decoder', {}).get('layers', [-1])}, image head on "
+        f"{cfg['model'].get('decoder', {}).get('image_head', 'cls')}. "
         f"Loss: 5·focal + clipped L1 per pixel under the confidence weighting mean(c·L − α·log c), α = {cfg['alpha']}, "
-        f"plus an image focal loss (weight {cfg['image_weight']}). Mean loss over the last 100 steps {np.mean([h['loss'] for h in log[-100:]]):.3f}. "
-        f"Training took {hours:.2f} h on {env['cpu']} ({env['cpu_count']} cores, CPU only, "
-        f"{env['torch_threads']} torch threads). No real image, and none of the evaluation data, was used. "
-        f"Re-run: `python -m training.train --config training/configs/default.json`.")
+        f"plus an image focal loss (weight {cfg['image_weight']}). Mean loss over the last 100 steps "
+        f"{np.mean([h['loss'] for h in log[-100:]]):.3f}. "
+        f"The last stretch of training took {hours:.2f} h on {env['cpu']} ({env['cpu_count']} cores, CPU only, "
+        f"{env['torch_threads']} torch threads, sharing the CPU with other work). No real image, and none of the "
+        f"evaluation data, was used. Re-run: `python -m training.train --config training/configs/v2.json`.")
     bench = payload["config"]
     evaluation = (
         "Zero-shot on real data the model never saw (`../shared/data`: magnetic_tile, DeepPCB, ELPV), "
         f"{bench['resolution'] or 224} px square input, pixel metrics at the ground-truth resolution (ELPV has no "
         "masks). Image AUROC in % under the default image score rule (and under each rule), next to the training-free "
-        "kNN baseline (AnomalyDINO) with k = 1 and 4 good references from `train/good` on the same backbone and "
-        "resolution, mean over seeds 0, 1, 2.\n\n" + comparison_table(payload["rows"]) +
+        "kNN baseline (AnomalyDINO) with k = 1, 4 and 16 good references from `train/good` on the same backbone and "
+        "resolution, mean over seeds 0, 1, 2. magnetic_tile is the validation category; the other three are the "
+        "report categories.\n\n" + comparison_table(payload["rows"]) +
         f"\nMeasured on {env['cpu']} ({env['cpu_count']} cores), torch {env['packages']['torch']}. Re-run: "
-        f"`anomalyvfm benchmark --data ../shared/data --methods anomalyvfm,knn --shots 1,4 --resolution 224 "
+        f"`anomalyvfm benchmark --data ../shared/data --methods anomalyvfm,knn --shots 1,4,16 --resolution 224 "
         f"--out {args.results.relative_to(ROOT) if args.results.is_relative_to(ROOT) else args.results}`.")
+    evaluation += "\n\n" + selection_text(args.results)
     limitations = (
+        "Departures from the published AnomalyVFM recipe:\n\n" + recipe_text() + "\n\n"
         "Trained for about an hour on a 2-core CPU on procedural data only; it is a starting point, not a finished "
         "inspector. Pixel maps come from 16×16 patch tokens at 224 px, so defects smaller than a patch are blurred; "
         "use `--mode accurate` or tiling for fine defects.\n\n" + threshold_text())
