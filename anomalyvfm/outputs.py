@@ -198,14 +198,16 @@ class ResultsWriter:
         self._stems.add(stem.lower())
         return stem
 
-    def _write_run(self, status: str) -> None:
+    def _write_run(self, status: str) -> dict:
+        """Write run.json (metadata, status, counts; time and images/s once finished) and return its content."""
         counts = {"images": len(self.rows), "failed": self.failed, "anomalous": self.anomalous}
         if self._start is not None and status != "running":
             seconds = time.perf_counter() - self._start
             counts.update(seconds=round(seconds, 3),
                           images_per_s=round((len(self.rows) - self.failed) / max(seconds, 1e-9), 3))
-        atomic_write_bytes(self.out / "run.json", json.dumps({**self.metadata, "status": status, **counts},
-                                                             indent=1).encode())
+        run = {**self.metadata, "status": status, **counts}
+        atomic_write_bytes(self.out / "run.json", json.dumps(run, indent=1).encode())
+        return run
 
     def add(self, prediction):
         """Record one ``Prediction`` (its rows appended and flushed, its PNGs written); returns it."""
@@ -240,11 +242,9 @@ class ResultsWriter:
             f.flush()
             os.fsync(f.fileno())
             f.close()
-        status = "complete" if complete else "interrupted"
-        self._write_run(status)
+        run = self._write_run("complete" if complete else "interrupted")
         from .review import render
 
-        run = json.loads((self.out / "run.json").read_text())
         atomic_write_bytes(self.out / "report.html", render(self.rows, run).encode("utf-8"))
         self._lock.unlink(missing_ok=True)
         self._lock = None

@@ -31,12 +31,9 @@ def collect_parts(folder: Path) -> list[dict]:
 def environment() -> dict:
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    if os.path.exists("/proc/cpuinfo"):
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    from .runinfo import cpu_name
+
+    cpu = cpu_name()
     versions = {}
     for pkg in ("anomalyvfm", "torch", "transformers", "peft", "numpy", "scikit-learn", "opencv-python-headless"):
         try:

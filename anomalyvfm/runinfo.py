@@ -26,16 +26,19 @@ def new_run_id() -> str:
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
 
 
-def hardware(device=None) -> str:
-    """The CPU model and core count, and the GPU when the run uses one."""
-    cpu = platform.processor() or platform.machine()
+def cpu_name() -> str:
+    """The CPU model (from /proc/cpuinfo where there is one)."""
     if os.path.exists("/proc/cpuinfo"):
         with open("/proc/cpuinfo") as f:
             for line in f:
                 if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    text = f"{cpu}, {os.cpu_count()} cores"
+                    return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def hardware(device=None) -> str:
+    """The CPU model and core count, and the GPU when the run uses one."""
+    text = f"{cpu_name()}, {os.cpu_count()} cores"
     if device is not None and getattr(device, "type", str(device)) == "cuda":
         import torch
 

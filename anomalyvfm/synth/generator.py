@@ -75,6 +75,12 @@ def defect_on(rng: np.random.Generator, good: np.ndarray, cfg: SynthConfig, fg: 
     grey levels. A draw whose visible change is under ``cfg.min_mask_pixels`` (a warp of a flat patch, a faint
     stain on a dark surface) is redrawn, so no label marks a change nobody could see."""
     fg = np.ones(good.shape[:2], bool) if fg is None else fg
+
+    def applied(source: np.ndarray, drawn: np.ndarray, opacity: float) -> tuple[np.ndarray, np.ndarray, bool]:
+        bad = blend(good, source, drawn, opacity)
+        mask = visible_change(good, bad, cfg.visible_level)
+        return bad, mask, bool(mask.sum() >= cfg.min_mask_pixels)
+
     for _ in range(30):
         defect = str(rng.choice(cfg.defects))
         donor_family = str(rng.choice([t for t in cfg.textures if t != family] or cfg.textures))
@@ -82,17 +88,14 @@ def defect_on(rng: np.random.Generator, good: np.ndarray, cfg: SynthConfig, fg: 
         source, drawn = DEFECTS[defect](rng, good, fg, donor)
         faint = bool(rng.random() < cfg.low_contrast_fraction)
         opacity = float(rng.uniform(*(cfg.low_contrast_opacity if faint else cfg.opacity)))
-        bad = blend(good, source, drawn, opacity)
-        mask = visible_change(good, bad, cfg.visible_level)
-        if mask.sum() >= cfg.min_mask_pixels:
+        bad, mask, visible = applied(source, drawn, opacity)
+        if visible:
             break
     else:  # nothing visible after 30 draws (a flat, featureless image): specks that always show
         defect, faint, opacity = FALLBACK_DEFECT, False, 1.0
         for _ in range(30):
-            source, drawn = DEFECTS[defect](rng, good, fg, good)
-            bad = blend(good, source, drawn, opacity)
-            mask = visible_change(good, bad, cfg.visible_level)
-            if mask.sum() >= cfg.min_mask_pixels:
+            bad, mask, visible = applied(*DEFECTS[defect](rng, good, fg, good), opacity)
+            if visible:
                 break
     return {"bad": bad, "mask": mask.astype(np.uint8) * 255, "defect": defect, "opacity": opacity,
             "low_contrast": faint}
