@@ -93,6 +93,7 @@ class AnomalyVFM(nn.Module):
         one used for verdicts) and anomaly maps (B, R, R) in [0, 1], with ``profile`` (default: the model's own)."""
         return score_outputs(out.mask_logits, out.image_logits, out.patch_tokens, resolution,
                              image_score=self.config.image_score, top_k=self.config.top_k,
+                             smoothing=self.config.map_smoothing,
                              state=self.profile if profile is None else profile)
 
     def infer(self, pixel_values: torch.Tensor, resolution: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:

@@ -93,14 +93,20 @@ def _memory(x: ScoreInputs):
 
 
 def score_outputs(mask_logits: "torch.Tensor", image_logits: "torch.Tensor", patch_tokens: "torch.Tensor | None",
-                  resolution: int, *, image_score: str, top_k: int, state: "ProfileState | None" = None
-                  ) -> tuple[dict[str, "torch.Tensor"], "torch.Tensor"]:
-    """Scores (B,) under every rule and maps (B, R, R) in [0, 1] from a forward pass. With a memory in ``state``
+                  resolution: int, *, image_score: str, top_k: int, state: "ProfileState | None" = None,
+                  smoothing: int = 0) -> tuple[dict[str, "torch.Tensor"], "torch.Tensor"]:
+    """Scores (B,) under every rule and maps (B, R, R) in [0, 1] from a forward pass. ``smoothing`` > 0 averages
+    the decoder's probabilities over a smoothing × smoothing window before upsampling. With a memory in ``state``
     the map is (1 − w)·model map + w·kNN map and the memory rules and ``model`` are added."""
     import torch.nn.functional as F
 
-    logits = F.interpolate(mask_logits, size=(resolution, resolution), mode="bilinear", align_corners=False)
-    maps = logits[:, 0].sigmoid()
+    if smoothing:
+        probs = F.avg_pool2d(mask_logits.sigmoid(), smoothing, stride=1, padding=smoothing // 2,
+                             count_include_pad=False)
+        maps = F.interpolate(probs, size=(resolution, resolution), mode="bilinear", align_corners=False)[:, 0]
+    else:
+        logits = F.interpolate(mask_logits, size=(resolution, resolution), mode="bilinear", align_corners=False)
+        maps = logits[:, 0].sigmoid()
     memory = state.memory if state is not None else None
     if memory is None:
         if SCORE_RULES[image_score].needs_memory:

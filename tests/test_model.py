@@ -98,3 +98,22 @@ def test_config_rejects_bad_values():
         AnomalyVFMConfig(image_score="median")
     with pytest.raises(ValueError, match="3"):
         DecoderConfig(upsample=3)
+    with pytest.raises(ValueError, match="odd"):
+        AnomalyVFMConfig(map_smoothing=4)
+
+
+def test_map_smoothing_averages_the_decoder_grid_before_upsampling():
+    """The published 5x5 mean filter: a lone hot cell is spread over its window, a flat map stays flat."""
+    from anomalyvfm.scoring import score_outputs
+
+    logits = torch.full((1, 1, 16, 16), -4.0)
+    logits[0, 0, 8, 8] = 4.0
+    kwargs = dict(image_score="topk", top_k=1)
+    _, raw = score_outputs(logits, torch.zeros(1), None, 64, **kwargs)
+    _, smooth = score_outputs(logits, torch.zeros(1), None, 64, smoothing=5, **kwargs)
+    low, high = torch.sigmoid(torch.tensor(-4.0)), torch.sigmoid(torch.tensor(4.0))
+    assert torch.isclose(smooth.max(), (24 * low + high) / 25, atol=1e-3)  # one hot cell among 25
+    assert raw.max() > 0.8 and smooth.max() < 0.1
+    flat = torch.full((1, 1, 16, 16), 1.0)
+    _, flat_map = score_outputs(flat, torch.zeros(1), None, 64, smoothing=5, **kwargs)
+    assert torch.allclose(flat_map, torch.sigmoid(torch.tensor(1.0)))  # borders are not darkened by padding

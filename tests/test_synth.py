@@ -64,6 +64,21 @@ def test_every_texture_family_gives_a_varied_image():
         assert img.shape == (64, 64, 3) and img.dtype == np.uint8 and img.std() > 3, name
 
 
+def test_photographs_are_package_data_with_their_licences():
+    """The photo normals ship in the package, each listed with a CC0 / public-domain licence; grey unless colour."""
+    from anomalyvfm.synth.textures import PHOTOS, photo
+
+    files = sorted(p.name for p in PHOTOS.glob("*.jpg"))
+    sources = (PHOTOS / "SOURCES.md").read_text()
+    assert len(files) >= 10 and all(f"| {f} |" in sources for f in files)
+    rows = [line for line in sources.splitlines() if line.startswith("| ") and ".jpg" in line]
+    assert all(("CC0" in r) or ("public domain" in r) or ("no known copyright" in r) for r in rows)
+    grey = photo(np.random.default_rng(1), 96, False)
+    assert grey.shape == (96, 96, 3) and np.array_equal(grey[..., 0], grey[..., 2])
+    a, b = photo(np.random.default_rng(2), 96, True), photo(np.random.default_rng(2), 96, True)
+    assert np.array_equal(a, b) and a.std() > 3
+
+
 def test_blend_follows_the_law():
     image = np.full((2, 2, 3), 100, np.uint8)
     source = np.full((2, 2, 3), 200, np.uint8)

@@ -1,6 +1,8 @@
 """Procedural texture families for normal images: each a function (rng, size, colour) -> uint8 RGB."""
 from __future__ import annotations
 
+from functools import lru_cache
+from pathlib import Path
 from typing import Callable
 
 import cv2
@@ -111,6 +113,34 @@ def grid_mesh(rng, size, colour):
     return _rotate(rng, colourise(rng, normalise(field), colour))
 
 
+PHOTOS = Path(__file__).with_name("photos")  # CC0 / public-domain photographs (see photos/SOURCES.md)
+
+
+@lru_cache(maxsize=1)
+def _photos() -> tuple[np.ndarray, ...]:
+    files = sorted(PHOTOS.glob("*.jpg"))
+    if not files:
+        raise FileNotFoundError(f"no photographs in {PHOTOS}: the package data is missing (reinstall anomalyvfm)")
+    return tuple(cv2.cvtColor(cv2.imread(str(f), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB) for f in files)
+
+
+def photo(rng, size, colour):
+    """A random crop of a real photograph (a quarter to all of its shorter side), flipped or turned by quarter turns;
+    grey unless ``colour``. Natural clutter that is normal, so salient structure alone is not a defect."""
+    photos = _photos()
+    img = photos[int(rng.integers(len(photos)))]
+    h, w = img.shape[:2]
+    side = int(min(h, w) * rng.uniform(0.25, 1.0))
+    y, x = int(rng.integers(h - side + 1)), int(rng.integers(w - side + 1))
+    crop = cv2.resize(img[y:y + side, x:x + side], (size, size), interpolation=cv2.INTER_AREA)
+    crop = np.rot90(crop, int(rng.integers(4)))
+    if rng.random() < 0.5:
+        crop = crop[:, ::-1]
+    if not colour:
+        crop = np.repeat(cv2.cvtColor(np.ascontiguousarray(crop), cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+    return np.ascontiguousarray(crop)
+
+
 def _rotate(rng, img: np.ndarray) -> np.ndarray:
     """Rotate by a random angle, reflecting at the borders so no empty corners appear."""
     size = img.shape[0]
@@ -121,4 +151,5 @@ def _rotate(rng, img: np.ndarray) -> np.ndarray:
 TEXTURES: dict[str, Callable[[np.random.Generator, int, bool], np.ndarray]] = {
     "noise": noise_field, "cellular": cellular, "woven": woven, "brushed_metal": brushed_metal,
     "cast_metal": cast_metal, "wood": wood, "stone": stone, "printed": printed, "grid_mesh": grid_mesh,
+    "photo": photo,
 }
