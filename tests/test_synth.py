@@ -129,3 +129,10 @@ def test_mask_refinement_keeps_only_what_the_features_see():
     refined, keep = refine_masks(features, good, bad, masks, threshold=0.01)
     assert keep.tolist() == [True, False]
     assert refined[0, 0, 0:2, 0:2].all() and not refined[0, 0, 6:8, 6:8].any()
+
+
+def test_a_scene_whose_thin_part_vanishes_still_has_components():
+    """Pair 833 of seed 2 once drew a multi-part scene whose part outline vanished at its small radius (an empty
+    mask, then a crash); such a scene now falls back to discs."""
+    s = make_pair(np.random.default_rng([2, 833]), SynthConfig())
+    assert s["mask"].any() and s["good"].shape == (224, 224, 3)

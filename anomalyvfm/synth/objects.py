@@ -123,6 +123,8 @@ def scene(rng: np.random.Generator, size: int, colour: bool) -> tuple[np.ndarray
         step = 2 * np.pi * 0.32 * size / n
     radius = max(4, int(step * rng.uniform(0.25, 0.4)))
     template = _part_mask(np.random.default_rng(rng.integers(2 ** 32)), size, (size // 2, size // 2), radius)
+    if not template.any():  # a thin outline can vanish at a small radius: a plain disc instead
+        cv2.circle(template, (size // 2, size // 2), radius, 1, -1)
     mask = np.zeros((size, size), np.uint8)
     for cx, cy in centres:
         shifted = np.roll(template, (cy - size // 2, cx - size // 2), axis=(0, 1))
