@@ -246,11 +246,59 @@ def fold(rng, image, fg, donor):
     return _shade(warped, light[..., None]), (band & fg).astype(np.float32)
 
 
+def misprint(rng, image, fg, donor):
+    """Print defects in a band or blob: a double print (the region's content ghosted a few pixels off), a smear
+    along one direction, or a faded print whose fine detail is gone."""
+    size = image.shape[0]
+    mask = perlin_mask(rng, size, (0.01, 0.08)) * fg if rng.random() < 0.5 else np.zeros(image.shape[:2], np.float32)
+    if not mask.any():  # a band across the print
+        y0, x0 = _random_point(rng, fg)
+        h, w = int(rng.uniform(0.03, 0.12) * size), int(rng.uniform(0.1, 0.5) * size)
+        mask[max(0, y0 - h // 2):y0 + h // 2 + 1, max(0, x0 - w // 2):x0 + w // 2 + 1] = 1.0
+        mask *= fg
+    kind = rng.integers(3)
+    if kind == 0:
+        dy, dx = (int(v) for v in rng.integers(2, max(3, size // 40) + 1, 2) * rng.choice([-1, 1], 2))
+        ghost = np.roll(image, (dy, dx), axis=(0, 1)).astype(np.float32)
+        source = np.minimum(image.astype(np.float32), ghost) if rng.random() < 0.5 else 0.5 * (image + ghost)
+        return source.astype(np.uint8), mask
+    if kind == 1:
+        k = int(rng.integers(5, max(6, size // 12)))
+        kernel = np.zeros((k, k), np.float32)
+        kernel[k // 2] = 1.0 / k
+        rot = cv2.getRotationMatrix2D((k / 2 - 0.5, k / 2 - 0.5), float(rng.uniform(0, 180)), 1.0)
+        kernel = cv2.warpAffine(kernel, rot, (k, k))
+        return cv2.filter2D(image, -1, kernel / max(kernel.sum(), 1e-6)), mask
+    return cv2.medianBlur(image, int(rng.choice([5, 7, 9]))), mask
+
+
+def bend(rng, image, fg, donor):
+    """A bent part: a smooth sideways displacement of its outline that fades along its length. Only parts: on a
+    texture the same shift of grain is not a visible defect, so a texture gets a fold instead."""
+    if fg.mean() > 0.95:
+        return fold(rng, image, fg, donor)
+    size = image.shape[0]
+    y0, x0 = _random_point(rng, fg)
+    angle = rng.uniform(0, np.pi)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    along = (xx - x0) * np.cos(angle) + (yy - y0) * np.sin(angle)
+    across = (xx - x0) * np.sin(angle) - (yy - y0) * np.cos(angle)
+    sigma, reach = rng.uniform(0.08, 0.25) * size, rng.uniform(0.15, 0.4) * size
+    weight = np.exp(-along ** 2 / (2 * sigma ** 2)) * np.exp(-across ** 2 / (2 * reach ** 2))
+    amp = rng.uniform(0.015, 0.05) * size * rng.choice([-1, 1])
+    shift = (amp * weight).astype(np.float32)
+    mx = (xx + shift * np.sin(angle)).astype(np.float32)
+    my = (yy - shift * np.cos(angle)).astype(np.float32)
+    warped = cv2.remap(image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    near = cv2.dilate(fg.astype(np.uint8), np.ones((int(abs(amp)) * 2 + 3,) * 2, np.uint8)).astype(bool)
+    return warped, ((weight > 0.05) & near).astype(np.float32)
+
+
 DEFECTS: dict[str, Callable] = {
     "scratch": scratch, "pit": pit, "stain": stain, "missing_material": missing_material,
     "deformation": deformation, "appearance": appearance, "texture_swap": texture_swap, "cut_paste": cut_paste,
     "foreign_object": foreign_object, "colour_shift": colour_shift, "edge_damage": edge_damage,
-    "logical": logical, "fold": fold,
+    "logical": logical, "fold": fold, "misprint": misprint, "bend": bend,
 }
 
 
