@@ -30,11 +30,16 @@ def image_loss(image_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor
 def anomalyvfm_loss(mask_logits: torch.Tensor, confidence_logits: torch.Tensor, image_logits: torch.Tensor,
                     masks: torch.Tensor, labels: torch.Tensor, alpha: float = 0.1,
                     image_weight: float = 1.0, focal_alpha: float = -1.0,
-                    binary_targets: bool = False) -> torch.Tensor:
-    """The full objective: confidence-weighted pixel loss on masks resized to the logits' size (soft, or
-    thresholded at 0.5 with ``binary_targets`` as the published recipe does), plus image loss."""
+                    binary_targets: bool = False, mask_resize: str = "bilinear") -> torch.Tensor:
+    """The full objective: confidence-weighted pixel loss on masks resized to the logits' size, plus image loss.
+    ``mask_resize`` "bilinear" samples the mask (at a whole-number factor such as 224 → 32 it picks one pixel per
+    cell, so a 1-px scratch is mostly lost); "area" gives each cell the fraction of it that is anomalous.
+    ``binary_targets`` thresholds the resized mask at 0.5, as the published recipe does."""
+    if mask_resize not in ("bilinear", "area"):
+        raise ValueError(f"mask_resize must be 'bilinear' or 'area', got {mask_resize!r}")
     if masks.shape[-2:] != mask_logits.shape[-2:]:
-        masks = F.interpolate(masks, size=mask_logits.shape[-2:], mode="bilinear", align_corners=False)
+        masks = F.interpolate(masks, size=mask_logits.shape[-2:], mode=mask_resize,
+                              **({"align_corners": False} if mask_resize == "bilinear" else {}))
     if binary_targets:
         masks = (masks > 0.5).to(masks.dtype)
     pixel = confidence_weighted(pixel_loss(mask_logits, masks, focal_alpha=focal_alpha), confidence_logits, alpha)

@@ -40,3 +40,22 @@ def test_full_loss_resizes_masks_and_backpropagates():
                             torch.tensor([1, 0]))
     total.backward()
     assert total.item() > 0 and mask_logits.grad.abs().sum() > 0
+
+
+def test_area_targets_keep_a_thin_scratch_that_bilinear_sampling_loses():
+    """At 224 → 32 bilinear resizing samples one pixel per 7×7 cell, so a 1-px line off those pixels vanishes from the
+    target; "area" keeps it as the fraction 1/7 of each cell it crosses."""
+    import pytest
+
+    masks = torch.zeros(1, 1, 224, 224)
+    masks[0, 0, 100, :] = 1.0  # row 100 = 7·14 + 2: not a sampled row (7·i + 3)
+    zero_logits = torch.zeros(1, 1, 32, 32)
+    # a perfect prediction for an empty target: the loss differs only if the target kept the line
+    empty = anomalyvfm_loss(torch.full((1, 1, 32, 32), -20.0), zero_logits, torch.zeros(1), masks, torch.ones(1))
+    area = anomalyvfm_loss(torch.full((1, 1, 32, 32), -20.0), zero_logits, torch.zeros(1), masks, torch.ones(1),
+                           mask_resize="area")
+    none = anomalyvfm_loss(torch.full((1, 1, 32, 32), -20.0), zero_logits, torch.zeros(1),
+                           torch.zeros_like(masks), torch.ones(1))
+    assert torch.isclose(empty, none) and area > none + 1e-3
+    with pytest.raises(ValueError, match="area"):
+        anomalyvfm_loss(zero_logits, zero_logits, torch.zeros(1), masks, torch.ones(1), mask_resize="nearest")

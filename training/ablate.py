@@ -3,7 +3,7 @@ scored on the **validation split only** — the generator's held-out pairs (seed
 as validation (magnetic_tile). The report categories are scored too, with ``--report``, but never read by
 the selection (``summary.json`` keeps them apart). Interrupted arms resume; finished arms are not re-run.
 
-    python -m training.ablate --base training/configs/v3.json --steps 250 --arms continue,no_photo,focal,binary
+    python -m training.ablate --base training/configs/v3-ablation.json --steps 250 --arms continue,no_photo,focal,binary
 
 Every arm is scored twice: as trained, and with the published evaluation's 5x5 mean filter on the map
 (``map_smoothing`` 5: a config change, no training). Writes runs/<name>/<arm>/, benchmarks/results/<name>/<arm>/
@@ -34,11 +34,12 @@ ARMS: dict[str, dict] = {
     "multilayer": {"model": {"decoder": {"layers": [3, 7, 11]}}},  # layers 4, 8, 12 fused
     "no_texture_swap": {"synth": {"defects": [d for d in DEFECTS if d != "texture_swap"]}},
     "refine": {"refine_masks": True},  # AnomalyVFM mask refinement with frozen features
-    # arms from v3.json (a warm start from v2)
+    # arms from v3-ablation.json (a warm start from v2, photographs among the normals, before misprint and bend)
     "continue": {},  # the base as it is: photographs among the normals
     "no_photo": {"synth": {"textures": [t for t in TEXTURES if t != "photo"]}},  # procedural normals only
     "focal": {"focal_alpha": 0.25},  # the published focal class weight
     "binary": {"binary_targets": True},  # the published thresholded mask targets
+    "area": {"mask_resize": "area"},  # soft targets: the anomalous fraction of each logit cell
 }
 SMOOTHING = 5  # the published evaluation's mean filter
 
@@ -109,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=250, help="training steps per arm (the same for all)")
     parser.add_argument("--arms", default="baseline,continue,no_photo,focal,binary",
                         help="'baseline' scores the base's init_from checkpoint without training")
-    parser.add_argument("--base", type=Path, default=ROOT / "training" / "configs" / "v3.json")
+    parser.add_argument("--base", type=Path, default=ROOT / "training" / "configs" / "v3-ablation.json")
     parser.add_argument("--name", default="ablations-v3", help="folder name under runs/ and benchmarks/results/")
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--report", action="store_true", help="also score the report categories (never selects)")

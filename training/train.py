@@ -51,6 +51,8 @@ class TrainConfig:
     refine_threshold: float = 0.1  # cosine distance above which a masked pixel is kept
     focal_alpha: float = -1.0  # focal loss class weight: -1 = none (ours), 0.25 = the published recipe
     binary_targets: bool = False  # threshold the resized masks at 0.5 (the published recipe) instead of soft targets
+    mask_resize: str = "bilinear"  # how masks reach the 32x32 logit grid: "bilinear" (samples one pixel per cell at
+    # 224 px) or "area" (the anomalous fraction of each cell)
     init_from: str | None = None  # warm start: a checkpoint folder whose adapters and heads seed this run (new
     # decoder layers and image-head inputs start at zero, so step 0 reproduces that checkpoint)
     model: dict = field(default_factory=dict)  # AnomalyVFMConfig fields
@@ -234,7 +236,7 @@ def train_step(cfg: TrainConfig, model: AnomalyVFM, ddp: torch.nn.Module, optimi
             x, m, y = refine(model, x, m, y, cfg.refine_threshold)
         out = ddp(x)
         loss = anomalyvfm_loss(out.mask_logits, out.confidence_logits, out.image_logits, m, y, cfg.alpha,
-                               cfg.image_weight, cfg.focal_alpha, cfg.binary_targets)
+                               cfg.image_weight, cfg.focal_alpha, cfg.binary_targets, cfg.mask_resize)
         (loss / cfg.grad_accum).backward()
         with torch.no_grad():
             img = image_loss(out.image_logits, y).item()

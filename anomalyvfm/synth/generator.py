@@ -12,7 +12,7 @@ import numpy as np
 
 from .defects import DEFECTS, blend
 from .objects import part, scene
-from .textures import TEXTURES
+from .textures import DEFAULT_TEXTURES, TEXTURES
 
 
 @dataclass
@@ -24,7 +24,7 @@ class SynthConfig:
     opacity: tuple[float, float] = (0.5, 1.0)  # δ range for ordinary defects
     low_contrast_fraction: float = 0.3  # share of defects blended faintly, δ in low_contrast_opacity
     low_contrast_opacity: tuple[float, float] = (0.15, 0.4)
-    textures: tuple[str, ...] = tuple(TEXTURES)
+    textures: tuple[str, ...] = DEFAULT_TEXTURES  # normal families; "photo" (real photographs) is opt-in
     defects: tuple[str, ...] = tuple(DEFECTS)
     min_mask_pixels: int = 12  # pairs whose visible defect is smaller are redrawn
     visible_level: int = 8  # grey levels (max over channels) a pixel must change by to be labelled anomalous

@@ -153,3 +153,6 @@ TEXTURES: dict[str, Callable[[np.random.Generator, int, bool], np.ndarray]] = {
     "cast_metal": cast_metal, "wood": wood, "stone": stone, "printed": printed, "grid_mesh": grid_mesh,
     "photo": photo,
 }
+# The generator's default normals. "photo" is opt-in (SynthConfig(textures=tuple(TEXTURES))): on the validation split
+# a v2 continuation with photographs scored lower than one without (benchmarks/results/ablations-v3).
+DEFAULT_TEXTURES: tuple[str, ...] = tuple(t for t in TEXTURES if t != "photo")

@@ -1,0 +1,71 @@
+"""Choose a checkpoint on the validation split only: the generator's 150 held-out pairs (seed 999) and
+magnetic_tile, the ../shared/data category declared as validation. The report categories are not read.
+
+    python benchmarks/checkpoint_selection.py --run runs/anomalyvfm-vits14-v3 --steps 500,750,1000 \
+        --compare anomalyvfm/weights/anomalyvfm-vits14-v2 [--out benchmarks/results/v3-selection]
+
+Validation score = the mean of four AUROCs: image (under each checkpoint's own default rule) and pixel, on the
+synthetic pairs and on magnetic_tile. The best-scoring candidate wins; a new checkpoint replaces the compared one
+only if it scores at least 0.5 points higher.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+MARGIN = 0.005  # what a new default must win by
+
+
+def validation_score(result: dict, rule: str) -> float:
+    syn, val = result["synthetic"], result["validation"]["magnetic_tile/magnetic_tile"]
+    return (syn[f"I-AUROC[{rule}]"] + syn["P-AUROC"] + val[f"I-AUROC[{rule}]"] + val["P-AUROC"]) / 4
+
+
+def main() -> int:
+    from anomalyvfm.synth import SynthConfig, generate
+    from training.ablate import score
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", type=Path, required=True)
+    parser.add_argument("--steps", default="500,750,1000")
+    parser.add_argument("--compare", type=Path, required=True, help="the checkpoint to beat")
+    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "v3-selection")
+    args = parser.parse_args()
+    pairs = list(generate(150, seed=999, cfg=SynthConfig(size=224)))
+    path = args.out / "summary.json"
+    summary = json.loads(path.read_text()) if path.is_file() else {}
+    candidates = {str(args.compare): args.compare}
+    candidates.update({f"{args.run.name} step {s}": args.run / "checkpoints" / f"step_{int(s):07d}" / "model"
+                       for s in args.steps.split(",")})
+    for name, model in candidates.items():
+        if name in summary:
+            continue
+        rule = json.loads((model / "config.json").read_text())["image_score"]
+        result = score(model, args.data, args.out / name.replace(" ", "_").replace("/", "_"), pairs, report=False)
+        summary[name] = {"model": str(model), "rule": rule, **result,
+                         "validation_score": validation_score(result, rule)}
+        args.out.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(summary, indent=1, default=float))
+    best = max((n for n in summary if n != str(args.compare)), key=lambda n: summary[n]["validation_score"])
+    wins = summary[best]["validation_score"] >= summary[str(args.compare)]["validation_score"] + MARGIN
+    lines = ["| candidate | rule | synthetic I-AUROC | synthetic P-AUROC | magnetic_tile I-AUROC | magnetic_tile "
+             "P-AUROC | magnetic_tile AUPRO@0.3 | validation score |", "|---|---|---|---|---|---|---|---|"]
+    for name, r in summary.items():
+        v, key = r["validation"]["magnetic_tile/magnetic_tile"], f"I-AUROC[{r['rule']}]"
+        lines.append(f"| {name} | {r['rule']} | {100 * r['synthetic'][key]:.1f} | "
+                     f"{100 * r['synthetic']['P-AUROC']:.1f} | {100 * v[key]:.1f} | "
+                     f"{100 * v['P-AUROC']:.1f} | {100 * v['AUPRO@0.3']:.1f} | {100 * r['validation_score']:.1f} |")
+    lines += ["", f"Best candidate: {best}; it {'replaces' if wins else 'does not replace'} {args.compare} "
+              f"(margin {100 * MARGIN:.1f} points)."]
+    (args.out / "table.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
