@@ -130,10 +130,15 @@ def test_ablation_runs_an_arm_end_to_end(tmp_path, tiny_backbone_dir):
     base.write_text(json.dumps({"batch_size": 4, "resolution": 56, "warmup": 1,
                                 "model": {"backbone": str(tiny_backbone_dir)}}))
     assert ablate(["--steps", "2", "--arms", "lora,frozen", "--base", str(base), "--data", str(tmp_path / "data"),
-                   "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "res")]) == 0
+                   "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "res"), "--validation", "toyset",
+                   "--pairs", "3"]) == 0
     summary = json.loads((tmp_path / "res" / "summary.json").read_text())
     assert set(summary) == {"lora", "frozen"}
-    assert 0.0 <= summary["lora"]["I-AUROC[cls]"] <= 1.0 and "toyset/a" in summary["frozen"]["per_category"]
+    arm = summary["lora"]
+    assert set(arm["as_trained"]["validation"]) == {"toyset/a"} and arm["as_trained"]["report"] == {}
+    assert 0.0 <= arm["as_trained"]["synthetic"]["I-AUROC[cls]"] <= 1.0
+    smoothed = json.loads((tmp_path / "runs" / "lora" / "final-smooth5" / "config.json").read_text())
+    assert smoothed["map_smoothing"] == 5  # the filter arm is the same weights with the published 5x5 filter
 
 
 def test_a_warm_start_with_more_decoder_layers_and_a_map_aware_head_reproduces_its_seed(tiny_checkpoint,

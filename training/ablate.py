@@ -71,19 +71,20 @@ def smoothed_copy(final: Path, smoothing: int = SMOOTHING) -> Path:
     return dest
 
 
-def score(model: Path, data: str, out: Path, pairs: list[dict], report: bool) -> dict:
+def score(model: Path, data: str, out: Path, pairs: list[dict], report: bool,
+          validation: tuple[str, ...] = VALIDATION) -> dict:
     """Synthetic validation pairs, the validation category and (``report``) the report categories."""
     from anomalyvfm.benchmark import BenchmarkConfig, config_dict, run_benchmark
     from anomalyvfm.report import write_reports
 
     result = {"synthetic": _synthetic_validation().evaluate(str(model), pairs), "validation": {}, "report": {}}
     bench = BenchmarkConfig(data=data, out=str(out), methods=("anomalyvfm",), model=str(model), resolution=224,
-                            datasets=() if report else VALIDATION)
+                            datasets=() if report else validation)
     parts = run_benchmark(bench)
     write_reports(parts, Path(bench.out), config_dict(bench), bench.warnings)
     for p in parts:
         r = p["row"]
-        split = "validation" if r["dataset"] in VALIDATION else "report"
+        split = "validation" if r["dataset"] in validation else "report"
         result[split][f"{r['dataset']}/{r['category']}"] = {
             k: r.get(k, float("nan")) for k in ("I-AUROC", "I-AUROC[cls]", "I-AUROC[topk]", "I-AUROC[fused]",
                                                 "P-AUROC", "AUPRO@0.3")}
@@ -91,16 +92,16 @@ def score(model: Path, data: str, out: Path, pairs: list[dict], report: bool) ->
 
 
 def run_arm(arm: str, steps: int, base: Path, data: str, runs: Path, results: Path, pairs: list[dict],
-            report: bool) -> dict:
+            report: bool, validation: tuple[str, ...] = VALIDATION) -> dict:
     cfg_dict = _merge(json.loads(base.read_text()), ARMS[arm])
     cfg_dict.update(steps=steps, out=str(runs / arm), checkpoint_every=min(50, steps))
     start = time.perf_counter()
     final = train(TrainConfig(**cfg_dict))
     train_s = time.perf_counter() - start
     return {"arm": arm, "steps": steps, "train_s": train_s, "overrides": ARMS[arm], "base": base.name,
-            "as_trained": score(final, data, results / arm, pairs, report),
+            "as_trained": score(final, data, results / arm, pairs, report, validation),
             f"smooth{SMOOTHING}": score(smoothed_copy(final), data, results / f"{arm}-smooth{SMOOTHING}", pairs,
-                                        report)}
+                                        report, validation)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -114,11 +115,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--name", default="ablations-v3", help="folder name under runs/ and benchmarks/results/")
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--report", action="store_true", help="also score the report categories (never selects)")
+    parser.add_argument("--validation", default=",".join(VALIDATION), help="the real data sets that may choose")
+    parser.add_argument("--pairs", type=int, default=150, help="held-out synthetic pairs (seed 999)")
+    parser.add_argument("--runs", type=Path, default=None, help="default runs/NAME")
+    parser.add_argument("--results", type=Path, default=None, help="default benchmarks/results/NAME")
     args = parser.parse_args(argv)
-    runs, results = ROOT / "runs" / args.name, ROOT / "benchmarks" / "results" / args.name
+    runs = args.runs or ROOT / "runs" / args.name
+    results = args.results or ROOT / "benchmarks" / "results" / args.name
+    validation = tuple(args.validation.split(","))
     summary_path = results / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
-    pairs = list(generate(150, seed=999, cfg=SynthConfig(size=224)))
+    pairs = list(generate(args.pairs, seed=999, cfg=SynthConfig(size=224)))
     for arm in args.arms.split(","):
         if arm == "baseline":  # the base's warm-start checkpoint itself, untrained further
             if "baseline" not in summary:
@@ -129,10 +136,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 summary["baseline"] = {"arm": "baseline", "steps": 0, "train_s": 0.0, "overrides": {},
                                        "base": str(init.relative_to(ROOT)),
                                        "as_trained": score(copy_dir, args.data, results / "baseline", pairs,
-                                                           args.report),
+                                                           args.report, validation),
                                        f"smooth{SMOOTHING}": score(smoothed_copy(copy_dir), args.data,
                                                                    results / f"baseline-smooth{SMOOTHING}", pairs,
-                                                                   args.report)}
+                                                                   args.report, validation)}
                 results.mkdir(parents=True, exist_ok=True)
                 summary_path.write_text(json.dumps(summary, indent=1, default=float))
             continue
@@ -140,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise SystemExit(f"unknown arm {arm!r}; known: {', '.join(ARMS)}")
         if arm in summary and summary[arm]["steps"] == args.steps:
             continue
-        summary[arm] = run_arm(arm, args.steps, args.base, args.data, runs, results, pairs, args.report)
+        summary[arm] = run_arm(arm, args.steps, args.base, args.data, runs, results, pairs, args.report, validation)
         results.mkdir(parents=True, exist_ok=True)
         summary_path.write_text(json.dumps(summary, indent=1, default=float))
         print(json.dumps({"arm": arm, "train_s": summary[arm]["train_s"]}))
