@@ -209,9 +209,8 @@ def load_default(model: str | os.PathLike | None = None) -> AnomalyVFM:
     from .checkpoint import CONFIG_NAME
 
     if model is not None:
-        named = WEIGHTS / str(model)
         if str(model) in shipped_names() and not Path(model).exists():  # a shipped checkpoint, by name
-            return AnomalyVFM.from_pretrained(named)
+            return AnomalyVFM.from_pretrained(shipped_checkpoint(str(model)))
         return AnomalyVFM.from_pretrained(model)
     if (shipped_checkpoint() / CONFIG_NAME).is_file():
         return AnomalyVFM.from_pretrained(shipped_checkpoint())

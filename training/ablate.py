@@ -91,6 +91,14 @@ def score(model: Path, data: str, out: Path, pairs: list[dict], report: bool,
     return result
 
 
+def variants(model: Path, name: str, data: str, results: Path, pairs: list[dict], report: bool,
+             validation: tuple[str, ...]) -> dict:
+    """``model`` scored as it is and with the published 5x5 mean filter."""
+    return {"as_trained": score(model, data, results / name, pairs, report, validation),
+            f"smooth{SMOOTHING}": score(smoothed_copy(model), data, results / f"{name}-smooth{SMOOTHING}", pairs,
+                                        report, validation)}
+
+
 def run_arm(arm: str, steps: int, base: Path, data: str, runs: Path, results: Path, pairs: list[dict],
             report: bool, validation: tuple[str, ...] = VALIDATION) -> dict:
     cfg_dict = _merge(json.loads(base.read_text()), ARMS[arm])
@@ -99,9 +107,18 @@ def run_arm(arm: str, steps: int, base: Path, data: str, runs: Path, results: Pa
     final = train(TrainConfig(**cfg_dict))
     train_s = time.perf_counter() - start
     return {"arm": arm, "steps": steps, "train_s": train_s, "overrides": ARMS[arm], "base": base.name,
-            "as_trained": score(final, data, results / arm, pairs, report, validation),
-            f"smooth{SMOOTHING}": score(smoothed_copy(final), data, results / f"{arm}-smooth{SMOOTHING}", pairs,
-                                        report, validation)}
+            **variants(final, arm, data, results, pairs, report, validation)}
+
+
+def run_baseline(base: Path, data: str, runs: Path, results: Path, pairs: list[dict], report: bool,
+                 validation: tuple[str, ...] = VALIDATION) -> dict:
+    """The base's warm-start checkpoint itself, untrained further (scored from a copy under runs/)."""
+    init = ROOT / json.loads(base.read_text())["init_from"]
+    copy_dir = runs / "baseline" / "final"
+    if not copy_dir.exists():
+        shutil.copytree(init, copy_dir)
+    return {"arm": "baseline", "steps": 0, "train_s": 0.0, "overrides": {}, "base": str(init.relative_to(ROOT)),
+            **variants(copy_dir, "baseline", data, results, pairs, report, validation)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -127,27 +144,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     pairs = list(generate(args.pairs, seed=999, cfg=SynthConfig(size=224)))
     for arm in args.arms.split(","):
-        if arm == "baseline":  # the base's warm-start checkpoint itself, untrained further
-            if "baseline" not in summary:
-                init = ROOT / json.loads(args.base.read_text())["init_from"]
-                copy_dir = runs / "baseline" / "final"
-                if not copy_dir.exists():
-                    shutil.copytree(init, copy_dir)
-                summary["baseline"] = {"arm": "baseline", "steps": 0, "train_s": 0.0, "overrides": {},
-                                       "base": str(init.relative_to(ROOT)),
-                                       "as_trained": score(copy_dir, args.data, results / "baseline", pairs,
-                                                           args.report, validation),
-                                       f"smooth{SMOOTHING}": score(smoothed_copy(copy_dir), args.data,
-                                                                   results / f"baseline-smooth{SMOOTHING}", pairs,
-                                                                   args.report, validation)}
-                results.mkdir(parents=True, exist_ok=True)
-                summary_path.write_text(json.dumps(summary, indent=1, default=float))
+        if arm != "baseline" and arm not in ARMS:
+            raise SystemExit(f"unknown arm {arm!r}; known: baseline, {', '.join(ARMS)}")
+        if arm in summary and summary[arm]["steps"] in (0, args.steps):  # finished (baseline: 0 steps)
             continue
-        if arm not in ARMS:
-            raise SystemExit(f"unknown arm {arm!r}; known: {', '.join(ARMS)}")
-        if arm in summary and summary[arm]["steps"] == args.steps:
-            continue
-        summary[arm] = run_arm(arm, args.steps, args.base, args.data, runs, results, pairs, args.report, validation)
+        if arm == "baseline":
+            summary[arm] = run_baseline(args.base, args.data, runs, results, pairs, args.report, validation)
+        else:
+            summary[arm] = run_arm(arm, args.steps, args.base, args.data, runs, results, pairs, args.report,
+                                   validation)
         results.mkdir(parents=True, exist_ok=True)
         summary_path.write_text(json.dumps(summary, indent=1, default=float))
         print(json.dumps({"arm": arm, "train_s": summary[arm]["train_s"]}))

@@ -50,7 +50,8 @@ class TrainConfig:
     refine_masks: bool = False  # keep only mask pixels where frozen-backbone features of good and bad differ
     refine_threshold: float = 0.1  # cosine distance above which a masked pixel is kept
     focal_alpha: float = -1.0  # focal loss class weight: -1 = none (ours), 0.25 = the published recipe
-    binary_targets: bool = False  # threshold the resized masks at 0.5 (the published recipe) instead of soft targets
+    binary_targets: bool = False  # threshold the resized masks at 0.5 (the published recipe); with "bilinear" at
+    # 224 px the resized visible-change masks are already 0/1, so this changes nothing there
     mask_resize: str = "bilinear"  # how masks reach the 32x32 logit grid: "bilinear" (samples one pixel per cell at
     # 224 px) or "area" (the anomalous fraction of each cell)
     init_from: str | None = None  # warm start: a checkpoint folder whose adapters and heads seed this run (new

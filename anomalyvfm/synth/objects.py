@@ -66,6 +66,8 @@ def _part_mask(rng, size: int, centre: tuple[int, int] | None = None, radius: in
         for x0, y0, x1, y1 in boxes:
             cv2.rectangle(mask, (x0, y0), (x1, y1), 1, -1)
         mask = cv2.warpAffine(mask, rot, (size, size), flags=cv2.INTER_NEAREST)
+    if not mask.any():  # a thin outline can vanish at a small radius: a plain disc instead
+        cv2.circle(mask, c, r, 1, -1)
     return mask
 
 
@@ -123,8 +125,6 @@ def scene(rng: np.random.Generator, size: int, colour: bool) -> tuple[np.ndarray
         step = 2 * np.pi * 0.32 * size / n
     radius = max(4, int(step * rng.uniform(0.25, 0.4)))
     template = _part_mask(np.random.default_rng(rng.integers(2 ** 32)), size, (size // 2, size // 2), radius)
-    if not template.any():  # a thin outline can vanish at a small radius: a plain disc instead
-        cv2.circle(template, (size // 2, size // 2), radius, 1, -1)
     mask = np.zeros((size, size), np.uint8)
     for cx, cy in centres:
         shifted = np.roll(template, (cy - size // 2, cx - size // 2), axis=(0, 1))
