@@ -27,7 +27,7 @@ def validation_score(result: dict, rule: str) -> float:
 
 
 def main() -> int:
-    from anomalyvfm.synth import SynthConfig, generate
+    from synthetic_validation import validation_pairs
     from training.ablate import score
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -37,7 +37,7 @@ def main() -> int:
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "v3-selection")
     args = parser.parse_args()
-    pairs = list(generate(150, seed=999, cfg=SynthConfig(size=224)))
+    pairs = validation_pairs()
     path = args.out / "summary.json"
     summary = json.loads(path.read_text()) if path.is_file() else {}
     candidates = {str(args.compare): args.compare}

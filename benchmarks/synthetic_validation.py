@@ -22,6 +22,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
+SEED, N = 999, 150  # the validation pairs: a seed no training run draws from
+
+
+def validation_pairs(n: int = N, seed: int = SEED) -> list[dict]:
+    """The generator's held-out pairs at 224 px (the synthetic half of the validation split)."""
+    from anomalyvfm.synth import SynthConfig, generate
+
+    return list(generate(n, seed=seed, cfg=SynthConfig(size=224)))
+
+
 def evaluate(model_dir: str, pairs: list[dict]) -> dict:
     from anomalyvfm.model import load_default
 
@@ -39,16 +49,14 @@ def evaluate(model_dir: str, pairs: list[dict]) -> dict:
 
 
 def main() -> None:
-    from anomalyvfm.synth import SynthConfig, generate
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", required=True)
-    parser.add_argument("--n", type=int, default=150)
-    parser.add_argument("--seed", type=int, default=999)
+    parser.add_argument("--n", type=int, default=N)
+    parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "synthetic-validation"))
     args = parser.parse_args()
     warnings.simplefilter("ignore")
-    pairs = list(generate(args.n, seed=args.seed, cfg=SynthConfig(size=224)))
+    pairs = validation_pairs(args.n, args.seed)
     results = {m: evaluate(m, pairs) for m in args.models}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -122,8 +122,6 @@ def run_baseline(base: Path, data: str, runs: Path, results: Path, pairs: list[d
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from anomalyvfm.synth import SynthConfig, generate
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=250, help="training steps per arm (the same for all)")
     parser.add_argument("--arms", default="baseline,continue,no_photo,focal,binary",
@@ -142,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     validation = tuple(args.validation.split(","))
     summary_path = results / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
-    pairs = list(generate(args.pairs, seed=999, cfg=SynthConfig(size=224)))
+    pairs = _synthetic_validation().validation_pairs(args.pairs)
     for arm in args.arms.split(","):
         if arm != "baseline" and arm not in ARMS:
             raise SystemExit(f"unknown arm {arm!r}; known: baseline, {', '.join(ARMS)}")
