@@ -1,9 +1,9 @@
 """Ship a trained run as the package's default checkpoint and write its model card from the harness results.
 
-    python -m training.ship --install --run runs/anomalyvfm-vits14-v3 [--final RUN/checkpoints/step_N/model]
-    anomalyvfm benchmark --data ../shared/data --methods anomalyvfm,knn --shots 1,4 --resolution 224 \
-        --out benchmarks/results/zeroshot-224                               # measure the shipped checkpoint
-    python -m training.ship --run runs/anomalyvfm-vits14 --results benchmarks/results/zeroshot-224   # the card
+    python -m training.ship --install --run runs/anomalyvfm-vits14-v3    # copy the run's final model into the package
+    anomalyvfm benchmark --data ../shared/data --methods anomalyvfm,knn --shots 1,4,16 --resolution 224 \
+        --out benchmarks/results/zeroshot-224-v3                            # measure the shipped checkpoint
+    python -m training.ship --run runs/anomalyvfm-vits14-v3 --results benchmarks/results/zeroshot-224-v3   # the card
 
 ``--install`` copies ``RUN/final`` into ``anomalyvfm/weights/anomalyvfm-vits14/`` (through a temporary folder, so the
 package never holds half a checkpoint) and the run's ``config.json``, ``log.jsonl`` and ``loss.png`` into
@@ -121,7 +121,6 @@ def threshold_text() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, default=ROOT / "runs" / "anomalyvfm-vits14-v3")
-    parser.add_argument("--final", type=Path, default=None, help="the model folder to install (default RUN/final)")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "zeroshot-224-v3")
     parser.add_argument("--card", type=Path, default=ROOT / "model_cards" / "anomalyvfm-vits14.md")
     parser.add_argument("--install", action="store_true", help="copy RUN/final into the package and stop")
@@ -129,26 +128,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     target = shipped_checkpoint()
     record = ROOT / "benchmarks" / "results" / "training" / target.name  # the run's config, log and loss curve
     if args.install:
-        install(args.final or args.run / "final", target)
+        install(args.run / "final", target)
         record.mkdir(parents=True, exist_ok=True)
         for name in ("config.json", "log.jsonl", "loss.png"):
             shutil.copy2(args.run / name, record / name)
-        (record / "chosen.json").unlink(missing_ok=True)
-        if args.final is not None and args.final.parent.name.startswith("step_"):  # a checkpoint chosen on validation
-            (record / "chosen.json").write_text(json.dumps({"step": int(args.final.parent.name[5:])}))
-        print(f"installed {args.final or args.run / 'final'} as {target}; training record in {record}")
+        print(f"installed {args.run / 'final'} as {target}; training record in {record}")
         return 0
     cfg = json.loads((record / "config.json").read_text())
     log = [json.loads(line) for line in (record / "log.jsonl").read_text().splitlines()]
     payload = json.loads((args.results / "results.json").read_text())
     env = payload["environment"]
-    hours = log[-1]["elapsed_s"] / 3600
     version = Path(cfg["out"]).name.rsplit("-", 1)[-1]  # runs/anomalyvfm-vits14-v3 -> v3
-    steps = cfg["steps"]
-    chosen = json.loads((record / "chosen.json").read_text()) if (record / "chosen.json").is_file() else None
-    if chosen:  # a checkpoint before the run's end won on validation
-        steps = chosen["step"]
-        log = [h for h in log if h["step"] <= steps]
     hours = log[-1]["elapsed_s"] / 3600
     lineage = ""
     if cfg.get("init_from"):  # a warm start: the seed checkpoint's own training comes first
@@ -157,10 +147,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     defects = ", ".join(d.replace("_", " ") for d in DEFECTS)
     training = (
         f"Only synthetic data. {lineage}"
-        f"{steps} AdamW steps (lr {cfg['lr']}, weight decay {cfg['weight_decay']}, "
-        f"{cfg['warmup']} warm-up steps, cosine decay over {cfg['steps']}) of batch {cfg['batch_size']} × "
+        f"{cfg['steps']} AdamW steps (lr {cfg['lr']}, weight decay {cfg['weight_decay']}, "
+        f"{cfg['warmup']} warm-up steps, cosine decay) of batch {cfg['batch_size']} × "
         f"{cfg['grad_accum']} (half good, half defective pairs) at {cfg['resolution']} px, seed {cfg['seed']}: "
-        f"{steps * cfg['batch_size'] * cfg['grad_accum']} procedurally generated images "
+        f"{cfg['steps'] * cfg['batch_size'] * cfg['grad_accum']} procedurally generated images "
         f"(`anomalyvfm.synth`: {len(DEFAULT_TEXTURES)} texture families ({', '.join(DEFAULT_TEXTURES)}; photographs "
         f"are opt-in and were not used), shaded parts in eight silhouettes and scenes of 2–9 components, colour and "
         f"grey; {len(DEFECTS)} defect families ({defects}) blended with random opacity, 30% faint; each mask is the "
@@ -172,8 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{np.mean([h['loss'] for h in log[-100:]]):.3f}. "
         f"{'These steps' if lineage else 'Training'} took {hours:.2f} h on {env['cpu']} ({env['cpu_count']} cores, "
         f"CPU only, {env['torch_threads']} torch threads). No real image, and none of the "
-        f"evaluation data, was used. Re-run: `python -m training.train --config training/configs/{version}.json`"
-        + (f" (the shipped weights are its step-{steps} checkpoint, chosen on validation)." if chosen else "."))
+        f"evaluation data, was used. Re-run: `python -m training.train --config training/configs/{version}.json`.")
     bench = payload["config"]
     evaluation = (
         "Zero-shot on real data the model never saw (`../shared/data`: magnetic_tile, DeepPCB, ELPV), "
