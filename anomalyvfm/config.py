@@ -53,6 +53,32 @@ class DecoderConfig:
 
 
 @dataclass
+class SelfSimilarityConfig:
+    """Self-similarity scoring of one image (``anomalyvfm.self_similarity``): each patch against its own image's."""
+
+    layers: tuple[int, ...] = (-1,)  # transformer blocks compared (negative = from the end); on a shallower backbone
+    # an index past the first block reads the first block
+    radii: tuple[int, ...] = (1, 3)  # neighbourhood aggregation degrees r (r×r average)
+    nearest: float = 0.05  # a patch's score: mean distance to this fraction of its image's closest other patches
+    exclude: int = 0  # patches within this Chebyshev distance of a patch are not its candidates (0: only itself)
+    statistic: str = "max"  # image score: "max" of the patch map or "top1" (mean of its top 1% patches)
+    # (defaults: chosen on the validation split, benchmarks/self_similarity.py)
+
+    def __post_init__(self) -> None:
+        self.layers, self.radii = tuple(self.layers), tuple(self.radii)
+        if not self.layers or not self.radii:
+            raise ValueError("SelfSimilarityConfig needs at least one layer and one radius")
+        if any(r < 1 or r % 2 == 0 for r in self.radii):
+            raise ValueError(f"SelfSimilarityConfig.radii must be odd and >= 1, got {self.radii}")
+        if not 0.0 < self.nearest <= 0.5:
+            raise ValueError(f"SelfSimilarityConfig.nearest must be in (0, 0.5], got {self.nearest}")
+        if self.exclude < 0:
+            raise ValueError(f"SelfSimilarityConfig.exclude must be >= 0, got {self.exclude}")
+        if self.statistic not in ("max", "top1"):
+            raise ValueError(f"SelfSimilarityConfig.statistic must be 'max' or 'top1', got {self.statistic!r}")
+
+
+@dataclass
 class AnomalyVFMConfig:
     """What the model is: everything needed to rebuild it around its backbone, its preprocessing and its decision
     rule. What a profile learned (memory, calibration) is a separate ``anomalyvfm.profile.ProfileState``."""
@@ -63,7 +89,12 @@ class AnomalyVFMConfig:
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     image_score: str = "cls"  # the rule behind the verdict, a name in anomalyvfm.scoring.SCORE_RULES: "cls" (image
-    # head), "topk" (mean of the top-k map pixels), "fused" (their mean); a profile with a memory also "knn", "memory"
+    # head), "topk" (mean of the top-k map pixels), "fused" (their mean), "self" (self-similarity), "cls+self";
+    # a profile with a memory also "knn", "memory"
+    self_similarity: SelfSimilarityConfig = field(default_factory=SelfSimilarityConfig)
+    self_weight: float = 0.5  # weight of the self-similarity z-score in "cls+self" (1 − weight: the image head's)
+    normal_stats: dict[str, tuple[float, float]] = field(default_factory=dict)  # (mean, std) over the generator's
+    # normals of the image logit ("cls") and the self-similarity score ("self"): the scale of their z-scores
     top_k: int = 100  # pixels averaged for the "topk" score, counted at the model's input resolution
     threshold: float = 0.5  # image score above which an image is anomalous
     threshold_origin: str = "unset"  # where ``threshold`` came from: "unset" (0.5), "synthetic" (a quantile of the
@@ -82,6 +113,11 @@ class AnomalyVFMConfig:
             self.adapter = AdapterConfig(**self.adapter)
         if isinstance(self.decoder, dict):
             self.decoder = DecoderConfig(**self.decoder)
+        if isinstance(self.self_similarity, dict):
+            self.self_similarity = SelfSimilarityConfig(**self.self_similarity)
+        self.normal_stats = {k: (float(v[0]), float(v[1])) for k, v in self.normal_stats.items()}
+        if not 0.0 <= self.self_weight <= 1.0:
+            raise ValueError(f"self_weight must be in [0, 1], got {self.self_weight}")
         self.mean, self.std = tuple(self.mean), tuple(self.std)
         from .scoring import SCORE_RULES
 

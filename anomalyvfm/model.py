@@ -20,6 +20,7 @@ from .heads import Decoder, ImageHead
 from .lora import apply_lora
 from .profile import ProfileState
 from .scoring import score_outputs
+from .self_similarity import image_statistic, self_map
 
 __all__ = ["AnomalyVFM", "BackboneMismatchError", "ModelOutput", "load_default", "shipped_checkpoint"]
 
@@ -30,18 +31,20 @@ class ModelOutput:
     confidence_logits: torch.Tensor  # (B, 1, h·u, w·u)
     image_logits: torch.Tensor  # (B,)
     patch_tokens: torch.Tensor | None = None  # (B, h·w, D) L2-normalised last-layer patch tokens (for the memory)
+    self_scores: torch.Tensor | None = None  # (B,) self-similarity image scores (``anomalyvfm.self_similarity``)
     features: Features | None = None  # the backbone's tokens at the layers ``forward`` was asked for (batch mode)
 
-    _TENSORS = ("mask_logits", "confidence_logits", "image_logits", "patch_tokens")
+    _TENSORS = ("mask_logits", "confidence_logits", "image_logits", "patch_tokens", "self_scores")
 
     def select(self, index: slice | int) -> "ModelOutput":
         """The outputs of some images of the batch (an int keeps its batch dimension)."""
         index = slice(index, index + 1) if isinstance(index, int) else index
-        return ModelOutput(*(None if getattr(self, n) is None else getattr(self, n)[index] for n in self._TENSORS))
+        return ModelOutput(**{n: None if getattr(self, n) is None else getattr(self, n)[index] for n in self._TENSORS})
 
     @staticmethod
     def concat(parts: list["ModelOutput"]) -> "ModelOutput":
-        return ModelOutput(*(torch.cat([getattr(p, name) for p in parts]) for name in ModelOutput._TENSORS))
+        return ModelOutput(**{n: None if getattr(parts[0], n) is None else torch.cat([getattr(p, n) for p in parts])
+                              for n in ModelOutput._TENSORS})
 
 
 class AnomalyVFM(nn.Module):
@@ -72,29 +75,33 @@ class AnomalyVFM(nn.Module):
 
     # ---- forward -------------------------------------------------------------------------------------------------
     def forward(self, pixel_values: torch.Tensor, extra_layers: tuple[int, ...] = ()) -> ModelOutput:
-        """Logits and memory tokens; ``extra_layers`` also returns those layers' patch tokens (``out.features``), from
-        the same backbone pass."""
+        """Logits, memory tokens and self-similarity scores; ``extra_layers`` also returns those layers' patch tokens
+        (``out.features``), from the same backbone pass."""
         layers = self.config.decoder.layers
-        wanted = layers + tuple(i for i in extra_layers if i not in layers) if extra_layers else layers
+        own = tuple(max(i, -self.num_layers) for i in self.config.self_similarity.layers)
+        wanted = tuple(dict.fromkeys(layers + own + tuple(extra_layers)))
         feats = extract(self.backbone, pixel_values, wanted)
         b, _, height, width = pixel_values.shape
-        grid = torch.cat(feats.layers[:len(layers)], dim=-1)
+        if height != width:
+            raise ValueError(f"AnomalyVFM takes square inputs (predict tiles or resizes to one), got {height}x{width}")
+        grid = torch.cat([feats.layers[wanted.index(i)] for i in layers], dim=-1)
         grid = grid.transpose(1, 2).reshape(b, -1, height // self.patch_size, width // self.patch_size)
         mask_logits, confidence_logits = self.decoder(grid)
+        with torch.no_grad():  # a training-free score: no gradient flows through it
+            own_map = self_map([feats.layers[wanted.index(i)] for i in own], self.config.self_similarity,
+                               height // self.patch_size)
+            self_scores = image_statistic(own_map, self.config.self_similarity.statistic)
         extra = None
         if extra_layers:
             extra = Features(feats.cls, feats.last, [feats.layers[wanted.index(i)] for i in extra_layers])
         return ModelOutput(mask_logits, confidence_logits, self.image_head(feats.cls, mask_logits),
-                           F.normalize(feats.last, dim=-1), extra)
+                           F.normalize(feats.last, dim=-1), self_scores, extra)
 
     def scores(self, out: ModelOutput, resolution: int, profile: ProfileState | None = None
                ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """Image scores (B,) in [0, 1] under every rule of ``anomalyvfm.scoring`` (``config.image_score`` picks the
         one used for verdicts) and anomaly maps (B, R, R) in [0, 1], with ``profile`` (default: the model's own)."""
-        return score_outputs(out.mask_logits, out.image_logits, out.patch_tokens, resolution,
-                             image_score=self.config.image_score, top_k=self.config.top_k,
-                             smoothing=self.config.map_smoothing,
-                             state=self.profile if profile is None else profile)
+        return score_outputs(out, resolution, self.config, state=self.profile if profile is None else profile)
 
     def infer(self, pixel_values: torch.Tensor, resolution: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """``scores(forward(x))``: what prediction runs per batch (an exported model offers the same call)."""

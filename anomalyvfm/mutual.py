@@ -82,12 +82,14 @@ def native_bf16() -> bool:
     return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
 
 
-def aggregate(tokens: torch.Tensor, radius: int) -> torch.Tensor:
-    """(B, N, D) patch tokens of one layer on a square grid -> (B, N, D) layer-normed, r×r-averaged, L2-normalised."""
+def aggregate(tokens: torch.Tensor, radius: int, side: int | None = None) -> torch.Tensor:
+    """(B, N, D) patch tokens of one layer on a square grid -> (B, N, D) layer-normed, r×r-averaged, L2-normalised.
+    ``side``: the grid's side (default: √N; pass it where the shape is traced, as in ONNX export)."""
     b, n, d = tokens.shape
-    side = math.isqrt(n)
+    side = math.isqrt(n) if side is None else side
     grid = tokens.transpose(1, 2).reshape(b, d, side, side).float()
-    grid = F.layer_norm(grid, grid.shape[1:])
+    mean, var = grid.mean(dim=(1, 2, 3), keepdim=True), grid.var(dim=(1, 2, 3), unbiased=False, keepdim=True)
+    grid = (grid - mean) / (var + 1e-5).sqrt()  # layer norm over the whole map (traceable for ONNX export)
     if radius > 1:
         grid = F.avg_pool2d(grid, radius, stride=1, padding=radius // 2, count_include_pad=True)
     return F.normalize(grid.flatten(2).transpose(1, 2), dim=-1)

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Callable
 if TYPE_CHECKING:
     import torch
 
+    from .config import AnomalyVFMConfig
+    from .model import ModelOutput
     from .profile import ProfileState
 
 
@@ -22,6 +24,9 @@ class ScoreInputs:
     top_k: int  # pixels averaged by top-k rules, at the input resolution
     knn: "torch.Tensor | None" = None  # (B, R, R) kNN distance / knn_scale, unclamped (profiles with a memory)
     stats: dict | None = None  # "cls"/"knn": (mean, std) of good views, for standardised rules
+    self_scores: "torch.Tensor | None" = None  # (B,) self-similarity image scores
+    normals: dict | None = None  # "cls"/"self": (mean, std) over the generator's normals (``config.normal_stats``)
+    self_weight: float = 0.5  # weight of the self-similarity z-score in "cls+self"
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,23 @@ def _fused(x: ScoreInputs):
     return (_cls(x) + _topk(x)) / 2
 
 
+def _normal_z(x: ScoreInputs, key: str, values: "torch.Tensor") -> "torch.Tensor":
+    mean, std = (x.normals or {}).get(key, (0.0, 1.0))
+    return (values - mean) / std
+
+
+@register_score_rule("self", help="self-similarity: patches unlike the rest of their own image (z over normals)")
+def _self(x: ScoreInputs):
+    return _normal_z(x, "self", x.self_scores).sigmoid()
+
+
+@register_score_rule("cls+self", help="image head and self-similarity, each a z-score over the generator's normals, "
+                                      "weighted by self_weight")
+def _cls_self(x: ScoreInputs):
+    w = x.self_weight
+    return ((1 - w) * _normal_z(x, "cls", x.image_logits) + w * _normal_z(x, "self", x.self_scores)).sigmoid()
+
+
 @register_score_rule("knn", needs_memory=True, help="top-k mean of the memory's kNN map alone")
 def _knn(x: ScoreInputs):
     return topk_mean(x.knn, x.top_k).clamp(0.0, 1.0)
@@ -92,31 +114,32 @@ def _memory(x: ScoreInputs):
     return (z / 2).sigmoid()
 
 
-def score_outputs(mask_logits: "torch.Tensor", image_logits: "torch.Tensor", patch_tokens: "torch.Tensor | None",
-                  resolution: int, *, image_score: str, top_k: int, state: "ProfileState | None" = None,
-                  smoothing: int = 0) -> tuple[dict[str, "torch.Tensor"], "torch.Tensor"]:
-    """Scores (B,) under every rule and maps (B, R, R) in [0, 1] from a forward pass. ``smoothing`` > 0 averages
-    the decoder's probabilities over a smoothing × smoothing window before upsampling. With a memory in ``state``
-    the map is (1 − w)·model map + w·kNN map and the memory rules and ``model`` are added."""
+def score_outputs(out: "ModelOutput", resolution: int, config: "AnomalyVFMConfig",
+                  state: "ProfileState | None" = None) -> tuple[dict[str, "torch.Tensor"], "torch.Tensor"]:
+    """Scores (B,) under every rule and maps (B, R, R) in [0, 1] from a forward pass. ``config.map_smoothing`` > 0
+    averages the decoder's probabilities over a smoothing × smoothing window before upsampling. With a memory in
+    ``state`` the map is (1 − w)·model map + w·kNN map and the memory rules and ``model`` are added."""
     import torch.nn.functional as F
 
+    smoothing, image_score, top_k = config.map_smoothing, config.image_score, config.top_k
     if smoothing:
-        probs = F.avg_pool2d(mask_logits.sigmoid(), smoothing, stride=1, padding=smoothing // 2,
+        probs = F.avg_pool2d(out.mask_logits.sigmoid(), smoothing, stride=1, padding=smoothing // 2,
                              count_include_pad=False)
         maps = F.interpolate(probs, size=(resolution, resolution), mode="bilinear", align_corners=False)[:, 0]
     else:
-        logits = F.interpolate(mask_logits, size=(resolution, resolution), mode="bilinear", align_corners=False)
+        logits = F.interpolate(out.mask_logits, size=(resolution, resolution), mode="bilinear", align_corners=False)
         maps = logits[:, 0].sigmoid()
+    own = dict(self_scores=out.self_scores, normals=config.normal_stats, self_weight=config.self_weight)
     memory = state.memory if state is not None else None
     if memory is None:
         if SCORE_RULES[image_score].needs_memory:
             raise ValueError(f"image_score {image_score!r} needs a good-image memory (a few-shot profile)")
-        inputs = ScoreInputs(image_logits, maps, top_k)
+        inputs = ScoreInputs(out.image_logits, maps, top_k, **own)
         return {name: SCORE_RULES[name].fn(inputs) for name in rule_names()}, maps
-    knn = memory.distance_map(patch_tokens, resolution) / state.knn_scale
-    alone = ScoreInputs(image_logits, maps, top_k)
+    knn = memory.distance_map(out.patch_tokens, resolution) / state.knn_scale
+    alone = ScoreInputs(out.image_logits, maps, top_k, **own)
     maps = (1 - state.fusion_weight) * maps + state.fusion_weight * knn.clamp(0.0, 1.0)
-    inputs = ScoreInputs(image_logits, maps, top_k, knn, state.score_stats)
+    inputs = ScoreInputs(out.image_logits, maps, top_k, knn, state.score_stats, **own)
     scores = {name: SCORE_RULES[name].fn(inputs) for name in rule_names(memory=True)}
     rule = SCORE_RULES[image_score]
     scores[MODEL_RULE] = _cls(alone) if rule.needs_memory else rule.fn(alone)

@@ -26,7 +26,7 @@ def test_onnx_export_matches_pytorch_on_maps_and_scores(tiny_model, tmp_path):
     expected = tiny_model.predict(images, resolution=56)
     onnx = OnnxModel(export_onnx(tiny_model, tmp_path / "m.onnx", resolution=56))
     got = onnx.predict(images)
-    assert onnx.resolution == 56 and list(onnx.outputs) == ["cls", "topk", "fused", "anomaly_map"]
+    assert onnx.resolution == 56 and list(onnx.outputs) == ["cls", "topk", "fused", "self", "cls+self", "anomaly_map"]
     for a, b in zip(expected, got):
         assert abs(a.score - b.score) < 1e-4 and a.scores.keys() == b.scores.keys()
         assert np.abs(a.anomaly_map - b.anomaly_map).max() < 1e-3

@@ -96,7 +96,7 @@ def test_finetune_of_a_tiny_model_lowers_its_held_out_loss(tiny_model, tmp_path)
     assert state.memory.sizes == (48, 48, 48)
     assert report.fusion_weight in TINY.fusion_weights and profile.config.image_score == "memory"
     assert set(report.held_out) == ({f"P-AUROC@{w:g}" for w in TINY.fusion_weights}
-                                    | {f"I-AUROC[{r}]" for r in ("cls", "topk", "fused", "knn", "memory")})
+                                    | {f"I-AUROC[{r}]" for r in ("cls", "topk", "fused", "self", "cls+self", "knn", "memory")})
     assert set(state.score_stats) == {"cls", "knn"} and state.score_stats["knn"][1] >= 0.05
     assert state.calibration.n_good == 3 * 3 and profile.config.threshold == 0.5
     assert state.calibration.n_images == 3
@@ -224,14 +224,14 @@ def test_memory_rule_standardises_the_head_and_the_knn_score_by_good_statistics(
     tokens = torch.nn.functional.normalize(torch.randn(1, 16, 32), dim=-1)
     tiny_model.profile = ProfileState(MemoryBank(tokens[0].clone()),
                                       score_stats={"cls": [0.0, 2.0], "knn": [0.5, 0.25]})
-    out = ModelOutput(torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 8), torch.tensor([1.0]), tokens)
+    out = ModelOutput(torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 8), torch.tensor([1.0]), tokens, torch.tensor([0.3]))
     scores, _ = tiny_model.scores(out, 56)
     # kNN map 0 everywhere: z = (1 − 0)/2 + (0 − 0.5)/0.25 = −1.5, averaged over the two terms
     assert float(scores["memory"]) == pytest.approx(float(torch.sigmoid(torch.tensor(-0.75))), abs=1e-5)
     assert float(scores["model"]) == pytest.approx(float(torch.sigmoid(torch.tensor(1.0))))  # cls, no memory
     odd = tokens.clone()
     odd[0, :4] = -odd[0, :4]
-    assert float(tiny_model.scores(ModelOutput(*list(vars(out).values())[:3], odd), 56)[0]["memory"]) > 0.5
+    assert float(tiny_model.scores(ModelOutput(*list(vars(out).values())[:3], odd, out.self_scores), 56)[0]["memory"]) > 0.5
     tiny_model.profile = None
     tiny_model.config.image_score = "memory"
     with pytest.raises(ValueError, match="needs a good-image memory"):

@@ -104,16 +104,19 @@ def test_config_rejects_bad_values():
 
 def test_map_smoothing_averages_the_decoder_grid_before_upsampling():
     """The published 5x5 mean filter: a lone hot cell is spread over its window, a flat map stays flat."""
+    from anomalyvfm.config import AnomalyVFMConfig
+    from anomalyvfm.model import ModelOutput
     from anomalyvfm.scoring import score_outputs
+
+    def maps(logits, smoothing):
+        out = ModelOutput(logits, logits, torch.zeros(1), None, torch.zeros(1))
+        return score_outputs(out, 64, AnomalyVFMConfig(image_score="topk", top_k=1, map_smoothing=smoothing))[1]
 
     logits = torch.full((1, 1, 16, 16), -4.0)
     logits[0, 0, 8, 8] = 4.0
-    kwargs = dict(image_score="topk", top_k=1)
-    _, raw = score_outputs(logits, torch.zeros(1), None, 64, **kwargs)
-    _, smooth = score_outputs(logits, torch.zeros(1), None, 64, smoothing=5, **kwargs)
+    raw, smooth = maps(logits, 0), maps(logits, 5)
     low, high = torch.sigmoid(torch.tensor(-4.0)), torch.sigmoid(torch.tensor(4.0))
     assert torch.isclose(smooth.max(), (24 * low + high) / 25, atol=1e-3)  # one hot cell among 25
     assert raw.max() > 0.8 and smooth.max() < 0.1
-    flat = torch.full((1, 1, 16, 16), 1.0)
-    _, flat_map = score_outputs(flat, torch.zeros(1), None, 64, smoothing=5, **kwargs)
+    flat_map = maps(torch.full((1, 1, 16, 16), 1.0), 5)
     assert torch.allclose(flat_map, torch.sigmoid(torch.tensor(1.0)))  # borders are not darkened by padding
