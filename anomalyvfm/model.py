@@ -19,7 +19,7 @@ from .features import Features, extract, hidden_size, num_layers, num_prefix_tok
 from .heads import Decoder, ImageHead
 from .lora import apply_lora
 from .profile import ProfileState
-from .scoring import score_outputs
+from .scoring import SCORE_RULES, score_outputs
 from .self_similarity import image_statistic, self_map
 
 __all__ = ["AnomalyVFM", "BackboneMismatchError", "ModelOutput", "load_default", "shipped_checkpoint"]
@@ -75,10 +75,11 @@ class AnomalyVFM(nn.Module):
 
     # ---- forward -------------------------------------------------------------------------------------------------
     def forward(self, pixel_values: torch.Tensor, extra_layers: tuple[int, ...] = ()) -> ModelOutput:
-        """Logits, memory tokens and self-similarity scores; ``extra_layers`` also returns those layers' patch tokens
+        """Logits, memory tokens and (when the configured rule needs them) self-similarity scores; ``extra_layers`` also returns those layers' patch tokens
         (``out.features``), from the same backbone pass."""
         layers = self.config.decoder.layers
-        own = tuple(max(i, -self.num_layers) for i in self.config.self_similarity.layers)
+        with_self = SCORE_RULES[self.config.image_score].needs_self
+        own = tuple(max(i, -self.num_layers) for i in self.config.self_similarity.layers) if with_self else ()
         wanted = tuple(dict.fromkeys(layers + own + tuple(extra_layers)))
         feats = extract(self.backbone, pixel_values, wanted)
         b, _, height, width = pixel_values.shape
@@ -87,10 +88,12 @@ class AnomalyVFM(nn.Module):
         grid = torch.cat([feats.layers[wanted.index(i)] for i in layers], dim=-1)
         grid = grid.transpose(1, 2).reshape(b, -1, height // self.patch_size, width // self.patch_size)
         mask_logits, confidence_logits = self.decoder(grid)
-        with torch.no_grad():  # a training-free score: no gradient flows through it
-            own_map = self_map([feats.layers[wanted.index(i)] for i in own], self.config.self_similarity,
-                               height // self.patch_size)
-            self_scores = image_statistic(own_map, self.config.self_similarity.statistic)
+        self_scores = None
+        if with_self:  # a training-free score: no gradient flows through it
+            with torch.no_grad():
+                own_map = self_map([feats.layers[wanted.index(i)] for i in own], self.config.self_similarity,
+                                   height // self.patch_size)
+                self_scores = image_statistic(own_map, self.config.self_similarity.statistic)
         extra = None
         if extra_layers:
             extra = Features(feats.cls, feats.last, [feats.layers[wanted.index(i)] for i in extra_layers])

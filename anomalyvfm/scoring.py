@@ -34,6 +34,7 @@ class ScoreRule:
     name: str
     fn: Callable[[ScoreInputs], "torch.Tensor"]
     needs_memory: bool = False
+    needs_self: bool = False  # computed only for a model whose own rule needs self-similarity (it costs ~8% a pass)
     help: str = ""
 
 
@@ -41,25 +42,26 @@ SCORE_RULES: dict[str, ScoreRule] = {}
 MODEL_RULE = "model"  # a memory profile's configured rule without the memory (for comparison)
 
 
-def register_score_rule(name: str, *, needs_memory: bool = False, help: str = ""):
+def register_score_rule(name: str, *, needs_memory: bool = False, needs_self: bool = False, help: str = ""):
     """Decorator: add ``fn(inputs) -> (B,) scores`` to the table under ``name``."""
     def wrap(fn):
         if name in SCORE_RULES or name == MODEL_RULE:
             raise ValueError(f"score rule {name!r} is already registered")
-        SCORE_RULES[name] = ScoreRule(name, fn, needs_memory, help)
+        SCORE_RULES[name] = ScoreRule(name, fn, needs_memory, needs_self, help)
         return fn
 
     return wrap
 
 
-def rule_names(memory: bool = False) -> list[str]:
-    """The rules a model computes, in table order (``memory``: a profile with a good-image memory)."""
-    return [r.name for r in SCORE_RULES.values() if memory or not r.needs_memory]
+def rule_names(memory: bool = False, self_scores: bool = False) -> list[str]:
+    """The rules a model computes, in table order (``memory``: a profile with a good-image memory; ``self_scores``:
+    a model whose rule needs self-similarity, see ``needs_self``)."""
+    return [r.name for r in SCORE_RULES.values() if (memory or not r.needs_memory) and (self_scores or not r.needs_self)]
 
 
-def output_names(memory: bool = False) -> list[str]:
+def output_names(memory: bool = False, self_scores: bool = False) -> list[str]:
     """Every score a model reports, in order: its rules, then ``model`` for a memory profile."""
-    return rule_names(memory) + ([MODEL_RULE] if memory else [])
+    return rule_names(memory, self_scores) + ([MODEL_RULE] if memory else [])
 
 
 def topk_mean(maps: "torch.Tensor", k: int) -> "torch.Tensor":
@@ -88,12 +90,12 @@ def _normal_z(x: ScoreInputs, key: str, values: "torch.Tensor") -> "torch.Tensor
     return (values - mean) / std
 
 
-@register_score_rule("self", help="self-similarity: patches unlike the rest of their own image (z over normals)")
+@register_score_rule("self", needs_self=True, help="self-similarity: patches unlike the rest of their own image (z over normals)")
 def _self(x: ScoreInputs):
     return _normal_z(x, "self", x.self_scores).sigmoid()
 
 
-@register_score_rule("cls+self", help="image head and self-similarity, each a z-score over the generator's normals, "
+@register_score_rule("cls+self", needs_self=True, help="image head and self-similarity, each a z-score over the generator's normals, "
                                       "weighted by self_weight")
 def _cls_self(x: ScoreInputs):
     w = x.self_weight
@@ -130,17 +132,18 @@ def score_outputs(out: "ModelOutput", resolution: int, config: "AnomalyVFMConfig
         logits = F.interpolate(out.mask_logits, size=(resolution, resolution), mode="bilinear", align_corners=False)
         maps = logits[:, 0].sigmoid()
     own = dict(self_scores=out.self_scores, normals=config.normal_stats, self_weight=config.self_weight)
+    with_self = out.self_scores is not None
     memory = state.memory if state is not None else None
     if memory is None:
         if SCORE_RULES[image_score].needs_memory:
             raise ValueError(f"image_score {image_score!r} needs a good-image memory (a few-shot profile)")
         inputs = ScoreInputs(out.image_logits, maps, top_k, **own)
-        return {name: SCORE_RULES[name].fn(inputs) for name in rule_names()}, maps
+        return {name: SCORE_RULES[name].fn(inputs) for name in rule_names(self_scores=with_self)}, maps
     knn = memory.distance_map(out.patch_tokens, resolution) / state.knn_scale
     alone = ScoreInputs(out.image_logits, maps, top_k, **own)
     maps = (1 - state.fusion_weight) * maps + state.fusion_weight * knn.clamp(0.0, 1.0)
     inputs = ScoreInputs(out.image_logits, maps, top_k, knn, state.score_stats, **own)
-    scores = {name: SCORE_RULES[name].fn(inputs) for name in rule_names(memory=True)}
+    scores = {name: SCORE_RULES[name].fn(inputs) for name in rule_names(memory=True, self_scores=with_self)}
     rule = SCORE_RULES[image_score]
     scores[MODEL_RULE] = _cls(alone) if rule.needs_memory else rule.fn(alone)
     return scores, maps

@@ -9,6 +9,10 @@ fusion with the model's image score are chosen on the validation split only: the
 (seed 999) and magnetic_tile; deeppcb/pcb, elpv/mono and elpv/poly are scored once, with the chosen variant, after
 the choice. Tokens of blocks 5, 8, 11 of the default checkpoint's adapted backbone, 224 px, tiled as ``predict``
 tiles (an image's score is its most anomalous tile's), cached in ``cache/`` (not committed).
+
+Outcome (BENCHMARKS.md, "Self-similarity image score"): the fusion won on validation but lost on elpv/mono, where the
+self score is inverted, so the default rule stays ``cls``; ``--apply`` writes the chosen settings and their scale into
+a checkpoint's config.json for the opt-in rules ``self`` and ``cls+self``.
 """
 from __future__ import annotations
 
@@ -25,7 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from anomalyvfm.self_similarity import SelfSimilarityConfig, image_statistic, self_map  # noqa: E402
+from anomalyvfm.config import SelfSimilarityConfig  # noqa: E402
+from anomalyvfm.self_similarity import image_statistic, self_map  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "self-similarity"
 VALIDATION = "magnetic_tile/magnetic_tile"
@@ -65,16 +70,19 @@ def extract(model, images: list, labels: list[int], name: str, batch_size: int =
 
 
 def datasets(data: str, report: bool) -> dict[str, tuple[list, list[int]]]:
+    """The report categories (``report``), or the generator's normals, its validation pairs and ``VALIDATION``."""
     from anomalyvfm.data import scan
-    from synthetic_validation import validation_pairs
-
     from anomalyvfm.synth import SynthConfig
     from anomalyvfm.synth.generator import normal_image
+    from synthetic_validation import validation_pairs
 
-    rng = np.random.default_rng(NORMALS_SEED)
-    sets = {"normals": ([normal_image(rng, SynthConfig(size=224))[0] for _ in range(400)], [0] * 400)}
-    pairs = validation_pairs()
-    sets["synthetic"] = ([p["good"] for p in pairs] + [p["bad"] for p in pairs], [0] * len(pairs) + [1] * len(pairs))
+    sets = {}
+    if not report:
+        rng = np.random.default_rng(NORMALS_SEED)
+        sets["normals"] = ([normal_image(rng, SynthConfig(size=224))[0] for _ in range(400)], [0] * 400)
+        pairs = validation_pairs()
+        sets["synthetic"] = ([p["good"] for p in pairs] + [p["bad"] for p in pairs],
+                             [0] * len(pairs) + [1] * len(pairs))
     for cat in scan(data):
         if (cat.key == VALIDATION) != report:
             sets[cat.key] = ([str(s.path) for s in cat.test], [s.label for s in cat.test])
@@ -126,12 +134,54 @@ def fused(rec: dict, normals: dict, cfg: SelfSimilarityConfig, weight: float) ->
     return (1 - weight) * zl + weight * zs
 
 
+def shipped_settings(chosen: SelfSimilarityConfig, weight: float) -> dict:
+    """The chosen variant as the checkpoint's config fields (layer ids counted from the end of the 12 blocks)."""
+    layers = tuple(i - 12 for i in chosen.layers)
+    return {"self_similarity": {"layers": list(layers), "radii": list(chosen.radii), "nearest": chosen.nearest,
+                                "exclude": chosen.exclude, "statistic": chosen.statistic},
+            "self_weight": weight}
+
+
+@torch.inference_mode()
+def apply(checkpoint: Path, settings: dict) -> dict:
+    """Write ``settings`` into ``checkpoint/config.json`` with the scale of the z-scores: mean and std of the image
+    logit and the self score over the 400 generator normals (seed 101), scored through the package. The verdict's
+    rule and threshold are left as they are (the rule lost on the report categories: see BENCHMARKS.md); the
+    threshold ``cls+self`` would need (the normals' 99th percentile, as benchmarks/default_threshold.py sets it) is
+    returned for the record."""
+    from anomalyvfm.config import AnomalyVFMConfig
+    from anomalyvfm.model import load_default
+    from anomalyvfm.outputs import atomic_write_bytes
+    from anomalyvfm.preprocess import normalize
+    from anomalyvfm.synth import SynthConfig
+    from anomalyvfm.synth.generator import normal_image
+
+    path = checkpoint / "config.json"
+    config = json.loads(path.read_text())
+    config.update(settings, normal_stats={})
+    model = load_default(str(checkpoint)).prepare_for_inference()
+    model.config = AnomalyVFMConfig.from_dict({**config, "image_score": "cls+self"})  # so that forward computes it
+    rng = np.random.default_rng(NORMALS_SEED)
+    images = np.stack([normal_image(rng, SynthConfig(size=224))[0] for _ in range(400)])
+    outs = [model(normalize(images[s:s + 8], model.config.mean, model.config.std)) for s in range(0, 400, 8)]
+    logits, own = torch.cat([o.image_logits for o in outs]), torch.cat([o.self_scores for o in outs])
+    config["normal_stats"] = {"cls": [float(logits.mean()), float(logits.std())],
+                              "self": [float(own.mean()), float(own.std())]}
+    model.config = AnomalyVFMConfig.from_dict({**config, "image_score": "cls+self"})
+    scores = torch.cat([model.scores(o, 224)[0]["cls+self"] for o in outs])
+    atomic_write_bytes(path, json.dumps(config, indent=2).encode())
+    return {"normal_stats": config["normal_stats"], "cls+self threshold": float(torch.quantile(scores, 0.99))}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
-    parser.add_argument("--extract-only", action="store_true")
+    parser.add_argument("--extract-only", action="store_true", help="only fill the token cache")
+    parser.add_argument("--report", action="store_true", help="after the choice, score the report categories")
+    parser.add_argument("--apply", type=Path, help="write the chosen settings into this checkpoint's config.json")
     args = parser.parse_args(argv)
     from anomalyvfm.model import load_default
+    from anomalyvfm.outputs import atomic_write_bytes
 
     torch.set_num_threads(2)
     model = load_default().prepare_for_inference()
@@ -140,16 +190,43 @@ def main(argv=None) -> int:
     if args.extract_only:
         return 0
     normals = val.pop("normals")
-    rows = {}
-    for cfg in GRID:
-        rows[name_of(cfg)] = {k: auroc(rec, self_scores(rec, cfg)) for k, rec in val.items()}
-        print(name_of(cfg), {k: round(v, 1) for k, v in rows[name_of(cfg)].items()}, flush=True)
+    rows = {name_of(cfg): {k: auroc(rec, self_scores(rec, cfg)) for k, rec in val.items()} for cfg in GRID}
     chosen = max(GRID, key=lambda c: np.mean(list(rows[name_of(c)].values())))
     fusion = {w: {k: auroc(rec, fused(rec, normals, chosen, w)) for k, rec in val.items()} for w in WEIGHTS}
-    for w, r in fusion.items():
-        print("weight", w, {k: round(v, 1) for k, v in r.items()}, flush=True)
     weight = max(WEIGHTS, key=lambda w: np.mean(list(fusion[w].values())))
-    print("chosen", name_of(chosen), "weight", weight)
+    result = {"validation": rows, "chosen": name_of(chosen), "fusion": fusion, "weight": weight,
+              "settings": shipped_settings(chosen, weight), "report": {}}
+    if args.report:  # scored once, after the choice
+        for name, (images, labels) in datasets(args.data, report=True).items():
+            rec = extract(model, images, labels, name)
+            result["report"][name] = {"cls": auroc(rec, rec["logits"]), "topk": auroc(rec, rec["topk"]),
+                                      "self": auroc(rec, self_scores(rec, chosen)),
+                                      "cls+self": auroc(rec, fused(rec, normals, chosen, weight))}
+    halves = list(next(iter(rows.values())))
+    lines = ["Validation: self-similarity score alone, per variant (image AUROC; chosen: best mean of the two "
+             "validation halves):", "", "| variant | " + " | ".join(halves) + " | mean |", "|---" * (len(halves) + 2) + "|"]
+    lines += [f"| {n}{' **(chosen)**' if n == name_of(chosen) else ''} | " + " | ".join(f"{r[h]:.1f}" for h in halves)
+              + f" | {np.mean(list(r.values())):.1f} |" for n, r in rows.items()]
+    lines += ["", "Validation: fusion weight of the self-similarity z-score (0: the image head alone, 1: self-similarity "
+              "alone), chosen variant:", "", "| weight | " + " | ".join(halves) + " | mean |",
+              "|---" * (len(halves) + 2) + "|"]
+    lines += [f"| {w:g}{' **(chosen)**' if w == weight else ''} | " + " | ".join(f"{r[h]:.1f}" for h in halves)
+              + f" | {np.mean(list(r.values())):.1f} |" for w, r in fusion.items()]
+    if result["report"]:
+        lines += ["", "Report categories, scored once after the choice (image AUROC, 224 px, from the token cache):", "",
+                  "| category | cls | topk | self | cls+self |", "|---|---|---|---|---|"]
+        lines += [f"| {k} | {r['cls']:.1f} | {r['topk']:.1f} | {r['self']:.1f} | {r['cls+self']:.1f} |"
+                  for k, r in result["report"].items()]
+    if args.apply:
+        result["applied"] = apply(args.apply, result["settings"])
+        stats = {k: [round(v, 4) for v in pair] for k, pair in result["applied"]["normal_stats"].items()}
+        lines += ["", f"Written into {args.apply}/config.json (its rule stays `cls`): the chosen settings and the "
+                      f"normals' (mean, std) {stats}; `cls+self` at the normals' 99th percentile would need threshold "
+                      f"{result['applied']['cls+self threshold']:.4f}."]
+    OUT.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(OUT / "results.json", json.dumps(result, indent=1, default=str).encode())
+    atomic_write_bytes(OUT / "table.md", ("\n".join(lines) + "\n").encode())
+    print("\n".join(lines))
     return 0
 
 

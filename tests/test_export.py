@@ -26,10 +26,23 @@ def test_onnx_export_matches_pytorch_on_maps_and_scores(tiny_model, tmp_path):
     expected = tiny_model.predict(images, resolution=56)
     onnx = OnnxModel(export_onnx(tiny_model, tmp_path / "m.onnx", resolution=56))
     got = onnx.predict(images)
-    assert onnx.resolution == 56 and list(onnx.outputs) == ["cls", "topk", "fused", "self", "cls+self", "anomaly_map"]
+    assert onnx.resolution == 56 and list(onnx.outputs) == ["cls", "topk", "fused", "anomaly_map"]
     for a, b in zip(expected, got):
         assert abs(a.score - b.score) < 1e-4 and a.scores.keys() == b.scores.keys()
+        assert all(abs(a.scores[k] - b.scores[k]) < 1e-4 for k in a.scores)
         assert np.abs(a.anomaly_map - b.anomaly_map).max() < 1e-3
+
+
+def test_onnx_export_of_a_self_similarity_rule_computes_it_in_the_graph(tiny_model, tmp_path):
+    tiny_model.config.image_score = "cls+self"
+    tiny_model.config.normal_stats = {"cls": (0.1, 0.5), "self": (0.4, 0.2)}
+    images = _images(tmp_path)
+    expected = tiny_model.predict(images, resolution=56)
+    onnx = OnnxModel(export_onnx(tiny_model, tmp_path / "s.onnx", resolution=56))
+    assert onnx.outputs == ["cls", "topk", "fused", "self", "cls+self", "anomaly_map"]
+    got = onnx.predict(images)
+    for a, b in zip(expected, got):
+        assert all(abs(a.scores[k] - b.scores[k]) < 1e-4 for k in ("self", "cls+self")) and a.rule == "cls+self"
 
 
 def test_onnx_export_of_a_profile_keeps_memory_fusion_and_calibration(tiny_model, tmp_path):

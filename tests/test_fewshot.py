@@ -96,7 +96,7 @@ def test_finetune_of_a_tiny_model_lowers_its_held_out_loss(tiny_model, tmp_path)
     assert state.memory.sizes == (48, 48, 48)
     assert report.fusion_weight in TINY.fusion_weights and profile.config.image_score == "memory"
     assert set(report.held_out) == ({f"P-AUROC@{w:g}" for w in TINY.fusion_weights}
-                                    | {f"I-AUROC[{r}]" for r in ("cls", "topk", "fused", "self", "cls+self", "knn", "memory")})
+                                    | {f"I-AUROC[{r}]" for r in ("cls", "topk", "fused", "knn", "memory")})
     assert set(state.score_stats) == {"cls", "knn"} and state.score_stats["knn"][1] >= 0.05
     assert state.calibration.n_good == 3 * 3 and profile.config.threshold == 0.5
     assert state.calibration.n_images == 3

@@ -54,8 +54,10 @@ def test_a_rule_name_cannot_be_taken_twice_and_unknown_rules_are_refused():
 
 
 def test_the_output_order_is_the_table_order():
-    assert scoring.output_names() == [r for r, rule in scoring.SCORE_RULES.items() if not rule.needs_memory]
-    assert scoring.output_names(memory=True) == [*scoring.SCORE_RULES, scoring.MODEL_RULE]
+    rules = scoring.SCORE_RULES.items()
+    assert scoring.output_names() == [r for r, rule in rules if not (rule.needs_memory or rule.needs_self)]
+    assert scoring.output_names(memory=True, self_scores=True) == [*scoring.SCORE_RULES, scoring.MODEL_RULE]
+    assert scoring.output_names(self_scores=True) == [r for r, rule in rules if not rule.needs_memory]
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))
