@@ -85,7 +85,8 @@ def harness_section() -> list[str]:
     lines.append("| **mean** | " + " | ".join(f"**{_pct(m)}**" for m in means) + " | | |")
     return ["## Batch mode in the harness (`anomalyvfm-batch`), 224 px", "",
             "The batch is the category's whole test split, as in MuSc: this is not the single-image protocol of the "
-            "other sections. One run gives the single-image model's score (I-AUROC[model], tiled as `predict` does), "
+            "other sections. The model is the default checkpoint, v2 (its fusion rule was chosen when v1 was the "
+            "default). One run gives the single-image model's score (I-AUROC[model], tiled as `predict` does), "
             "the mutual score alone and the fused score; pixel metrics are the fused map's. The fusion rule "
             "(`anomalyvfm.batch.BatchConfig`: mutual weight 0.8 where the batch's median mutual patch distance is at "
             "most 0.42, 0 from 0.49, linear between) was chosen without the report categories: 0.49 is the lowest "
