@@ -59,7 +59,8 @@ def test_resume_after_sigkill_gives_the_same_weights(tmp_path, tiny_backbone_dir
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "training.train", "--config", str(tmp_path / "cfg.json")],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    while not (tmp_path / "k" / "checkpoints" / "step_0000004").exists() and proc.poll() is None:
+    log = tmp_path / "k" / "log.jsonl"  # rewritten after each checkpoint: 4 lines = checkpoint 4 is complete
+    while (not log.exists() or len(log.read_text().splitlines()) < 4) and proc.poll() is None:
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
