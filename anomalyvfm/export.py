@@ -42,7 +42,8 @@ class _Graph(nn.Module):
 def output_names(model) -> list[str]:
     """The graph's outputs, in the order of ``AnomalyVFM.scores``: every image-score rule, then the map."""
     has_memory = model.profile is not None and model.profile.memory is not None
-    return score_names(memory=has_memory, self_scores=SCORE_RULES[model.config.image_score].needs_self) + ["anomaly_map"]
+    with_self = SCORE_RULES[model.config.image_score].needs_self
+    return score_names(memory=has_memory, self_scores=with_self) + ["anomaly_map"]
 
 
 def export_onnx(model, path: str | os.PathLike, *, mode: str | None = None, resolution: int | None = None,

@@ -20,7 +20,8 @@ from .heads import Decoder, ImageHead
 from .lora import apply_lora
 from .profile import ProfileState
 from .scoring import SCORE_RULES, score_outputs
-from .self_similarity import image_statistic, self_map
+from .mutual import image_statistic
+from .self_similarity import self_map
 
 __all__ = ["AnomalyVFM", "BackboneMismatchError", "ModelOutput", "load_default", "shipped_checkpoint"]
 
@@ -75,8 +76,8 @@ class AnomalyVFM(nn.Module):
 
     # ---- forward -------------------------------------------------------------------------------------------------
     def forward(self, pixel_values: torch.Tensor, extra_layers: tuple[int, ...] = ()) -> ModelOutput:
-        """Logits, memory tokens and (when the configured rule needs them) self-similarity scores; ``extra_layers`` also returns those layers' patch tokens
-        (``out.features``), from the same backbone pass."""
+        """Logits, memory tokens and (when the configured rule needs them) self-similarity scores; ``extra_layers``
+        also returns those layers' patch tokens (``out.features``), from the same backbone pass."""
         layers = self.config.decoder.layers
         with_self = SCORE_RULES[self.config.image_score].needs_self
         own = tuple(max(i, -self.num_layers) for i in self.config.self_similarity.layers) if with_self else ()

@@ -139,6 +139,14 @@ def mutual_scores(z: torch.Tensor, interval: float = 0.3, max_references: int | 
     return out
 
 
+def image_statistic(patch: torch.Tensor, statistic: str) -> torch.Tensor:
+    """(B, h, w) patch scores -> (B,) image scores: the maximum ("max") or the mean of the top 1% ("top1")."""
+    flat = patch.flatten(1)
+    if statistic == "max":
+        return flat.amax(1)
+    return flat.topk(max(1, (flat.shape[1] + 50) // 100), dim=1).values.mean(1)  # 1%, rounded (traceable)
+
+
 def rscin(scores: torch.Tensor, cls_tokens: torch.Tensor, ks: tuple[int, ...] = (1, 2, 3)) -> torch.Tensor:
     """MuSc's re-scoring: min-max normalised scores averaged over each image's k most similar images in CLS space
     (itself included, weighted by cosine similarity), then averaged over ``ks``."""
@@ -173,10 +181,7 @@ def score_batch(layer_tokens: list[torch.Tensor], cls_tokens: torch.Tensor, cfg:
         if cfg.project is not None and cfg.project < z.shape[-1]:
             z = F.normalize(z @ projection(z.shape[-1], cfg.project, cfg.seed + i), dim=-1)
         total += mutual_scores(z, cfg.interval, cfg.max_references, cfg.seed, cfg.chunk_mb, dtype)
-    patch = total / len(jobs)
-    if cfg.image_score == "max":
-        raw = patch.amax(1)
-    else:
-        raw = patch.topk(max(1, round(0.01 * p)), dim=1).values.mean(1)
-    return MutualResult(patch.view(n, side, side), rscin(raw, cls_tokens, cfg.rscin), raw)
+    patch = (total / len(jobs)).view(n, side, side)
+    raw = image_statistic(patch, cfg.image_score)
+    return MutualResult(patch, rscin(raw, cls_tokens, cfg.rscin), raw)
 

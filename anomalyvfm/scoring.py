@@ -56,7 +56,8 @@ def register_score_rule(name: str, *, needs_memory: bool = False, needs_self: bo
 def rule_names(memory: bool = False, self_scores: bool = False) -> list[str]:
     """The rules a model computes, in table order (``memory``: a profile with a good-image memory; ``self_scores``:
     a model whose rule needs self-similarity, see ``needs_self``)."""
-    return [r.name for r in SCORE_RULES.values() if (memory or not r.needs_memory) and (self_scores or not r.needs_self)]
+    return [r.name for r in SCORE_RULES.values()
+            if (memory or not r.needs_memory) and (self_scores or not r.needs_self)]
 
 
 def output_names(memory: bool = False, self_scores: bool = False) -> list[str]:
@@ -90,13 +91,15 @@ def _normal_z(x: ScoreInputs, key: str, values: "torch.Tensor") -> "torch.Tensor
     return (values - mean) / std
 
 
-@register_score_rule("self", needs_self=True, help="self-similarity: patches unlike the rest of their own image (z over normals)")
+@register_score_rule("self", needs_self=True,
+                     help="self-similarity: patches unlike the rest of their own image (z over normals)")
 def _self(x: ScoreInputs):
     return _normal_z(x, "self", x.self_scores).sigmoid()
 
 
-@register_score_rule("cls+self", needs_self=True, help="image head and self-similarity, each a z-score over the generator's normals, "
-                                      "weighted by self_weight")
+@register_score_rule("cls+self", needs_self=True,
+                     help="image head and self-similarity, each a z-score over the generator's normals, weighted by "
+                          "self_weight")
 def _cls_self(x: ScoreInputs):
     w = x.self_weight
     return ((1 - w) * _normal_z(x, "cls", x.image_logits) + w * _normal_z(x, "self", x.self_scores)).sigmoid()

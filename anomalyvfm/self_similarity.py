@@ -10,16 +10,20 @@ patches outside its own (2·``exclude`` + 1)² neighbourhood; scores are average
 from __future__ import annotations
 
 import math
+from functools import lru_cache
+
 import torch
 
 from .config import SelfSimilarityConfig
 from .mutual import aggregate
 
-__all__ = ["SelfSimilarityConfig", "image_statistic", "self_distances", "self_map"]
+__all__ = ["SelfSimilarityConfig", "self_distances", "self_map"]
 
 
+@lru_cache(maxsize=8)
 def _excluded(side: int, exclude: int) -> torch.Tensor:
-    """(P, P) True where two patches of a side × side grid lie within ``exclude`` of each other (Chebyshev)."""
+    """(P, P) True where two patches of a side × side grid lie within ``exclude`` of each other (Chebyshev); built
+    once per grid size, not on every batch. Read-only: callers must not modify it."""
     i, j = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
     i, j = i.flatten(), j.flatten()
     return torch.maximum((i[:, None] - i[None]).abs(), (j[:, None] - j[None]).abs()) <= exclude
@@ -41,11 +45,3 @@ def self_map(layer_tokens: list[torch.Tensor], cfg: SelfSimilarityConfig, side: 
     total = sum(self_distances(aggregate(t, r, side), side, cfg.nearest, cfg.exclude)
                 for t in layer_tokens for r in cfg.radii)
     return (total / (len(layer_tokens) * len(cfg.radii))).view(-1, side, side)
-
-
-def image_statistic(patch: torch.Tensor, statistic: str) -> torch.Tensor:
-    """(B, h, w) patch scores -> (B,) image scores: the maximum or the mean of the top 1%."""
-    flat = patch.flatten(1)
-    if statistic == "max":
-        return flat.amax(1)
-    return flat.topk(max(1, (flat.shape[1] + 50) // 100), dim=1).values.mean(1)  # 1%, rounded

@@ -23,7 +23,7 @@ from anomalyvfm.batch import robust_z  # noqa: E402
 from anomalyvfm.metrics import image_metrics  # noqa: E402
 from anomalyvfm.mutual import MutualConfig, score_batch  # noqa: E402
 from anomalyvfm.outputs import atomic_write_bytes  # noqa: E402
-from mutual_speed import VALIDATION  # noqa: E402
+from mutual_speed import VALIDATION, per_image  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "batch-fusion"
 
@@ -36,12 +36,8 @@ def main() -> int:
     rec = torch.load(cache, weights_only=True)
     result = score_batch(rec["tokens"], rec["cls"], MutualConfig())
     level = float(result.patch_scores.median())
-    model, mutual, k = [], [], 0
-    for n in rec["crops"].tolist():
-        model.append(float(rec["model"][k:k + n].max()))
-        mutual.append(float(result.image_scores[k:k + n].max()))
-        k += n
-    zm, zu = robust_z(logit(np.clip(model, 1e-6, 1 - 1e-6))), robust_z(np.array(mutual))
+    model, mutual = per_image(rec, rec["model"]), per_image(rec, result.image_scores)
+    zm, zu = robust_z(logit(np.clip(model, 1e-6, 1 - 1e-6))), robust_z(mutual)
     y = rec["labels"].tolist()
     rows = {f"{w:.1f}": 100 * image_metrics(y, ((1 - w) * zm + w * zu).tolist())["I-AUROC"]
             for w in (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)}

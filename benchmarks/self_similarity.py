@@ -30,7 +30,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from anomalyvfm.config import SelfSimilarityConfig  # noqa: E402
-from anomalyvfm.self_similarity import image_statistic, self_map  # noqa: E402
+from anomalyvfm.mutual import image_statistic  # noqa: E402
+from anomalyvfm.self_similarity import self_map  # noqa: E402
+from mutual_speed import per_image  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "self-similarity"
 VALIDATION = "magnetic_tile/magnetic_tile"
@@ -98,15 +100,6 @@ WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)  # weight of the self-similarity z-score i
 def name_of(cfg: SelfSimilarityConfig) -> str:
     return (f"layers {'/'.join(map(str, cfg.layers))}, r {'/'.join(map(str, cfg.radii))}, nearest {cfg.nearest:g}, "
             f"exclude {cfg.exclude}, {cfg.statistic}")
-
-
-def per_image(rec: dict, tiles: torch.Tensor) -> np.ndarray:
-    """Tile scores -> image scores: an image's most anomalous tile."""
-    out, k = [], 0
-    for n in rec["crops"].tolist():
-        out.append(float(tiles[k:k + n].max()))
-        k += n
-    return np.array(out)
 
 
 def self_scores(rec: dict, cfg: SelfSimilarityConfig) -> torch.Tensor:

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from anomalyvfm.config import AnomalyVFMConfig, SelfSimilarityConfig
-from anomalyvfm.self_similarity import image_statistic, self_distances, self_map
+from anomalyvfm.mutual import image_statistic
+from anomalyvfm.self_similarity import self_distances, self_map
 
 
 def _repetitive(odd: tuple[int, int] | None = (2, 5), side: int = 8, dim: int = 16) -> torch.Tensor:
