@@ -34,7 +34,8 @@ class ScoreRule:
     name: str
     fn: Callable[[ScoreInputs], "torch.Tensor"]
     needs_memory: bool = False
-    needs_self: bool = False  # computed only for a model whose own rule needs self-similarity (it costs ~8% a pass)
+    needs_self: bool = False  # computed only for a model whose own rule needs self-similarity (it adds 1-9% to a
+    # forward pass at 224 px on a 2-core CPU: benchmarks/self_similarity.py --cost)
     help: str = ""
 
 

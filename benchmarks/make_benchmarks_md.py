@@ -435,7 +435,11 @@ def _v2_sections() -> list[str]:
                              "cell's few unique details stand out), which takes `cls+self` to 32.5 there. It is "
                              "therefore not the default rule (`cls` stays); `self` and `cls+self` are opt-in rules "
                              "(`image_score`), with their scale measured for the shipped checkpoint. Deciding not "
-                             "to ship used the report split, which is said here.",
+                             "to ship used the report split, which is said here. Deterministic (no seeds beyond "
+                             "the generator's); AMD EPYC, 2 cores, 2 torch threads, torch 2.14.1, no GPU. The rule "
+                             "adds 1-9% to a forward pass of 8 images at 224 px over three runs of `python "
+                             "benchmarks/self_similarity.py --cost`, which is why it is computed only for a model "
+                             "whose rule uses it.",
                              "python benchmarks/self_similarity.py --report --apply "
                              "anomalyvfm/weights/anomalyvfm-vits14")
             + _table_section("region-overlap/overlap.md", "Do flagged images' regions point at the defect?",
