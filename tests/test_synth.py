@@ -57,6 +57,21 @@ def test_logical_anomalies_change_one_component_of_a_multi_part_scene():
     assert changed.any() and (changed & (mask == 0)).sum() == 0
 
 
+def test_a_bent_part_changes_its_outline_not_its_grain():
+    import cv2
+
+    from anomalyvfm.synth.defects import bend
+    from anomalyvfm.synth.objects import part
+
+    rng = np.random.default_rng(5)
+    for _ in range(4):
+        image, fg = part(rng, 128, True)
+        source, mask = bend(rng, image, fg, image)
+        edge = cv2.morphologyEx(fg.astype(np.uint8), cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
+        near_outline = cv2.dilate(edge, np.ones((13, 13), np.uint8)).astype(bool)
+        assert mask.any() and not (mask.astype(bool) & ~near_outline).any()  # no speckle inside the part
+
+
 def test_every_texture_family_gives_a_varied_image():
     rng = np.random.default_rng(0)
     for name, fn in TEXTURES.items():

@@ -273,8 +273,9 @@ def misprint(rng, image, fg, donor):
 
 
 def bend(rng, image, fg, donor):
-    """A bent part: a smooth sideways displacement of its outline that fades along its length. Only parts: on a
-    texture the same shift of grain is not a visible defect, so a texture gets a fold instead."""
+    """A bent part: a smooth sideways displacement of its outline that fades along its length; only the band the
+    outline swept changes, so the label holds no grain speckle from inside the part. Only parts: on a texture the
+    same shift of grain is not a visible defect, so a texture gets a fold instead."""
     if fg.mean() > 0.95:
         return fold(rng, image, fg, donor)
     size = image.shape[0]
@@ -290,8 +291,10 @@ def bend(rng, image, fg, donor):
     mx = (xx + shift * np.sin(angle)).astype(np.float32)
     my = (yy - shift * np.cos(angle)).astype(np.float32)
     warped = cv2.remap(image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-    near = cv2.dilate(fg.astype(np.uint8), np.ones((int(abs(amp)) * 2 + 3,) * 2, np.uint8)).astype(bool)
-    return warped, ((weight > 0.05) & near).astype(np.float32)
+    moved = cv2.remap(fg.astype(np.uint8), mx, my, cv2.INTER_NEAREST, borderMode=cv2.BORDER_REFLECT) > 0
+    # Only the outline moves: the part's own grain and shading stay put (a shift of grain is no visible defect)
+    outline = cv2.dilate((moved ^ fg).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    return warped, ((weight > 0.05) & outline).astype(np.float32)
 
 
 DEFECTS: dict[str, Callable] = {
