@@ -6,11 +6,12 @@ mutual score only helps when the batch shares a common normal pattern: then a no
 the other images and the batch's median mutual patch distance (``level``) is low; where every image shows something
 different it is high and mutual scores are noise. The mutual weight is ``max_weight`` at a level of ``level_full``
 or below, 0 at ``level_zero`` or above, linear between. None of the three comes from a reported test set:
-``level_zero`` is the lowest level of 12 synthetic mixed lots (0.494, ``benchmarks/batch_lots.py``; 12 one-product
-lots lie at 0.157–0.266), ``level_full`` the level of the declared validation category (magnetic_tile, 0.419: a real
+``level_zero`` is the lowest level of 12 synthetic mixed lots (0.500, ``benchmarks/batch_lots.py``; 12 one-product
+lots lie at 0.162–0.293), ``level_full`` the level of the declared validation category (magnetic_tile, 0.433: a real
 one-product batch sits above the synthetic ones) and ``max_weight`` the best of 0.5–1.0 on that category
-(``benchmarks/batch_fusion.py``). ``agreement`` (AUROC of the mutual scores on the model's top-10% / bottom-half
-pseudo-labels) is reported as a diagnostic; it does not separate the two kinds of lot.
+(``benchmarks/batch_fusion.py``: 0.7), all three measured with the default checkpoint v2. ``agreement`` (AUROC of
+the mutual scores on the model's top-10% / bottom-half pseudo-labels) is reported as a diagnostic; it does not
+separate the two kinds of lot.
 
 Verdicts from the batch. The good population is estimated from the fused scores themselves, two ways:
 
@@ -38,9 +39,9 @@ from .mutual import MutualConfig
 class BatchConfig:
     mutual: MutualConfig = field(default_factory=MutualConfig)
     fusion: str = "auto"  # "auto" (weighted by the batch's level), "mutual" (max_weight always), "model" (weight 0)
-    level_full: float = 0.42  # median mutual patch distance at or below which mutual scores get ``max_weight``
-    level_zero: float = 0.49  # ... and at or above which they get no weight
-    max_weight: float = 0.8  # weight of the mutual z-score in the fused z-score
+    level_full: float = 0.43  # median mutual patch distance at or below which mutual scores get ``max_weight``
+    level_zero: float = 0.50  # ... and at or above which they get no weight
+    max_weight: float = 0.7  # weight of the mutual z-score in the fused z-score
     teacher_top: float = 0.1  # fraction of the batch the model's scores mark as likely anomalous (``agreement``)
     fpr: float = 0.01  # target false-positive rate of the batch-calibrated threshold
     min_images: int = 20  # fewer images: the batch's own statistics are too uncertain (warning)
