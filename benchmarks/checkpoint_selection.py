@@ -29,13 +29,10 @@ FPR_SLACK = 0.05  # how many more good validation images a new default may flag 
 
 def validation_fpr(model: Path, harness: Path) -> tuple[float, float]:
     """(synthetic threshold, FPR on magnetic_tile's test/good at it) from the candidate's harness parts."""
-    import numpy as np
-    from default_threshold import synthetic_threshold
+    from default_threshold import synthetic_threshold, test_rates
 
     threshold, _ = synthetic_threshold(model_dir=str(model))
-    part = json.loads((harness / "parts" / "magnetic_tile__magnetic_tile__anomalyvfm__k0__s0.json").read_text())
-    s, y = np.array(part["scores"]), np.array(part["labels"], bool)
-    return threshold, float(np.mean(s[~y] > threshold))
+    return threshold, test_rates(threshold, str(harness))["magnetic_tile/magnetic_tile"]["FPR"]
 
 
 def validation_score(result: dict, rule: str) -> float:

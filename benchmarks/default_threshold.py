@@ -26,21 +26,25 @@ TARGET = 0.10
 RESULTS = "benchmarks/results/zeroshot-224-v2"  # the harness run of the shipped checkpoint (v1: zeroshot-224)
 
 
-def synthetic_threshold(n: int = 400, seed: int = 101, model_dir: str | None = None) -> tuple[float, list[float]]:
+def synthetic_threshold(n: int = 400, seed: int = 101, model_dir: str | None = None, size: int = 224,
+                        resolution: int = 224) -> tuple[float, list[float]]:
+    """The 99th percentile of the model's scores on ``n`` generator normals drawn at ``size`` px and scored at
+    ``resolution``, and those scores."""
     from anomalyvfm.model import load_default
     from anomalyvfm.synth import SynthConfig
     from anomalyvfm.synth.generator import normal_image
 
     warnings.simplefilter("ignore")
     model = load_default(model_dir)
-    cfg = SynthConfig(size=224)
+    cfg = SynthConfig(size=size)
     rng = np.random.default_rng(seed)
     images = [normal_image(rng, cfg)[0] for _ in range(n)]
-    scores = [p.score for p in model.predict(images, batch_size=8, resolution=224)]
+    scores = [p.score for p in model.predict(images, batch_size=8, resolution=resolution)]
     return float(np.quantile(scores, 0.99)), scores
 
 
 def test_rates(threshold: float, results: str = RESULTS) -> dict[str, dict[str, float]]:
+    """Per category of a zero-shot harness run (``results``: its folder), the FPR and recall at ``threshold``."""
     out = {}
     for path in sorted((ROOT / results / "parts").glob("*__anomalyvfm__k0__s0.json")):
         part = json.loads(path.read_text())

@@ -22,38 +22,25 @@ import sys
 import warnings
 from pathlib import Path
 
-import numpy as np
-from sklearn.metrics import roc_auc_score
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from checkpoint_selection import FPR_SLACK, MARGIN, validation_score  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "inference-resolution"
 VALIDATION = ("magnetic_tile/magnetic_tile",)
 REPORT = ("deeppcb/pcb", "elpv/mono", "elpv/poly")
 SIZE = 448  # the generator's drawing size for the synthetic pairs and normals
-MARGIN, FPR_SLACK = 0.005, 0.05
 
 
-def synthetic(model, resolution: int) -> dict:
+def synthetic(model, model_dir: str | None, resolution: int) -> dict:
     """Image AUROC per rule and pixel AUROC on the held-out pairs; the threshold from the generator's normals."""
-    from anomalyvfm.synth import SynthConfig, generate
-    from anomalyvfm.synth.generator import normal_image
+    from default_threshold import synthetic_threshold
+    from synthetic_validation import pair_metrics, validation_pairs
 
-    cfg = SynthConfig(size=SIZE)
-    pairs = list(generate(150, seed=999, cfg=cfg))
-    images = [p["good"] for p in pairs] + [p["bad"] for p in pairs]
-    labels = np.array([0] * len(pairs) + [1] * len(pairs))
-    preds = model.predict(images, resolution=resolution)
-    out = {f"I-AUROC[{rule}]": float(roc_auc_score(labels, [p.scores[rule] for p in preds]))
-           for rule in preds[0].scores}
-    masks = [np.zeros(p["mask"].shape, bool) for p in pairs] + [p["mask"] > 0 for p in pairs]
-    out["P-AUROC"] = float(roc_auc_score(np.concatenate([m.ravel() for m in masks]),
-                                         np.concatenate([p.anomaly_map.ravel() for p in preds])))
-    rng = np.random.default_rng(101)
-    normals = [normal_image(rng, cfg)[0] for _ in range(400)]
-    out["threshold"] = float(np.quantile([p.score for p in model.predict(normals, resolution=resolution)], 0.99))
+    out = pair_metrics(model, validation_pairs(size=SIZE), resolution)
+    out["threshold"], _ = synthetic_threshold(model_dir=model_dir, size=SIZE, resolution=resolution)
     return out
 
 
@@ -61,24 +48,20 @@ def real(model_dir: str | None, data: str, resolution: int, keys: tuple[str, ...
     """Harness metrics per category at ``resolution``, and the FPR and recall at ``threshold``."""
     from anomalyvfm.benchmark import BenchmarkConfig, config_dict, run_benchmark
     from anomalyvfm.report import write_reports
+    from default_threshold import test_rates
 
     bench = BenchmarkConfig(data=data, out=str(OUT / f"harness-{resolution}"), methods=("anomalyvfm",),
                             model=model_dir, resolution=resolution, datasets=keys)
     parts = run_benchmark(bench)
     write_reports(parts, Path(bench.out), config_dict(bench), bench.warnings)
+    rates = test_rates(threshold, bench.out)
     out = {}
     for p in parts:
-        r, s, y = p["row"], np.array(p["scores"]), np.array(p["labels"], bool)
-        out[f"{r['dataset']}/{r['category']}"] = {
-            **{k: r.get(k, float("nan")) for k in ("I-AUROC", "I-AUROC[cls]", "I-AUROC[topk]", "I-AUROC[fused]",
-                                                   "P-AUROC", "AUPRO@0.3")},
-            "FPR": float(np.mean(s[~y] > threshold)), "recall": float(np.mean(s[y] > threshold))}
+        key = f"{p['row']['dataset']}/{p['row']['category']}"
+        out[key] = {**{k: p["row"].get(k, float("nan")) for k in ("I-AUROC", "I-AUROC[cls]", "I-AUROC[topk]",
+                                                                   "I-AUROC[fused]", "P-AUROC", "AUPRO@0.3")},
+                    **rates[key]}
     return out
-
-
-def validation_score(r: dict, rule: str) -> float:
-    syn, val = r["synthetic"], r["validation"][VALIDATION[0]]
-    return (syn[f"I-AUROC[{rule}]"] + syn["P-AUROC"] + val[f"I-AUROC[{rule}]"] + val["P-AUROC"]) / 4
 
 
 def choose(results: dict, rule: str) -> tuple[int, list[str]]:
@@ -126,7 +109,7 @@ def main() -> int:
     for res in [int(r) for r in args.resolutions.split(",")]:
         r = results.setdefault(str(res), {})
         if "synthetic" not in r:
-            r["synthetic"] = synthetic(model, res)
+            r["synthetic"] = synthetic(model, args.model, res)
         if "validation" not in r:
             r["validation"] = real(args.model, args.data, res, VALIDATION, r["synthetic"]["threshold"])
         OUT.mkdir(parents=True, exist_ok=True)

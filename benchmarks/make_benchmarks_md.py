@@ -472,7 +472,9 @@ def _v2_sections() -> list[str]:
                              "threshold column shows how much the threshold depends on the normals' drawing size: "
                              "at 224 px with normals drawn at 448 it is 0.538 (64% FPR on magnetic_tile), with the "
                              "shipped protocol's normals drawn at 224 it is 0.6586 (27.4%). Deterministic; AMD EPYC, "
-                             "2 cores, 2 torch threads, torch 2.14.1, no GPU; about 35 min.",
+                             "2 cores, 2 torch threads, torch 2.14.1, no GPU; about 35 min. The synthetic half was "
+                             "drawn by the generator before the bend-label fix (the run had imported it), so a "
+                             "re-run gives slightly different synthetic figures.",
                              "python benchmarks/inference_resolution.py --report")
             + _table_section("region-overlap/overlap.md", "Do flagged images' regions point at the defect?",
                              "magnetic_tile's defective test images: of those flagged, how many have their largest "

@@ -25,26 +25,30 @@ sys.path.insert(0, str(ROOT))
 SEED, N = 999, 150  # the validation pairs: a seed no training run draws from
 
 
-def validation_pairs(n: int = N, seed: int = SEED) -> list[dict]:
-    """The generator's held-out pairs at 224 px (the synthetic half of the validation split)."""
+def validation_pairs(n: int = N, seed: int = SEED, size: int = 224) -> list[dict]:
+    """The generator's held-out pairs, drawn at ``size`` px (the synthetic half of the validation split)."""
     from anomalyvfm.synth import SynthConfig, generate
 
-    return list(generate(n, seed=seed, cfg=SynthConfig(size=224)))
+    return list(generate(n, seed=seed, cfg=SynthConfig(size=size)))
 
 
 def evaluate(model_dir: str, pairs: list[dict]) -> dict:
     from anomalyvfm.model import load_default
 
     model = load_default(model_dir)
+    return {**pair_metrics(model, pairs), "image_score": model.config.image_score}
+
+
+def pair_metrics(model, pairs: list[dict], resolution: int = 224) -> dict:
+    """Image AUROC under every rule and pixel AUROC of a loaded model on ``pairs``, scored at ``resolution``."""
     images = [p["good"] for p in pairs] + [p["bad"] for p in pairs]
     labels = np.array([0] * len(pairs) + [1] * len(pairs))
-    preds = model.predict(images, resolution=224)
+    preds = model.predict(images, resolution=resolution)
     out = {f"I-AUROC[{rule}]": float(roc_auc_score(labels, [p.scores[rule] for p in preds]))
            for rule in preds[0].scores}
     masks = [np.zeros(p["mask"].shape, bool) for p in pairs] + [p["mask"] > 0 for p in pairs]
     out["P-AUROC"] = float(roc_auc_score(np.concatenate([m.ravel() for m in masks]),
                                          np.concatenate([p.anomaly_map.ravel() for p in preds])))
-    out["image_score"] = model.config.image_score
     return out
 
 
