@@ -94,6 +94,40 @@ def test_photographs_are_package_data_with_their_licences():
     assert np.array_equal(a, b) and a.std() > 3
 
 
+@pytest.mark.parametrize("condition", ["uneven_light", "exposure", "sensor_noise", "defocus", "compression"])
+def test_an_imaging_condition_changes_both_images_of_a_pair_alike(condition):
+    from anomalyvfm.synth.imaging import CONDITIONS
+
+    good = make_pair(np.random.default_rng([1, 0]), SynthConfig(size=64))["good"]
+    apply = CONDITIONS[condition](np.random.default_rng(3), good.shape)
+    seen = apply(good)
+    assert seen.shape == good.shape and seen.dtype == np.uint8
+    assert np.abs(seen.astype(int) - good.astype(int)).max() > 0  # the camera changed the image ...
+    assert np.array_equal(apply(good.copy()), seen)  # ... and does the same to its twin
+
+
+def test_pairs_seen_through_a_camera_keep_a_label_of_what_visibly_differs():
+    plain, camera = SynthConfig(size=96), SynthConfig(size=96, imaging_fraction=1.0)
+    seen = 0
+    for i in range(12):
+        a, b = make_pair(np.random.default_rng([5, i]), plain), make_pair(np.random.default_rng([5, i]), camera)
+        assert a["imaging"] == "" and (a["defect"], a["family"]) == (b["defect"], b["family"])
+        if not b["imaging"]:  # the conditions drowned the defect: the pair is kept as drawn
+            assert np.array_equal(a["bad"], b["bad"])
+            continue
+        seen += 1
+        assert not np.array_equal(a["good"], b["good"])
+        mask = b["mask"] > 0
+        diff = np.abs(b["bad"].astype(int) - b["good"].astype(int)).max(axis=2)
+        assert mask.sum() >= camera.min_mask_pixels
+        assert diff[mask].min() >= camera.visible_level and diff[~mask].max() < camera.visible_level
+    assert seen >= 8
+    with pytest.raises(ValueError, match="imaging_fraction"):
+        SynthConfig(imaging_fraction=1.5)
+    with pytest.raises(ValueError, match="glare"):
+        SynthConfig(imaging=("glare",))
+
+
 def test_blend_follows_the_law():
     image = np.full((2, 2, 3), 100, np.uint8)
     source = np.full((2, 2, 3), 200, np.uint8)

@@ -11,6 +11,7 @@ from typing import Iterator
 import numpy as np
 
 from .defects import DEFECTS, blend
+from .imaging import CONDITIONS, imaging
 from .objects import part, scene
 from .textures import DEFAULT_TEXTURES, TEXTURES
 
@@ -28,12 +29,19 @@ class SynthConfig:
     defects: tuple[str, ...] = tuple(DEFECTS)
     min_mask_pixels: int = 12  # pairs whose visible defect is smaller are redrawn
     visible_level: int = 8  # grey levels (max over channels) a pixel must change by to be labelled anomalous
+    imaging_fraction: float = 0.0  # share of pairs seen through imaging conditions (uneven light, exposure, sensor
+    # noise, defocus, JPEG), the same on both images; 0 (the default) leaves every earlier pair unchanged
+    imaging: tuple[str, ...] = tuple(CONDITIONS)  # the conditions drawn from
 
     def __post_init__(self) -> None:
-        self.textures, self.defects = tuple(self.textures), tuple(self.defects)
-        bad = [t for t in self.textures if t not in TEXTURES] + [d for d in self.defects if d not in DEFECTS]
+        self.textures, self.defects, self.imaging = tuple(self.textures), tuple(self.defects), tuple(self.imaging)
+        bad = [t for t in self.textures if t not in TEXTURES] + [d for d in self.defects if d not in DEFECTS] + \
+            [c for c in self.imaging if c not in CONDITIONS]
         if bad:
-            raise ValueError(f"unknown texture/defect families {bad}; known: {list(TEXTURES)} and {list(DEFECTS)}")
+            raise ValueError(f"unknown texture/defect/imaging families {bad}; known: {list(TEXTURES)}, "
+                             f"{list(DEFECTS)} and {list(CONDITIONS)}")
+        if not 0.0 <= self.imaging_fraction <= 1.0:
+            raise ValueError(f"imaging_fraction must be in [0, 1], got {self.imaging_fraction}")
         if self.size < 32:
             raise ValueError(f"size must be >= 32, got {self.size}")
 
@@ -55,7 +63,22 @@ def normal_image(rng: np.random.Generator, cfg: SynthConfig) -> tuple[np.ndarray
 def make_pair(rng: np.random.Generator, cfg: SynthConfig) -> dict:
     """One sample: good image, defective image, float mask in [0, 1], and what was drawn."""
     good, fg, family = normal_image(rng, cfg)
-    return {"good": good, **defect_on(rng, good, cfg, fg, family), "family": family}
+    sample = {"good": good, **defect_on(rng, good, cfg, fg, family), "family": family, "imaging": ""}
+    if cfg.imaging_fraction and rng.random() < cfg.imaging_fraction:
+        sample = seen_through_camera(rng, sample, cfg)
+    return sample
+
+
+def seen_through_camera(rng: np.random.Generator, sample: dict, cfg: SynthConfig) -> dict:
+    """The pair under one draw of imaging conditions, applied alike to both images; the mask is re-derived from
+    what still visibly differs (a blur spreads a defect, noise can drown a faint one). A pair whose defect no
+    longer shows is kept as drawn."""
+    apply, names = imaging(rng, sample["good"].shape, cfg.imaging)
+    good, bad = apply(sample["good"]), apply(sample["bad"])
+    mask = visible_change(good, bad, cfg.visible_level)
+    if mask.sum() < cfg.min_mask_pixels:
+        return sample
+    return {**sample, "good": good, "bad": bad, "mask": mask.astype(np.uint8) * 255, "imaging": "+".join(names)}
 
 
 FALLBACK_DEFECT = "foreign_object"  # drawn at full opacity when no family gives a visible change
@@ -119,7 +142,7 @@ def to_dataset(n: int, seed: int = 0, cfg: SynthConfig | None = None):
         "good": datasets.Image(), "bad": datasets.Image(), "mask": datasets.Image(),
         "family": datasets.Value("string"), "defect": datasets.Value("string"),
         "opacity": datasets.Value("float32"), "low_contrast": datasets.Value("bool"),
-        "index": datasets.Value("int64")})
+        "imaging": datasets.Value("string"), "index": datasets.Value("int64")})
     info = datasets.DatasetInfo(description=json.dumps({"generator": "anomalyvfm.synth", "seed": seed, "n": n,
                                                         "config": asdict(cfg)}))
     return datasets.Dataset.from_generator(generate, gen_kwargs={"n": n, "seed": seed, "cfg": cfg},
