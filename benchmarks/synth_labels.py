@@ -1,8 +1,11 @@
 """How well the synthetic labels match what changed: per defect family, over N generated pairs (seed 3 by
 default), the mean change inside the mask, the pairs whose mask marks an (almost) invisible change, and the pixels
 that changed visibly outside the mask. Also writes a preview grid per defect family for a person to judge.
+With ``--imaging-fraction`` that share of pairs is seen through imaging conditions (``anomalyvfm.synth.imaging``),
+counted, and previewed in ``preview_imaging.png`` (the only grid such a run writes).
 
     python benchmarks/synth_labels.py [--n 400] [--seed 3] [--out benchmarks/results/synth-labels]
+    python benchmarks/synth_labels.py --imaging-fraction 0.5 --out benchmarks/results/synth-labels-imaging
 """
 from __future__ import annotations
 
@@ -24,19 +27,27 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=400)
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--out", default="benchmarks/results/synth-labels")
+    parser.add_argument("--imaging-fraction", type=float, default=0.0)
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows: dict[str, list[tuple[float, int]]] = defaultdict(list)
     examples: dict[str, list[dict]] = defaultdict(list)
     families: dict[str, int] = defaultdict(int)
-    for s in tqdm(generate(args.n, seed=args.seed, cfg=SynthConfig()), total=args.n, desc="pairs"):
+    conditions: dict[str, int] = defaultdict(int)
+    cfg = SynthConfig(imaging_fraction=args.imaging_fraction)
+    for s in tqdm(generate(args.n, seed=args.seed, cfg=cfg), total=args.n, desc="pairs"):
         mask = s["mask"] > 0
         diff = np.abs(s["bad"].astype(int) - s["good"].astype(int)).max(axis=2)
         rows[s["defect"]].append((float(diff[mask].mean()), int((diff[~mask] > 8).sum())))
         families[s["family"]] += 1
         if len(examples[s["defect"]]) < 8:
             examples[s["defect"]].append(s)
+        conditions["pairs"] += bool(s["imaging"])
+        for condition in filter(None, s["imaging"].split("+")):
+            conditions[condition] += 1
+        if s["imaging"] and len(examples["imaging"]) < 16:
+            examples["imaging"].append(s)
     table = ["| defect | pairs | median change in mask (grey levels) | mask change < 5 levels | pairs with >8-level "
              "changes outside the mask |", "|---|---|---|---|---|"]
     summary = {}
@@ -47,12 +58,20 @@ def main() -> None:
         summary[name] = {"pairs": len(r), "median_change": float(np.median(inside)),
                          "invisible": int((inside < 5).sum()), "outside": int((outside > 0).sum())}
         table.append(f"| {name} | {len(r)} | {np.median(inside):.1f} | {(inside < 5).sum()} | {(outside > 0).sum()} |")
-    (out / "summary.json").write_text(json.dumps({"n": args.n, "seed": args.seed, "defects": summary,
-                                                  "normals": dict(families)}, indent=1))
-    (out / "labels.md").write_text(f"{args.n} pairs, seed {args.seed}, 224 px\n\n" + "\n".join(table) + "\n")
+    (out / "summary.json").write_text(json.dumps({"n": args.n, "seed": args.seed,
+                                                  "imaging_fraction": cfg.imaging_fraction, "defects": summary, "normals": dict(families),
+                                                  "imaging": dict(conditions)}, indent=1))
+    if cfg.imaging_fraction:
+        table += ["", f"Pairs seen through imaging conditions: {conditions['pairs']} of {args.n}; per condition: " +
+                  ", ".join(f"{k} {v}" for k, v in sorted(conditions.items()) if k != "pairs")]
+    head = f"{args.n} pairs, seed {args.seed}, 224 px" + (f", imaging fraction {cfg.imaging_fraction}"
+                                                           if cfg.imaging_fraction else "")
+    (out / "labels.md").write_text(head + "\n\n" + "\n".join(table) + "\n")
     print("\n".join(table))
     for name, samples in examples.items():  # rows: good / defective with the label outlined / label
-        Image.fromarray(contact_sheet(samples[:8], columns=8)).save(out / f"preview_{name}.png")
+        if cfg.imaging_fraction and name != "imaging":  # the families' grids are the plain run's
+            continue
+        Image.fromarray(contact_sheet(samples[:16], columns=8)).save(out / f"preview_{name}.png")
 
 
 if __name__ == "__main__":
