@@ -8,7 +8,7 @@ Selection: 400 synthetic good images from the generator (seed 101; training drew
 by the shipped checkpoint; the candidate threshold is their 99th percentile (1% false positives on synthetic
 normals). Report: on every ../shared/data test split, the fraction of good images flagged (FPR) and of defective
 images flagged (recall) at that candidate and at the stored 0.5, from the zero-shot harness run's scores
-(benchmarks/results/zeroshot-224-v2, 224 px; the v1 checkpoint's were from zeroshot-224). The target for a default is FPR <= 10% on every test/good set.
+(benchmarks/results/zeroshot-224-v6, 224 px; v2: zeroshot-224-v2 and default-threshold-v2, v1: zeroshot-224). The target for a default is FPR <= 10% on every test/good set.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 OUT = ROOT / "benchmarks" / "results" / "default-threshold"
 TARGET = 0.10
-RESULTS = "benchmarks/results/zeroshot-224-v2"  # the harness run of the shipped checkpoint (v1: zeroshot-224)
+RESULTS = "benchmarks/results/zeroshot-224-v6"  # the harness run of the shipped checkpoint (v2: zeroshot-224-v2, v1: zeroshot-224)
 
 
 def synthetic_threshold(n: int = 400, seed: int = 101, model_dir: str | None = None, size: int = 224,

@@ -29,13 +29,16 @@ def test_shipped_checkpoint_is_trained_and_used_by_default(shipped):
     assert not any(p.suffix in (".bin", ".pt", ".pth", ".pkl") for p in shipped_checkpoint().iterdir())
 
 
-def test_the_previous_checkpoint_stays_loadable_by_name():
+def test_the_previous_checkpoints_stay_loadable_by_name():
     from anomalyvfm.model import shipped_names
 
-    assert {"anomalyvfm-vits14", "anomalyvfm-vits14-v1"} <= set(shipped_names())
+    assert {"anomalyvfm-vits14", "anomalyvfm-vits14-v1", "anomalyvfm-vits14-v2"} <= set(shipped_names())
     v1 = load_default("anomalyvfm-vits14-v1")
     assert v1.config.trained and v1.config.decoder.layers == (-1,) and v1.config.decoder.image_head == "cls"
-    assert load_default().config.decoder.image_head == "cls+map"  # the default is v2
+    v2, default = load_default("anomalyvfm-vits14-v2"), load_default()
+    assert v2.config.trained and v2.config.decoder.image_head == default.config.decoder.image_head == "cls+map"
+    assert weights_sha256(shipped_checkpoint("anomalyvfm-vits14-v2")) != weights_sha256(shipped_checkpoint())
+    assert (v2.config.threshold, default.config.threshold) == (0.6586, 0.6109)  # each its own synthetic threshold
 
 
 def test_shipped_checkpoint_matches_its_model_card():

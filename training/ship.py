@@ -1,13 +1,18 @@
 """Ship a trained run as the package's default checkpoint and write its model card from the harness results.
 
     python -m training.ship --install --run runs/anomalyvfm-vits14-v3    # copy the run's final model into the package
+    python -m training.ship --install --run runs/anomalyvfm-vits14-v6-imaging --step 750 --keep-as anomalyvfm-vits14-v2
     anomalyvfm benchmark --data ../shared/data --methods anomalyvfm,knn --shots 1,4,16 --resolution 224 \
         --out benchmarks/results/zeroshot-224-v3                            # measure the shipped checkpoint
     python -m training.ship --run runs/anomalyvfm-vits14-v3 --results benchmarks/results/zeroshot-224-v3   # the card
 
-``--install`` copies ``RUN/final`` into ``anomalyvfm/weights/anomalyvfm-vits14/`` (through a temporary folder, so the
-package never holds half a checkpoint) and the run's ``config.json``, ``log.jsonl`` and ``loss.png`` into
-``benchmarks/results/training/anomalyvfm-vits14/``. Then it writes ``model_cards/anomalyvfm-vits14.md``: the training
+``--install`` copies ``RUN/final`` (or, with ``--step N``, the checkpoint the selection chose) into
+``anomalyvfm/weights/anomalyvfm-vits14/`` (through a temporary folder, so the package never holds half a checkpoint)
+and the run's ``config.json``, ``log.jsonl`` (up to that step) and ``loss.png`` into
+``benchmarks/results/training/anomalyvfm-vits14/``. With ``--keep-as NAME`` the previous default and its training
+record stay in the package under NAME (loadable by name), its inference settings (self-similarity variant and weight)
+carry over, and the new checkpoint gets its own synthetic default threshold (``benchmarks/default_threshold.py``'s
+rule) and the scale of its z-scores (``benchmarks/self_similarity.py``'s ``apply``). Then it writes ``model_cards/anomalyvfm-vits14.md``: the training
 recipe and time from that record, and the zero-shot results next to kNN at k = 1 and 4 on the same backbone and
 resolution from ``RESULTS/results.json`` (one ``anomalyvfm benchmark --methods anomalyvfm,knn`` run).
 """
@@ -16,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import shutil
 import tempfile
 from collections import defaultdict
@@ -43,6 +49,33 @@ def install(final: Path, target: Path) -> None:
     if target.exists():
         shutil.rmtree(target)
     tmp.rename(target)
+
+
+def keep_previous(target: Path, record: Path, name: str) -> dict:
+    """Keep the current default and its training record under ``name``; return its inference settings."""
+    config = json.loads((target / "config.json").read_text())
+    if not (target.parent / name).exists():
+        install(target, target.parent / name)
+        shutil.copy2(target / "config.json", target.parent / name / "config.json")
+    if record.is_dir() and not (record.parent / name).exists():
+        shutil.copytree(record, record.parent / name)
+    return {k: config[k] for k in ("self_similarity", "self_weight") if k in config}
+
+
+def settle(target: Path, settings: dict) -> dict:
+    """The new default's own synthetic threshold and z-scale, with ``settings`` carried over."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from default_threshold import synthetic_threshold
+    from self_similarity import apply
+
+    path = target / "config.json"
+    threshold, _ = synthetic_threshold(model_dir=str(target))
+    config = json.loads(path.read_text())
+    config.update(threshold=round(threshold, 4), threshold_origin="synthetic", trained=True)
+    atomic_write_bytes(path, json.dumps(config, indent=2).encode())
+    return {"threshold": round(threshold, 4), **apply(target, settings)}
 
 
 def _mean(values: list[float]) -> float:
@@ -97,7 +130,9 @@ def selection_text(version: str) -> str:
             "chose nothing. The design arms (photographs as normals, focal α 0.25, thresholded and area targets, the "
             "5×5 mean filter) were decided on the same split (BENCHMARKS.md, \"Ablations for v3\"); then the run's "
             "checkpoints competed with the previous default on the validation score (mean of image and pixel AUROC on "
-            "both halves; `python benchmarks/checkpoint_selection.py`):\n\n" + table + "\n")
+            "both halves; `python benchmarks/checkpoint_selection.py`). The row `anomalyvfm/weights/anomalyvfm-vits14` is the "
+            "default at the time of the selection, the previous checkpoint (now shipped under its version's name):\n\n"
+            + table + "\n")
 
 
 def threshold_text() -> str:
@@ -124,21 +159,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "zeroshot-224-v3")
     parser.add_argument("--card", type=Path, default=ROOT / "model_cards" / "anomalyvfm-vits14.md")
     parser.add_argument("--install", action="store_true", help="copy RUN/final into the package and stop")
+    parser.add_argument("--step", type=int, help="with --install: ship this checkpoint of the run, not its final one")
+    parser.add_argument("--keep-as", help="with --install: keep the previous default in the package under this name")
     args = parser.parse_args(argv)
     target = shipped_checkpoint()
     record = ROOT / "benchmarks" / "results" / "training" / target.name  # the run's config, log and loss curve
     if args.install:
-        install(args.run / "final", target)
+        source = args.run / "checkpoints" / f"step_{args.step:07d}" / "model" if args.step else args.run / "final"
+        settings = keep_previous(target, record, args.keep_as) if args.keep_as else None
+        install(source, target)
         record.mkdir(parents=True, exist_ok=True)
-        for name in ("config.json", "log.jsonl", "loss.png"):
-            shutil.copy2(args.run / name, record / name)
-        print(f"installed {args.run / 'final'} as {target}; training record in {record}")
+        cfg = json.loads((args.run / "config.json").read_text())
+        if args.step:
+            cfg["shipped_step"] = args.step
+        if args.keep_as and Path(cfg.get("init_from") or "").name == target.name:  # warm-started from the default
+            cfg["init_from"] = str(Path(cfg["init_from"]).parent / args.keep_as)  # that is now kept under keep_as
+        atomic_write_bytes(record / "config.json", json.dumps(cfg, indent=2).encode())
+        lines = (args.run / "log.jsonl").read_text().splitlines()
+        kept = [line for line in lines if not args.step or json.loads(line)["step"] <= args.step]
+        atomic_write_bytes(record / "log.jsonl", ("\n".join(kept) + "\n").encode())
+        shutil.copy2(args.run / "loss.png", record / "loss.png")
+        print(f"installed {source} as {target}; training record in {record}")
+        if settings is not None:
+            print(f"kept the previous default as {target.parent / args.keep_as}; settled: {settle(target, settings)}")
         return 0
     cfg = json.loads((record / "config.json").read_text())
     log = [json.loads(line) for line in (record / "log.jsonl").read_text().splitlines()]
+    steps = cfg.get("shipped_step", cfg["steps"])
+    chosen = (f" (the checkpoint at step {steps} of a {cfg['steps']}-step run, chosen on the validation split)"
+              if steps != cfg["steps"] else "")
     payload = json.loads((args.results / "results.json").read_text())
     env = payload["environment"]
-    version = Path(cfg["out"]).name.rsplit("-", 1)[-1]  # runs/anomalyvfm-vits14-v3 -> v3
+    version = re.search(r"-(v\d+)", Path(cfg["out"]).name).group(1)  # runs/anomalyvfm-vits14-v6-imaging -> v6
     hours = log[-1]["elapsed_s"] / 3600
     lineage = ""
     if cfg.get("init_from"):  # a warm start: the seed checkpoint's own training comes first
@@ -147,14 +199,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     defects = ", ".join(d.replace("_", " ") for d in DEFECTS)
     training = (
         f"Only synthetic data. {lineage}"
-        f"{cfg['steps']} AdamW steps (lr {cfg['lr']}, weight decay {cfg['weight_decay']}, "
+        f"{steps} AdamW steps{chosen} (lr {cfg['lr']}, weight decay {cfg['weight_decay']}, "
         f"{cfg['warmup']} warm-up steps, cosine decay) of batch {cfg['batch_size']} × "
         f"{cfg['grad_accum']} (half good, half defective pairs) at {cfg['resolution']} px, seed {cfg['seed']}: "
-        f"{cfg['steps'] * cfg['batch_size'] * cfg['grad_accum']} procedurally generated images "
+        f"{steps * cfg['batch_size'] * cfg['grad_accum']} procedurally generated images "
         f"(`anomalyvfm.synth`: {len(DEFAULT_TEXTURES)} texture families ({', '.join(DEFAULT_TEXTURES)}; photographs "
         f"are opt-in and were not used), shaded parts in eight silhouettes and scenes of 2–9 components, colour and "
         f"grey; {len(DEFECTS)} defect families ({defects}) blended with random opacity, 30% faint; each mask is the "
-        "set of pixels that visibly changed, ≥ 8 grey levels). "
+        "set of pixels that visibly changed, ≥ 8 grey levels)"
+        + (f"; {100 * cfg['synth']['imaging_fraction']:.0f}% of pairs seen through imaging conditions (uneven light, "
+           "exposure, sensor noise, defocus, JPEG; the same on both images of a pair)"
+           if cfg["synth"].get("imaging_fraction") else "") + ". "
         f"Decoder on layers {cfg['model'].get('decoder', {}).get('layers', [-1])}, image head on "
         f"{cfg['model'].get('decoder', {}).get('image_head', 'cls')}. "
         f"Loss: 5·focal + clipped L1 per pixel under the confidence weighting mean(c·L − α·log c), α = {cfg['alpha']}, "
@@ -162,7 +217,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{np.mean([h['loss'] for h in log[-100:]]):.3f}. "
         f"{'These steps' if lineage else 'Training'} took {hours:.2f} h on {env['cpu']} ({env['cpu_count']} cores, "
         f"CPU only, {env['torch_threads']} torch threads). No real image, and none of the "
-        f"evaluation data, was used. Re-run: `python -m training.train --config training/configs/{version}.json`.")
+        f"evaluation data, was used. Re-run: `python -m training.train --config "
+        f"training/configs/{Path(cfg['out']).name.replace('anomalyvfm-vits14-', '')}.json`.")
     bench = payload["config"]
     evaluation = (
         "Zero-shot on real data the model never saw (`../shared/data`: magnetic_tile, DeepPCB, ELPV), "
