@@ -35,6 +35,7 @@ def main() -> None:
     examples: dict[str, list[dict]] = defaultdict(list)
     families: dict[str, int] = defaultdict(int)
     conditions: dict[str, int] = defaultdict(int)
+    seen = 0  # pairs seen through imaging conditions
     cfg = SynthConfig(imaging_fraction=args.imaging_fraction)
     for s in tqdm(generate(args.n, seed=args.seed, cfg=cfg), total=args.n, desc="pairs"):
         mask = s["mask"] > 0
@@ -43,7 +44,7 @@ def main() -> None:
         families[s["family"]] += 1
         if len(examples[s["defect"]]) < 8:
             examples[s["defect"]].append(s)
-        conditions["pairs"] += bool(s["imaging"])
+        seen += bool(s["imaging"])
         for condition in filter(None, s["imaging"].split("+")):
             conditions[condition] += 1
         if s["imaging"] and len(examples["imaging"]) < 16:
@@ -58,12 +59,12 @@ def main() -> None:
         summary[name] = {"pairs": len(r), "median_change": float(np.median(inside)),
                          "invisible": int((inside < 5).sum()), "outside": int((outside > 0).sum())}
         table.append(f"| {name} | {len(r)} | {np.median(inside):.1f} | {(inside < 5).sum()} | {(outside > 0).sum()} |")
-    (out / "summary.json").write_text(json.dumps({"n": args.n, "seed": args.seed,
-                                                  "imaging_fraction": cfg.imaging_fraction, "defects": summary, "normals": dict(families),
-                                                  "imaging": dict(conditions)}, indent=1))
+    (out / "summary.json").write_text(json.dumps({"n": args.n, "seed": args.seed, "defects": summary,
+                                                  "normals": dict(families), "imaging_fraction": cfg.imaging_fraction,
+                                                  "imaging_pairs": seen, "imaging": dict(conditions)}, indent=1))
     if cfg.imaging_fraction:
-        table += ["", f"Pairs seen through imaging conditions: {conditions['pairs']} of {args.n}; per condition: " +
-                  ", ".join(f"{k} {v}" for k, v in sorted(conditions.items()) if k != "pairs")]
+        table += ["", f"Pairs seen through imaging conditions: {seen} of {args.n}; per condition: " +
+                  ", ".join(f"{k} {v}" for k, v in sorted(conditions.items()))]
     head = f"{args.n} pairs, seed {args.seed}, 224 px" + (f", imaging fraction {cfg.imaging_fraction}"
                                                            if cfg.imaging_fraction else "")
     (out / "labels.md").write_text(head + "\n\n" + "\n".join(table) + "\n")

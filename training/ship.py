@@ -55,8 +55,7 @@ def keep_previous(target: Path, record: Path, name: str) -> dict:
     """Keep the current default and its training record under ``name``; return its inference settings."""
     config = json.loads((target / "config.json").read_text())
     if not (target.parent / name).exists():
-        install(target, target.parent / name)
-        shutil.copy2(target / "config.json", target.parent / name / "config.json")
+        install(target, target.parent / name)  # every model file, config.json included
     if record.is_dir() and not (record.parent / name).exists():
         shutil.copytree(record, record.parent / name)
     return {k: config[k] for k in ("self_similarity", "self_weight") if k in config}

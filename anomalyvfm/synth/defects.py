@@ -8,7 +8,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from .noise import perlin_mask
+from .noise import perlin_mask, to_uint8
 
 
 def _random_point(rng, fg: np.ndarray) -> tuple[int, int]:
@@ -309,4 +309,4 @@ def blend(image: np.ndarray, source: np.ndarray, mask: np.ndarray, opacity: floa
     """A = (1−M)⊙I + (1−δ)(M⊙I) + δ(M⊙P)."""
     m = mask[..., None].astype(np.float32)
     out = (1 - m) * image + (1 - opacity) * m * image + opacity * m * source
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    return to_uint8(out)

@@ -11,13 +11,9 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from .noise import fractal_noise
+from .noise import fractal_noise, to_uint8
 
 Apply = Callable[[np.ndarray], np.ndarray]
-
-
-def _clip(x: np.ndarray) -> np.ndarray:
-    return np.clip(x + 0.5, 0, 255).astype(np.uint8)
 
 
 def uneven_light(rng: np.random.Generator, shape: tuple[int, ...]) -> Apply:
@@ -33,20 +29,20 @@ def uneven_light(rng: np.random.Generator, shape: tuple[int, ...]) -> Apply:
     else:
         field = fractal_noise(rng, max(h, w), octaves=2, base=2)[:h, :w] * 2 - 1
     field = 1 + rng.uniform(0.1, 0.4) * field.astype(np.float32)
-    return lambda image: _clip(image * field[..., None])
+    return lambda image: to_uint8(image * field[..., None])
 
 
 def exposure(rng: np.random.Generator, shape: tuple[int, ...]) -> Apply:
     """Gain, offset and gamma of the whole image."""
     gamma, gain, offset = rng.uniform(0.7, 1.4), rng.uniform(0.8, 1.2), rng.uniform(-20, 20)
-    table = _clip(255 * (np.arange(256) / 255.0) ** gamma * gain + offset)
+    table = to_uint8(255 * (np.arange(256) / 255.0) ** gamma * gain + offset)
     return lambda image: table[image]
 
 
 def sensor_noise(rng: np.random.Generator, shape: tuple[int, ...]) -> Apply:
     """Gaussian pixel noise, one realisation for both images of the pair."""
     noise = rng.normal(0, rng.uniform(2, 8), shape[:2]).astype(np.float32)[..., None]
-    return lambda image: _clip(image + noise)
+    return lambda image: to_uint8(image + noise)
 
 
 def defocus(rng: np.random.Generator, shape: tuple[int, ...]) -> Apply:

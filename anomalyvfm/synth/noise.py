@@ -22,6 +22,11 @@ def fractal_noise(rng: np.random.Generator, size: int, octaves: int = 5, base: i
     return normalise(out)
 
 
+def to_uint8(x: np.ndarray) -> np.ndarray:
+    """Round to the nearest grey level and clip to [0, 255]."""
+    return np.clip(x + 0.5, 0, 255).astype(np.uint8)
+
+
 def normalise(x: np.ndarray) -> np.ndarray:
     lo, hi = float(x.min()), float(x.max())
     return ((x - lo) / (hi - lo + 1e-8)).astype(np.float32)
