@@ -9,7 +9,9 @@ or below, 0 at ``level_zero`` or above, linear between. None of the three comes 
 ``level_zero`` is the lowest level of 12 synthetic mixed lots (0.500, ``benchmarks/batch_lots.py``; 12 one-product
 lots lie at 0.162–0.293), ``level_full`` the level of the declared validation category (magnetic_tile, 0.433: a real
 one-product batch sits above the synthetic ones) and ``max_weight`` the best of 0.5–1.0 on that category
-(``benchmarks/batch_fusion.py``: 0.7), all three measured with the default checkpoint v2. ``agreement`` (AUROC of
+(``benchmarks/batch_fusion.py``: 0.7), all three measured with checkpoint v2 (and again with v6, the same three): these are the class defaults. The
+level depends on the backbone's tokens, so each checkpoint stores its own three in ``config.batch_fusion``
+(``benchmarks/batch_fusion.py --write``) and ``BatchConfig.for_model`` applies them. ``agreement`` (AUROC of
 the mutual scores on the model's top-10% / bottom-half pseudo-labels) is reported as a diagnostic; it does not
 separate the two kinds of lot.
 
@@ -56,6 +58,11 @@ class BatchConfig:
             raise ValueError(f"fpr must be in (0, 0.5), got {self.fpr}")
         if not self.level_full < self.level_zero:
             raise ValueError("level_full must be below level_zero")
+
+    @classmethod
+    def for_model(cls, model, **overrides) -> "BatchConfig":
+        """The defaults with the fusion constants measured for ``model``'s checkpoint (``config.batch_fusion``)."""
+        return cls(**{**model.config.batch_fusion, **overrides})
 
 
 @dataclass

@@ -56,7 +56,7 @@ def predict_batch(model, images: Sequence[ImageInput], *, batch_size: int = 8, m
     z-scores and the fused one; its ``score`` is the 0–1 deviation with the batch threshold at 0.5.
     ``references``: known good images (a profile's, say) that join the mutual comparison as extra members of the
     batch but get no result and do not move the batch's statistics."""
-    cfg = config or BatchConfig()
+    cfg = config or BatchConfig.for_model(model)
     res = resolution_for(mode, resolution, model.config.mode)
     model.prepare_for_inference()
     reference = model.profile.reference if model.profile is not None else None

@@ -9,6 +9,7 @@ MODES: dict[str, int] = {"fast": 224, "accurate": 448}  # input side in pixels; 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # the normalisation DINOv2 was trained with
 IMAGENET_STD = (0.229, 0.224, 0.225)
 THRESHOLD_ORIGINS = ("unset", "synthetic", "calibrated")
+BATCH_FUSION_KEYS = ("level_full", "level_zero", "max_weight")  # the BatchConfig fields fitted per checkpoint
 QUANTIZATIONS = ("int8",)  # ONNX export: onnxruntime dynamic quantization of the MatMul weights
 LORA_ROLES = ("query", "key", "value", "output", "fc1", "fc2")
 
@@ -95,6 +96,8 @@ class AnomalyVFMConfig:
     self_weight: float = 0.5  # weight of the self-similarity z-score in "cls+self" (1 − weight: the image head's)
     normal_stats: dict[str, tuple[float, float]] = field(default_factory=dict)  # (mean, std) over the generator's
     # normals of the image logit ("cls") and the self-similarity score ("self"): the scale of their z-scores
+    batch_fusion: dict[str, float] = field(default_factory=dict)  # batch mode's fusion constants measured for this
+    # checkpoint (keys of BATCH_FUSION_KEYS, see anomalyvfm.batch); empty: BatchConfig's defaults
     top_k: int = 100  # pixels averaged for the "topk" score, counted at the model's input resolution
     threshold: float = 0.5  # image score above which an image is anomalous
     threshold_origin: str = "unset"  # where ``threshold`` came from: "unset" (0.5), "synthetic" (a quantile of the
@@ -116,6 +119,9 @@ class AnomalyVFMConfig:
         if isinstance(self.self_similarity, dict):
             self.self_similarity = SelfSimilarityConfig(**self.self_similarity)
         self.normal_stats = {k: (float(v[0]), float(v[1])) for k, v in self.normal_stats.items()}
+        if set(self.batch_fusion) - set(BATCH_FUSION_KEYS):
+            raise ValueError(f"batch_fusion keys must be among {BATCH_FUSION_KEYS}, got {sorted(self.batch_fusion)}")
+        self.batch_fusion = {k: float(v) for k, v in self.batch_fusion.items()}
         if not 0.0 <= self.self_weight <= 1.0:
             raise ValueError(f"self_weight must be in [0, 1], got {self.self_weight}")
         self.mean, self.std = tuple(self.mean), tuple(self.std)

@@ -7,10 +7,13 @@ photometric jitter (a product in a roughly fixed view), 10% of them given a synt
 independent synthetic good images (different textures and parts), 10% with a defect. For each lot: the shipped
 model's and the mutual scores' image AUROC, and label-free batch statistics that a fusion rule could use: the current
 pseudo-label agreement, the median mutual patch distance, and the tail of the mutual robust z-scores. 224 px,
-N = 32, 12 lots of each kind, seeds fixed; no ../shared/data image is used.
+N = 32, 12 lots of each kind, seeds fixed; no ../shared/data image is used. ``--model``: a shipped checkpoint's name
+or a folder (default: the default checkpoint); each row records the checkpoint's weights sha256, and
+``batch_fusion.py`` takes ``level_zero`` from the lots of the checkpoint it is choosing for.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import warnings
@@ -65,17 +68,21 @@ def statistics(model, images, labels) -> dict:
             "level": float(mutual.patch_scores.median()), "tail": float(np.sort(zu)[-max(1, len(zu) // 10):].mean())}
 
 
-def main() -> int:
+def main(argv=None) -> int:
     from anomalyvfm.model import load_default
 
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None, help="shipped checkpoint name or folder (default: the default)")
+    args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
     torch.set_num_threads(2)
-    model = load_default().prepare_for_inference()
+    model = load_default(args.model).prepare_for_inference()
+    sha = model.config.weights_sha256
     rows = []
     for kind in ("same", "mixed"):
         for seed in range(12):
             images, labels = lot(np.random.default_rng([7, seed, kind == "same"]), kind == "same")
-            rows.append({"kind": kind, "seed": seed, **statistics(model, images, labels)})
+            rows.append({"kind": kind, "seed": seed, "weights_sha256": sha, **statistics(model, images, labels)})
             print(rows[-1], flush=True)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "results.json").write_text(json.dumps(rows, indent=1))

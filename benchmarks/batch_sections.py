@@ -85,9 +85,10 @@ def harness_section() -> list[str]:
     lines.append("| **mean** | " + " | ".join(f"**{_pct(m)}**" for m in means) + " | | |")
     return ["## Batch mode in the harness (`anomalyvfm-batch`), 224 px", "",
             "The batch is the category's whole test split, as in MuSc: this is not the single-image protocol of the "
-            "other sections. The model is the default checkpoint, v6; its fusion rule was re-chosen with v2 on the "
-            "validation category and synthetic lots and has not been re-chosen for v6 (the v2 run is in "
-            "benchmarks/results/batch-224-v2: fused deeppcb 51.6, elpv/mono 83.9, elpv/poly 81.2, magnetic_tile 80.0). One run gives the single-image model's score (I-AUROC[model], tiled as `predict` does), "
+            "other sections. The model is the default checkpoint, v6, with the fusion constants re-chosen for it on the "
+            "validation category and synthetic lots (they came out as v2's; each checkpoint stores its own in "
+            "`config.json`, `batch_fusion`; the v2 run is in benchmarks/results/batch-224-v2: fused deeppcb 51.6, "
+            "elpv/mono 83.9, elpv/poly 81.2, magnetic_tile 80.0). One run gives the single-image model's score (I-AUROC[model], tiled as `predict` does), "
             "the mutual score alone and the fused score; pixel metrics are the fused map's. The fusion rule "
             "(`anomalyvfm.batch.BatchConfig`: mutual weight 0.7 where the batch's median mutual patch distance is at "
             "most 0.43, 0 from 0.50, linear between) was chosen without the report categories: 0.50 is the lowest "
@@ -123,7 +124,10 @@ def speed_section() -> list[str]:
         "python benchmarks/mutual_speed.py") + _table_section(
         "batch-fusion/table.md", "Batch fusion weight",
         "The maximum mutual weight, chosen on the validation category (magnetic_tile) at its own level; "
-        "weight 0 is the model alone, 1.0 the mutual score alone:", "python benchmarks/batch_fusion.py")
+        "weight 0 is the model alone, 1.0 the mutual score alone. `--write` stores the three constants in the "
+        "checkpoint's `config.json` (`batch_fusion`), which batch mode applies (`BatchConfig.for_model`); v2's "
+        "choice (level 0.433, 72.5–80.1, max weight 0.7) is in benchmarks/results/batch-fusion-v2:",
+        "python benchmarks/batch_lots.py && python benchmarks/batch_fusion.py --write")
 
 
 def fewshot_batch_section() -> list[str]:
@@ -212,8 +216,10 @@ def lots_section() -> list[str]:
         "median mutual patch distance `level`, and the mean robust z of the top 10% mutual scores `tail`:",
         "python benchmarks/batch_lots.py", after=(
             "Only `level` separates the two kinds without overlap; the fusion weight is therefore zero at or above "
-            "the lowest mixed level (0.50). The real one-product validation batch (magnetic_tile, 0.43) lies above "
-            "every synthetic one-product lot, so full weight starts at its level rather than at the synthetic 0.29. "
+            "the lowest mixed level (0.50 with v6 and with v2). The real one-product validation batch (magnetic_tile, "
+            "0.43) lies above every synthetic one-product lot, so full weight starts at its level rather than at the "
+            "synthetic 0.28. Measured with the default checkpoint, v6; v2's lots are in "
+            "benchmarks/results/batch-lots-v2 (same 0.50, one-product lots up to 0.29). "
             "The first rule (agreement) was measured on ../shared/data before this study and lost 2.6 points to the "
             "model on deeppcb.", ""))
 

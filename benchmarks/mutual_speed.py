@@ -6,7 +6,8 @@ The validation category is magnetic_tile (declared in BENCHMARKS.md; the same sp
 used); deeppcb/pcb, elpv/mono and elpv/poly are reported with the chosen variant only, after the choice. The rule:
 the variant with the best validation I-AUROC among those whose mutual step costs at most half of the model's forward
 pass on the same images (so that batch mode stays within 1.5× single-image predict). Each category's patch tokens
-(blocks 5, 8, 11 of the shipped checkpoint's adapted backbone) are extracted once into ``cache/`` (not committed).
+(blocks 5, 8, 11 of the shipped checkpoint's adapted backbone) are extracted once into ``cache/`` (not committed),
+one file per category and checkpoint (named by the first 12 hex digits of its weights' sha256).
 224 px, 2-core CPU, bfloat16 products where the CPU has them, deterministic (projection and references seeded 0).
 """
 from __future__ import annotations
@@ -47,7 +48,7 @@ def tokens_of(cat, model) -> dict:
     from anomalyvfm.batch_predict import _forward
     from anomalyvfm.predict import _load
 
-    cache = OUT / "cache" / f"{cat.dataset}__{cat.name}.pt"
+    cache = cache_path(cat.key, model)
     if cache.is_file():
         return torch.load(cache, weights_only=True)
     loaded = [_load(str(s.path), i, 224, model.config.max_aspect) for i, s in enumerate(cat.test)]
@@ -59,6 +60,11 @@ def tokens_of(cat, model) -> dict:
     cache.parent.mkdir(parents=True, exist_ok=True)
     torch.save(rec, cache)
     return rec
+
+
+def cache_path(key: str, model) -> Path:
+    """Where a category's tokens under ``model`` are cached: the tokens change with every checkpoint."""
+    return OUT / "cache" / f"{key.replace('/', '__')}__{(model.config.weights_sha256 or 'untrained')[:12]}.pt"
 
 
 def per_image(rec: dict, tiles: torch.Tensor) -> np.ndarray:

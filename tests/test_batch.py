@@ -158,13 +158,32 @@ def test_batch_mode_from_the_api_and_the_cli(tiny_checkpoint, tiny_model, tmp_pa
         results = tiny_model.predict(paths, resolution=56, batch_mode="mutual",
                                      batch_config=BatchConfig(mutual=TINY.mutual))
     assert len(results) == 5 and all(r.rule == "batch" for r in results)
-    monkeypatch.setattr(batch_predict, "BatchConfig", lambda: TINY)  # the tiny backbone has blocks 0 and 1 only
+    # the tiny backbone has blocks 0 and 1 only
+    monkeypatch.setattr(batch_predict.BatchConfig, "for_model", classmethod(lambda cls, model: TINY))
     assert main(["predict", *paths, "--model", str(tiny_checkpoint), "--resolution", "56", "--batch-mode", "mutual",
                  "--out", str(tmp_path / "out")]) == 0
     rows = list(csv.DictReader(open(tmp_path / "out" / "results.csv")))
     assert len(rows) == 5 and {r["rule"] for r in rows} == {"batch"} and {r["threshold_source"] for r in rows} == {
         "batch"}
     assert "estimated FPR" in capsys.readouterr().err
+
+
+def test_a_checkpoint_carries_its_own_fusion_constants_into_batch_mode(tiny_model, tmp_path):
+    from anomalyvfm import AnomalyVFM
+    from anomalyvfm.batch_predict import predict_batch
+
+    tiny_model.config.batch_fusion = {"level_full": 50.0, "level_zero": 60.0, "max_weight": 0.3}
+    loaded = AnomalyVFM.from_pretrained(tiny_model.save_pretrained(tmp_path / "ckpt"))
+    assert loaded.config.batch_fusion == {"level_full": 50.0, "level_zero": 60.0, "max_weight": 0.3}
+    cfg = BatchConfig.for_model(loaded, mutual=TINY.mutual, min_images=4)
+    assert (cfg.level_full, cfg.level_zero, cfg.max_weight, cfg.mutual) == (50.0, 60.0, 0.3, TINY.mutual)
+    tiny_model.config.batch_fusion = {}
+    assert BatchConfig.for_model(tiny_model) == BatchConfig()  # nothing stored: the class defaults
+    images = [np.random.default_rng(i).integers(0, 256, (56, 56, 3), dtype=np.uint8) for i in range(5)]
+    _, report = predict_batch(loaded, images, resolution=56, config=cfg)
+    assert report.mutual_weight == pytest.approx(0.3)  # any level below 50: the checkpoint's max_weight
+    with pytest.raises(ValueError, match="batch_fusion keys"):
+        type(loaded.config)(batch_fusion={"fpr": 0.1})
 
 
 def test_the_harness_runs_the_batch_method_with_the_model_and_mutual_scores_alongside(tmp_path, tiny_model):

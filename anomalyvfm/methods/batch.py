@@ -16,7 +16,7 @@ class AnomalyVFMBatch(Method):
 
     def __init__(self, model, config: BatchConfig | None = None, resolution: int = 224, batch_size: int = 8,
                  name: str | None = None):
-        self.model, self.config = model, config or BatchConfig()
+        self.model, self.config = model, config  # None: the checkpoint's own (BatchConfig.for_model)
         self.resolution, self.batch_size = resolution, batch_size
         self.name = name or self.name
         self.report = None
