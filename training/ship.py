@@ -12,7 +12,9 @@ and the run's ``config.json``, ``log.jsonl`` (up to that step) and ``loss.png`` 
 ``benchmarks/results/training/anomalyvfm-vits14/``. With ``--keep-as NAME`` the previous default and its training
 record stay in the package under NAME (loadable by name), its inference settings (self-similarity variant and weight)
 carry over, and the new checkpoint gets its own synthetic default threshold (``benchmarks/default_threshold.py``'s
-rule) and the scale of its z-scores (``benchmarks/self_similarity.py``'s ``apply``). Then it writes ``model_cards/anomalyvfm-vits14.md``: the training
+rule) and the scale of its z-scores (``benchmarks/self_similarity.py``'s ``apply``); its batch-mode fusion constants
+start at ``BatchConfig``'s defaults until ``python benchmarks/batch_lots.py && python benchmarks/batch_fusion.py
+--write`` measures its own. Then it writes ``model_cards/anomalyvfm-vits14.md``: the training
 recipe and time from that record, and the zero-shot results next to kNN at k = 1 and 4 on the same backbone and
 resolution from ``RESULTS/results.json`` (one ``anomalyvfm benchmark --methods anomalyvfm,knn`` run).
 """
@@ -181,6 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"installed {source} as {target}; training record in {record}")
         if settings is not None:
             print(f"kept the previous default as {target.parent / args.keep_as}; settled: {settle(target, settings)}")
+            print("batch mode uses BatchConfig's default fusion constants for it until: python benchmarks/"
+                  "batch_lots.py && python benchmarks/batch_fusion.py --write")
         return 0
     cfg = json.loads((record / "config.json").read_text())
     log = [json.loads(line) for line in (record / "log.jsonl").read_text().splitlines()]
