@@ -482,6 +482,23 @@ def _v2_sections() -> list[str]:
                              "benchmarks/checkpoint_selection.py --run runs/anomalyvfm-vits14-v6-imaging --steps "
                              "500,750,1000 --compare anomalyvfm/weights/anomalyvfm-vits14-v2 --out "
                              "benchmarks/results/v6-selection")
+            + _table_section("v7-selection/table.md", "Checkpoint selection for a run from scratch (v7-scratch)",
+                             "Hypothesis declared before training: every checkpoint since v1 descends from 2000 steps "
+                             "on the first generator's labels (21% of masks marked invisible change), so a run from "
+                             "the embedded backbone on the current generator alone generalises better. "
+                             "`training/configs/v7-scratch.json`: v6's architecture (decoder layers 3/7/-1, cls+map "
+                             "head), visible-change labels, 15 defect families, `imaging_fraction` 0.5, 3000 steps "
+                             "at lr 3e-4, seed 7; 74 min on the 2-core CPU (1.22 s/step; a 5-minute batch "
+                             "study shared the CPU early on; record in benchmarks/results/training/v7-scratch). Same "
+                             "validation split and rule (veto first, then the 0.5-point margin), compared with the "
+                             "default v6 (the row `anomalyvfm/weights/anomalyvfm-vits14`). Rejected on both counts: "
+                             "its synthetic scores are the best so far but magnetic_tile is worse (I-AUROC 75.2 vs "
+                             "77.8 at step 3000) and it flags 64-84% of good magnetic_tile parts at its own "
+                             "synthetic threshold against v6's 14.7%. Not shipped; report categories not scored.",
+                             "python -m training.train --config training/configs/v7-scratch.json && python "
+                             "benchmarks/checkpoint_selection.py --run runs/anomalyvfm-vits14-v7-scratch --steps "
+                             "2000,2500,3000 --compare anomalyvfm/weights/anomalyvfm-vits14 --out "
+                             "benchmarks/results/v7-selection")
             + _table_section("default-threshold-v2/table.md", "Default threshold of v2",
                              "As 'Default threshold of the zero-shot checkpoint' below, for v2 (the default before "
                              "v6).", "python benchmarks/default_threshold.py --model anomalyvfm/weights/anomalyvfm-vits14-v2 "
