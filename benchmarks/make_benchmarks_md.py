@@ -25,15 +25,18 @@ from training.ship import comparison_table  # noqa: E402
 from batch_sections import batch_sections  # noqa: E402
 
 
-def fewshot_section() -> list[str]:
+def fewshot_section(folders: tuple[str, ...] = ("fewshot-224",),
+                    title: str = "Few-shot: fine-tuned and fused vs kNN at the same k (v1 checkpoint)", note: str = "",
+                    commands: str | None = None) -> list[str]:
     """Few-shot (issue 5): zero-shot, fine-tuned, fine-tuned + fused memory and kNN at the same k, per category,
-    with the calibrated threshold's false-positive rate and recall, from benchmarks/results/fewshot-224."""
-    path = RESULTS / "fewshot-224" / "results.json"
-    if not path.is_file():
+    from the harness rows of ``folders`` under benchmarks/results (the first holds the few-shot runs)."""
+    paths = [RESULTS / f / "results.json" for f in folders]
+    if not all(p.is_file() for p in paths):
         return []
-    payload = json.loads(path.read_text())
+    payloads = [json.loads(p.read_text()) for p in paths]
+    payload = payloads[0]
     groups = defaultdict(list)
-    for r in payload["rows"]:
+    for r in (r for p in payloads for r in p["rows"]):
         groups[(r["dataset"], r["category"], r["method"], r["shots"])].append(r)
 
     def cell(rows: list[dict], key: str) -> str:
@@ -44,7 +47,7 @@ def fewshot_section() -> list[str]:
     shots = sorted({k for _, _, m, k in groups if m == "anomalyvfm-fewshot"})
     top = max((k for _, _, m, k in groups if m == "knn"), default=0)
     seeds = ", ".join(str(s) for s in sorted({r["seed"] for r in payload["rows"] if r["method"] == "anomalyvfm-fewshot"}))
-    lines = ["## Few-shot: fine-tuned and fused vs kNN at the same k", "",
+    lines = [f"## {title}", "", *([note, ""] if note else []),
              "`anomalyvfm-fewshot` fine-tunes the shipped checkpoint on the k good references (synthetic defects made "
              "on them, early stopping on held-out synthetic pairs), fuses a kNN map of their adapted patch features "
              "into the map (weight chosen by pixel AUROC on the held-out pairs) and scores each image by the "
@@ -76,9 +79,21 @@ def fewshot_section() -> list[str]:
         row = [f"{100 * np.mean(means[(k, n)]):.1f}" for n in ("zs", "ft", "fused", "knn", "ref")]
         lines.append(f"| **mean** | {k} | " + " | ".join(row) + " | |")
     setup = _setup(payload).split(" Wall time")[0]  # the folder gathers several invocations: no single wall time
-    lines += ["", setup, "", "Re-run (zero-shot and kNN rows, then the few-shot rows, into one folder):", "",
-              "```bash", FEWSHOT_COMMANDS, "```", ""]
+    rerun = ("Re-run (zero-shot and kNN rows, then the few-shot rows, into one folder):" if commands is None else
+             f"Re-run (the few-shot rows; the others come from {', '.join(folders[1:])}):")
+    lines += ["", setup, "", rerun, "",
+              "```bash", commands or FEWSHOT_COMMANDS, "```", ""]
     return lines
+
+
+def fewshot_v6_section() -> list[str]:
+    return fewshot_section(
+        ("fewshot-224-v6", "zeroshot-224-v6"), "Few-shot on the default checkpoint v6, k = 4",
+        "The section below was measured on v1. Here the same harness fine-tunes the default checkpoint, v6, on k = 4 "
+        "good images (seeds 0, 1, 2); the zero-shot and kNN rows are those of 'Zero-shot AnomalyVFM v6' (same "
+        "backbone, 224 px).",
+        "anomalyvfm benchmark --data ../shared/data --methods anomalyvfm-fewshot --shots 4 --seeds 0,1,2 "
+        "--resolution 224 --out benchmarks/results/fewshot-224-v6")
 
 
 FEWSHOT_COMMANDS = (
@@ -601,7 +616,7 @@ def main() -> int:
                 "benchmarks/results/train_speed.md`.", ""]
     out += _v2_sections()
     out += batch_sections()
-    out += fewshot_section()
+    out += fewshot_v6_section() + fewshot_section()
     finetune_speed = RESULTS / "finetune_speed.md"
     if finetune_speed.is_file():
         out += ["## Few-shot fine-tuning time", "", "Wall time of a whole `anomalyvfm finetune` (fine-tuning with early "
