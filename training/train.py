@@ -171,9 +171,14 @@ def plot_losses(history: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    steps = [h["step"] for h in history]
-    for key in ("loss", "pixel", "image"):
-        ax.plot(steps, [h[key] for h in history], label=key, lw=1)
+    steps = np.array([h["step"] for h in history])
+    window = max(1, min(50, len(history) // 10))  # per-step losses are noisy: the trend is a running mean
+    for key, colour in (("loss", "C0"), ("pixel", "C1"), ("image", "C2")):
+        values = np.array([h[key] for h in history])
+        ax.plot(steps, values, color=colour, lw=0.5, alpha=0.25)
+        if len(values):
+            trend = np.convolve(values, np.ones(window) / window, mode="valid")
+            ax.plot(steps[window - 1:], trend, color=colour, lw=1.5, label=f"{key} ({window}-step mean)")
     ax.set(xlabel="step", ylabel="loss", yscale="log", title="training loss")
     ax.legend()
     buffer = io.BytesIO()
