@@ -189,6 +189,18 @@ def load(cls: type["AnomalyVFM"], name_or_dir: str | os.PathLike, *, revision: s
     return model.eval()
 
 
+def update_config(directory: str | os.PathLike, **fields) -> dict:
+    """Set ``fields`` in a saved checkpoint's config.json (checked as an ``AnomalyVFMConfig``, written atomically);
+    the weights are untouched, so their sha256 still holds. Returns the new config as a dict."""
+    from .outputs import atomic_write_bytes
+
+    path = Path(directory) / CONFIG_NAME
+    config = {**json.loads(path.read_text()), **fields}
+    split_legacy(config)  # refuses unknown keys and bad values before anything is written
+    atomic_write_bytes(path, (json.dumps(config, indent=2) + "\n").encode())
+    return config
+
+
 def write_provenance(directory: str | os.PathLike, provenance: dict) -> Path:
     """profile.json beside a saved profile (atomically)."""
     from .outputs import atomic_write_bytes

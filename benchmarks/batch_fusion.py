@@ -48,6 +48,7 @@ def level_zero(sha: str) -> float:
 def main(argv=None) -> int:
     from scipy.special import logit
 
+    from anomalyvfm.checkpoint import update_config
     from anomalyvfm.data import scan
     from anomalyvfm.model import load_default, shipped_checkpoint, shipped_names
 
@@ -83,9 +84,7 @@ def main(argv=None) -> int:
     print("\n".join(lines))
     if args.write:
         folder = shipped_checkpoint(args.model) if args.model in shipped_names() else Path(args.model)
-        config = json.loads((folder / "config.json").read_text())
-        config["batch_fusion"] = chosen
-        atomic_write_bytes(folder / "config.json", (json.dumps(config, indent=2) + "\n").encode())
+        update_config(folder, batch_fusion=chosen)
         print(f"wrote batch_fusion {chosen} to {folder / 'config.json'}")
     return 0
 

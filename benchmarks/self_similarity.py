@@ -142,15 +142,14 @@ def apply(checkpoint: Path, settings: dict) -> dict:
     rule and threshold are left as they are (the rule lost on the report categories: see BENCHMARKS.md); the
     threshold ``cls+self`` would need (the normals' 99th percentile, as benchmarks/default_threshold.py sets it) is
     returned for the record."""
+    from anomalyvfm.checkpoint import update_config
     from anomalyvfm.config import AnomalyVFMConfig
     from anomalyvfm.model import load_default
-    from anomalyvfm.outputs import atomic_write_bytes
     from anomalyvfm.preprocess import normalize
     from anomalyvfm.synth import SynthConfig
     from anomalyvfm.synth.generator import normal_image
 
-    path = checkpoint / "config.json"
-    config = json.loads(path.read_text())
+    config = json.loads((checkpoint / "config.json").read_text())
     config.update(settings, normal_stats={})
     model = load_default(str(checkpoint)).prepare_for_inference()
     model.config = AnomalyVFMConfig.from_dict({**config, "image_score": "cls+self"})  # so that forward computes it
@@ -162,7 +161,7 @@ def apply(checkpoint: Path, settings: dict) -> dict:
                               "self": [float(own.mean()), float(own.std())]}
     model.config = AnomalyVFMConfig.from_dict({**config, "image_score": "cls+self"})
     scores = torch.cat([model.scores(o, 224)[0]["cls+self"] for o in outs])
-    atomic_write_bytes(path, json.dumps(config, indent=2).encode())
+    update_config(checkpoint, **settings, normal_stats=config["normal_stats"])
     return {"normal_stats": config["normal_stats"], "cls+self threshold": float(torch.quantile(scores, 0.99))}
 
 

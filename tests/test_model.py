@@ -83,6 +83,21 @@ def test_round_trip_in_a_fresh_process_gives_identical_outputs(tiny_model, tmp_p
     assert np.allclose(np.load(tmp_path / "y.npy"), expected, atol=1e-5)
 
 
+def test_update_config_changes_a_saved_checkpoint_and_refuses_what_the_config_would(tiny_checkpoint):
+    from anomalyvfm.checkpoint import CONFIG_NAME, update_config, weights_sha256
+
+    sha, before = weights_sha256(tiny_checkpoint), (tiny_checkpoint / CONFIG_NAME).read_bytes()
+    update_config(tiny_checkpoint, map_smoothing=5, batch_fusion={"max_weight": 0.5})
+    loaded = AnomalyVFM.from_pretrained(tiny_checkpoint)
+    assert loaded.config.map_smoothing == 5 and loaded.config.batch_fusion == {"max_weight": 0.5}
+    assert weights_sha256(tiny_checkpoint) == sha
+    written = (tiny_checkpoint / CONFIG_NAME).read_bytes()
+    for bad in ({"map_smoothing": 4}, {"no_such_field": 1}):
+        with pytest.raises(ValueError):
+            update_config(tiny_checkpoint, **bad)
+        assert (tiny_checkpoint / CONFIG_NAME).read_bytes() == written != before  # nothing half-written
+
+
 def test_loading_on_a_different_backbone_is_refused(tiny_checkpoint):
     from conftest import tiny_dinov2
 

@@ -22,6 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
+from anomalyvfm.checkpoint import update_config
 from anomalyvfm.synth import DEFECTS, TEXTURES
 from training.train import TrainConfig, train
 
@@ -65,9 +66,7 @@ def smoothed_copy(final: Path, smoothing: int = SMOOTHING) -> Path:
     if dest.exists():
         shutil.rmtree(dest)
     shutil.copytree(final, dest)
-    cfg = json.loads((dest / "config.json").read_text())
-    cfg["map_smoothing"] = smoothing
-    (dest / "config.json").write_text(json.dumps(cfg, indent=1))
+    update_config(dest, map_smoothing=smoothing)
     return dest
 
 

@@ -33,7 +33,7 @@ from typing import Sequence
 import numpy as np
 
 from anomalyvfm.cards import build_card
-from anomalyvfm.checkpoint import MODEL_FILES
+from anomalyvfm.checkpoint import MODEL_FILES, update_config
 from anomalyvfm.model import shipped_checkpoint
 from anomalyvfm.outputs import atomic_write_bytes
 from anomalyvfm.synth import DEFECTS
@@ -71,11 +71,8 @@ def settle(target: Path, settings: dict) -> dict:
     from default_threshold import synthetic_threshold
     from self_similarity import apply
 
-    path = target / "config.json"
     threshold, _ = synthetic_threshold(model_dir=str(target))
-    config = json.loads(path.read_text())
-    config.update(threshold=round(threshold, 4), threshold_origin="synthetic", trained=True)
-    atomic_write_bytes(path, json.dumps(config, indent=2).encode())
+    update_config(target, threshold=round(threshold, 4), threshold_origin="synthetic", trained=True)
     return {"threshold": round(threshold, 4), **apply(target, settings)}
 
 
