@@ -78,6 +78,16 @@ const runId=document.body.dataset.runId;
 const store='anomalyvfm-labels-'+runId;
 let labels={};
 try{labels=JSON.parse(localStorage.getItem(store)||'{}');}catch(e){labels={};}
+// the URL keeps the labels too (#labels=3N,0O: row index and OK/NG), so a reload never loses them even where the
+// browser keeps no storage for file:// pages reliably (headless Chromium binds some loads to an empty one)
+const byIndex={}; rows().forEach(tr=>{byIndex[tr.dataset.index]=tr;});
+const inUrl=/(?:^#|&)labels=([^&]*)/.exec(location.hash);
+if(inUrl) decodeURIComponent(inUrl[1]).split(',').forEach(t=>{const tr=byIndex[t.slice(0,-1)], l=t.slice(-1);
+  if(tr&&(l==='O'||l==='N')) labels[tr.dataset.path]=l==='O'?'OK':'NG';});
+function save(){try{localStorage.setItem(store,JSON.stringify(labels));}catch(e){}
+  const kept=rows().filter(tr=>labels[tr.dataset.path]).map(tr=>tr.dataset.index+labels[tr.dataset.path][0]);
+  try{history.replaceState(null,'',kept.length?'#labels='+kept.join(','):location.pathname+location.search);}
+  catch(e){}}
 function paint(tr){tr.classList.remove('labelled-OK','labelled-NG');
   const l=labels[tr.dataset.path]; if(l){tr.classList.add('labelled-'+l);
   const r=tr.querySelector('input[value="'+l+'"]'); if(r) r.checked=true;}}
@@ -87,7 +97,7 @@ function counted(){const n=Object.keys(labels).length;
 counted();
 body.addEventListener('change',ev=>{const t=ev.target; if(t.type!=='radio')return;
   const tr=t.closest('tr'); labels[tr.dataset.path]=t.value; paint(tr); counted();
-  try{localStorage.setItem(store,JSON.stringify(labels));}catch(e){}});
+  save();});
 let sortKey='index',asc=true;
 function sortBy(key){ if(sortKey===key){asc=!asc;}else{sortKey=key;asc=key!=='score';}
   const val=tr=>{const v=tr.dataset[key]; if(key==='score'||key==='index'){return v===''?-Infinity:parseFloat(v);}
@@ -110,7 +120,7 @@ window.labelsCsv=function(){let text='path,label\\n';
 document.getElementById('download').addEventListener('click',()=>{
   const blob=new Blob([labelsCsv()],{type:'text/csv'}); const a=document.createElement('a');
   a.href=URL.createObjectURL(blob); a.download='labels.csv'; document.body.appendChild(a); a.click(); a.remove();});
-document.getElementById('clear').addEventListener('click',()=>{labels={};
+document.getElementById('clear').addEventListener('click',()=>{labels={}; save();
   try{localStorage.removeItem(store);}catch(e){}
   rows().forEach(tr=>{tr.querySelectorAll('input').forEach(i=>i.checked=false); paint(tr);}); counted();});
 })();

@@ -123,8 +123,14 @@ def test_report_in_a_real_browser_sorts_filters_and_exports_labels(tmp_path):
                 page.click("#download")
             download = tmp_path / "labels.csv"
             info.value.save_as(download)
-            page.reload()  # labels survive a reload (kept per run in the browser)
+            page.reload()  # labels survive a reload (kept per run in the browser, and in the URL)
             assert page.inner_text("#labelled") == "3 labelled"
+            fresh = browser.new_context().new_page()  # no stored labels: the URL alone brings them back
+            fresh.goto(page.url)
+            assert fresh.inner_text("#labelled") == "3 labelled"
+            assert fresh.is_checked("tr[data-path='parts/p1.png'] input[value=NG]")
+            fresh.click("#clear")
+            assert fresh.inner_text("#labelled") == "0 labelled" and "labels=" not in fresh.url
         finally:
             browser.close()
     assert download.read_text().splitlines() == ["path,label", "parts/p0.png,OK", "parts/p1.png,NG", "parts/p3.png,OK"]
