@@ -3,6 +3,7 @@ magnetic_tile, the ../shared/data category declared as validation. The report ca
 
     python benchmarks/checkpoint_selection.py --run runs/anomalyvfm-vits14-v3 --steps 500,750,1000 \
         --compare anomalyvfm/weights/anomalyvfm-vits14 [--out benchmarks/results/v3-selection]
+    python benchmarks/checkpoint_selection.py --models runs/a/model runs/b/model --compare ... --out ...
 
 Validation score = the mean of four AUROCs: image (under each checkpoint's own default rule) and pixel, on the
 synthetic pairs and on magnetic_tile. Veto first: a candidate is eligible only if its verdict is no worse, i.e. at
@@ -45,8 +46,10 @@ def main() -> int:
     from training.ablate import score
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", type=Path, required=True)
+    parser.add_argument("--run", type=Path, help="a training run: its checkpoints at --steps are the candidates")
     parser.add_argument("--steps", default="500,750,1000")
+    parser.add_argument("--models", type=Path, nargs="+", default=[],
+                        help="candidate checkpoint folders (instead of, or besides, --run)")
     parser.add_argument("--compare", type=Path, required=True, help="the checkpoint to beat")
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "v3-selection")
@@ -55,8 +58,12 @@ def main() -> int:
     path = args.out / "summary.json"
     summary = json.loads(path.read_text()) if path.is_file() else {}
     candidates = {str(args.compare): args.compare}
-    candidates.update({f"{args.run.name} step {s}": args.run / "checkpoints" / f"step_{int(s):07d}" / "model"
-                       for s in args.steps.split(",")})
+    if args.run is None and not args.models:
+        parser.error("give --run or --models")
+    if args.run is not None:
+        candidates.update({f"{args.run.name} step {s}": args.run / "checkpoints" / f"step_{int(s):07d}" / "model"
+                           for s in args.steps.split(",")})
+    candidates.update({str(m): m for m in args.models})
     for name, model in candidates.items():
         if name in summary:
             if "validation_FPR" not in summary[name]:  # scored before the veto existed: add the verdict's rate

@@ -174,3 +174,27 @@ def test_the_published_loss_choices_are_options(tmp_path, tiny_backbone_dir):
     soft = anomalyvfm_loss(logits, conf, torch.zeros(1), masks, y)
     assert anomalyvfm_loss(logits, conf, torch.zeros(1), masks, y, binary_targets=True) != soft
     assert anomalyvfm_loss(logits, conf, torch.zeros(1), masks, y, focal_alpha=0.25) != soft
+
+
+def test_soup_averages_every_trained_tensor_and_refuses_another_model(tiny_model, tiny_backbone_dir, tmp_path):
+    from anomalyvfm import AnomalyVFM, AnomalyVFMConfig
+    from anomalyvfm.checkpoint import ADAPTER_NAME, HEADS_NAME, read_tensors
+    from training.soup import soup
+
+    first = tiny_model.save_pretrained(tmp_path / "a")
+    with torch.no_grad():
+        for _, p in tiny_model.trainable_parameters():
+            p.add_(1.0)
+    tiny_model.config.threshold = 0.7  # settled fields may differ
+    second = tiny_model.save_pretrained(tmp_path / "b")
+    out = soup([first, second], tmp_path / "soup")
+    for name in (ADAPTER_NAME, HEADS_NAME):
+        a, b, s = (read_tensors(d / name) for d in (first, second, out))
+        assert set(s) == set(a) and all(torch.allclose(s[k], a[k] + 0.5) and torch.allclose(b[k], a[k] + 1.0)
+                                        for k in a)
+    loaded = AnomalyVFM.from_pretrained(out)  # loads with its recorded sha256
+    assert loaded.config.threshold_origin == "unset"
+    other = AnomalyVFM(AnomalyVFMConfig(backbone=str(tiny_backbone_dir), top_k=10, image_score="topk"))
+    with pytest.raises(ValueError, match="image_score"):
+        soup([first, other.save_pretrained(tmp_path / "c")], tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
