@@ -1,7 +1,7 @@
 """Where the threshold comes from: the profile's own normal-only calibration vs `anomalyvfm calibrate` on a few
 good images the profile has not seen.
 
-    python benchmarks/calibration_holdout.py [--data ../shared/data] [--shots 4] [--unseen 8,16,32] [--seeds 0]
+    python benchmarks/calibration_holdout.py [--data ../shared/data] [--shots 4] [--unseen 8,16,32] [--seeds 0] [--model M]
 
 Per category and seed: a k-shot profile is fine-tuned from the shipped checkpoint on the harness's draw of k good
 images; its test images are scored once; then its threshold is re-chosen (target FPR 1%) from m further good images
@@ -45,8 +45,9 @@ def main(argv=None) -> int:
     parser.add_argument("--fpr", type=float, default=0.01)
     parser.add_argument("--resolution", type=int, default=224)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "calibration-holdout")
+    parser.add_argument("--model", help="base checkpoint (folder, hub id or shipped name; default: the default)")
     args = parser.parse_args(argv)
-    base = load_default()
+    base = load_default(args.model)
     unseen_sizes = [int(m) for m in args.unseen.split(",")]
     rows = []
     for cat in scan(args.data):
@@ -75,7 +76,8 @@ def main(argv=None) -> int:
             for r in rows[-1 - 2 * len(unseen_sizes):]:
                 print(f"{r['category']:28s} {r['calibration']:30s} m={r['unseen']:2d} FPR {100 * r['FPR@thr']:5.1f}"
                       f"  recall {100 * r['recall@thr']:5.1f}")
-    out = {"config": {k: str(v) for k, v in vars(args).items()}, "rows": rows}
+    out = {"config": {k: str(v) for k, v in vars(args).items()}, "weights_sha256": base.config.weights_sha256,
+           "rows": rows}
     atomic_write_bytes(args.out / "results.json", json.dumps(out, indent=1).encode())
     return 0
 

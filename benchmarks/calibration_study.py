@@ -1,6 +1,6 @@
 """Where the normal-only threshold goes wrong with few images: the raw scores behind it, per component.
 
-    python benchmarks/calibration_study.py [--data ../shared/data] [--shots 1,2,4,8] [--seeds 0]
+    python benchmarks/calibration_study.py [--data ../shared/data] [--shots 1,2,4,8] [--seeds 0] [--model M]
 
 Per category, k and seed, the harness's profile (the same draw of k good images from train/good, the same
 fine-tune) is rebuilt, and two sets of raw scores are kept:
@@ -12,7 +12,8 @@ fine-tune) is rebuilt, and two sets of raw scores are kept:
 
 From these any threshold rule can be evaluated offline: `--report` writes the false-positive rate on test/good and
 the recall on the defective test images of the threshold rules below, per category and k, mean over seeds.
-Writes benchmarks/results/calibration-study/raw.json and (with --report) results.md.
+Writes OUT/raw.json (default benchmarks/results/calibration-study) and (with --report) results.md. Each run records
+the base checkpoint's weights sha256; a folder holds the runs of one checkpoint only.
 """
 from __future__ import annotations
 
@@ -62,7 +63,8 @@ def run(base, cat, k: int, seed: int, res: int) -> dict:
     test = [p.scores[model.config.image_score] for p in
             model.predict([str(s.path) for s in cat.test], resolution=res, errors="raise")]
     state = model.profile.to_json()
-    return {"category": cat.key, "shots": k, "seed": seed, "score_stats": state["score_stats"],
+    return {"category": cat.key, "shots": k, "seed": seed, "weights_sha256": base.config.weights_sha256,
+            "score_stats": state["score_stats"],
             "calibration": state["calibration"], **rec, "test_raw": test,
             "labels": [int(s.label) for s in cat.test]}
 
@@ -116,13 +118,17 @@ def main(argv=None) -> int:
     parser.add_argument("--resolution", type=int, default=224)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "calibration-study")
     parser.add_argument("--report", action="store_true", help="only write results.md from the runs so far")
+    parser.add_argument("--model", help="base checkpoint (folder, hub id or shipped name; default: the default)")
     args = parser.parse_args(argv)
     path = args.out / "raw.json"
     runs = json.loads(path.read_text()) if path.is_file() else []
     if args.report:
         atomic_write_bytes(args.out / "results.md", report(runs).encode())
         return 0
-    base = load_default()
+    base = load_default(args.model)
+    others = {r.get("weights_sha256") for r in runs} - {base.config.weights_sha256}
+    if others:
+        parser.error(f"{path} holds runs of another checkpoint ({', '.join(map(str, others))}); give another --out")
     done = {(r["category"], r["shots"], r["seed"]) for r in runs}
     todo = [(cat, int(k), int(s)) for s in args.seeds.split(",") for cat in scan(args.data)
             for k in args.shots.split(",") if (cat.key, int(k), int(s)) not in done]  # one whole seed at a time
