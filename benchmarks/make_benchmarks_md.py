@@ -101,7 +101,8 @@ def fewshot_v6_section() -> list[str]:
         "2, 4 and 8 good images (seeds 0, 1, 2); the zero-shot and kNN rows are those of 'Zero-shot AnomalyVFM v6', "
         "and kNN at k = 2 and 8 those of the v1 section below (kNN does not depend on the checkpoint; same backbone, "
         "224 px). fit s at k = 1, 2 and 8 was measured while another job shared the 2-core CPU for part of the run "
-        "(see 'Few-shot fine-tuning time' for clean timings).",
+        "(see 'Few-shot fine-tuning time' for clean timings). The 'Calibration' sections below are still v1's: "
+        "the calibrated thresholds' false-positive rate and recall have not been measured on v6.",
         "anomalyvfm benchmark --data ../shared/data --methods anomalyvfm-fewshot --shots 1,2,4,8 --seeds 0,1,2 "
         "--resolution 224 --out benchmarks/results/fewshot-224-v6")
 
@@ -120,8 +121,8 @@ def study_section() -> list[str]:
         return []
     from calibration_study import report
 
-    return ["## Calibration: the threshold rule, from k good images alone", "",
-            "The few-shot profiles of the table above (same draws, same fine-tune; 224 px, 2-core CPU), target FPR 1%. Each "
+    return ["## Calibration: the threshold rule, from k good images alone (v1 checkpoint)", "",
+            "The few-shot profiles of v1 in the table above (same draws, same fine-tune; 224 px, 2-core CPU), target FPR 1%. Each "
             "profile scores 8 views of each of its k good images (the image and 7 augmentations; each view against "
             "the memory without its own image; with k = 1 the image itself), and a rule turns those scores into a "
             "threshold. `quantile`: their 99% quantile, i.e. nearly their maximum; `views as independent draws`: "
@@ -132,8 +133,8 @@ def study_section() -> list[str]:
             "Below 4 images no rule gets near the target: a single image, or two, do not show how much good parts "
             "differ (DeepPCB's test boards each show another region). `finetune` says so and points to "
             "`anomalyvfm calibrate` (next section).", "",
-            "Re-run: `python benchmarks/calibration_study.py --seeds 0,1,2 && python benchmarks/calibration_study.py "
-            "--report`.", ""]
+            "Re-run: `python benchmarks/calibration_study.py --seeds 0,1,2 --model anomalyvfm-vits14-v1 && python "
+            "benchmarks/calibration_study.py --report`.", ""]
 
 
 def calibration_section() -> list[str]:
@@ -146,7 +147,7 @@ def calibration_section() -> list[str]:
     for r in payload["rows"]:
         groups[(r["calibration"], r["unseen"])].append(r)
     cats = sorted({r["category"] for r in payload["rows"]})
-    lines = ["## Calibration: the profile's threshold vs a few unseen good images", "",
+    lines = ["## Calibration: the profile's threshold vs a few unseen good images (v1 checkpoint)", "",
              f"k = {cfg['shots']} profiles (seed(s) {cfg['seeds']}, {cfg['resolution']} px, target FPR "
              f"{100 * float(cfg['fpr']):g}%). The profile's own threshold comes from leave-one-out augmented views of "
              "its k references, which its head was fine-tuned on (the rule of the section above); `anomalyvfm calibrate PROFILE --good DIR` re-chooses "
@@ -170,7 +171,7 @@ def calibration_section() -> list[str]:
                         "images, and 8 or 16 further elpv/poly images give a looser threshold than the profile's own. "
                         "Calibrate on good images from the line the profile will watch, as many as can be had.",
                     "", f"Re-run: `python benchmarks/calibration_holdout.py --shots {cfg['shots']} --unseen "
-                        f"{cfg['unseen']} --seeds {cfg['seeds']}`.", ""]
+                        f"{cfg['unseen']} --seeds {cfg['seeds']} --model anomalyvfm-vits14-v1`.", ""]
 
 
 def onnx_accuracy_section() -> list[str]:
