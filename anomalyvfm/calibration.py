@@ -12,7 +12,7 @@ import numpy as np
 @dataclass
 class Calibration:
     threshold: float  # raw image score at which an image becomes anomalous
-    scale: float  # spread of the good images' raw scores (robust σ): one unit of deviation
+    scale: float  # spread of the good images' scores (robust σ; of their logits for space="logit"): one unit
     fpr: float  # false-positive rate the threshold was chosen for
     n_good: int  # raw scores of good images it was fitted on
     n_defective: int = 0  # raw scores of defective images it was fitted on (0: normal-only)
@@ -20,10 +20,17 @@ class Calibration:
     good_max: float = 0.0
     n_images: int = 0  # distinct good images behind the scores (views of one image count once)
     resolution: int | None = None  # input side the scores were computed at (None: not recorded, before 0.2)
+    space: str = "raw"  # where threshold and scale are compared: "raw" scores, or "logit" for probabilities (then
+    # ``scale`` is a spread of logits; near 1, where a profile's thresholds sit, raw differences vanish)
 
     def deviation(self, raw: float | np.ndarray) -> float | np.ndarray:
-        """Raw score → deviation in (0, 1): σ((raw − threshold) / scale); the threshold maps to exactly 0.5."""
-        z = (np.asarray(raw, dtype=np.float64) - self.threshold) / self.scale
+        """Raw score → deviation in (0, 1): σ((raw − threshold) / scale), on logits for ``space="logit"``; the
+        threshold maps to exactly 0.5."""
+        raw = np.asarray(raw, dtype=np.float64)
+        if self.space == "logit":
+            z = (_logit(raw) - _logit(np.float64(self.threshold))) / self.scale
+        else:
+            z = (raw - self.threshold) / self.scale
         out = 1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))
         return float(out) if np.ndim(out) == 0 else out
 
@@ -33,6 +40,14 @@ class Calibration:
     @classmethod
     def from_dict(cls, data: dict) -> "Calibration":
         return cls(**data)
+
+
+EPS = 1e-15  # probabilities are clipped to [EPS, 1 − EPS] before a logit (float64 resolves them)
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, EPS, 1 - EPS)
+    return np.log(p) - np.log1p(-p)
 
 
 MIN_IMAGES = 4  # distinct images from which the spread between images enters the threshold: below, its t-bound is
@@ -62,7 +77,8 @@ def calibrate(good: Sequence[float], fpr: float = 0.01, defective: Sequence[floa
       spread within one, n = the number of images. Views of one image do not show how much the next image differs.
 
     ``bounded``: the scores are probabilities in [0, 1] (as every anomalyvfm image score is); the bounds are then
-    taken on their logits, where such scores are nearer to normal and a bound cannot leave (0, 1).
+    taken on their logits, where such scores are nearer to normal and a bound cannot leave (0, 1), and so is the
+    deviation's scale (``space="logit"``).
 
     With defective scores too, the threshold is moved up to halfway towards the lowest defective score above it:
     the same recall on those images with a wider margin for good ones."""
@@ -76,9 +92,9 @@ def calibrate(good: Sequence[float], fpr: float = 0.01, defective: Sequence[floa
         raise ValueError(f"groups must give one image per score: {labels.size} for {good.size} scores")
     if bounded and not ((good >= 0) & (good <= 1)).all():
         raise ValueError("bounded=True needs scores in [0, 1]")
-    from scipy.special import expit, logit
+    from scipy.special import expit
 
-    to, back = (lambda v: logit(np.clip(v, 1e-7, 1 - 1e-7)), expit) if bounded else (lambda v: v, lambda v: v)
+    to, back = (_logit, expit) if bounded else (lambda v: v, lambda v: v)
     values = to(good)
     bound = _prediction_bound(values, fpr)
     images = np.unique(labels)
@@ -91,7 +107,8 @@ def calibrate(good: Sequence[float], fpr: float = 0.01, defective: Sequence[floa
     above = bad[bad > threshold]
     if above.size:
         threshold = float((threshold + above.min()) / 2)
-    mad = float(np.median(np.abs(good - np.median(good)))) * 1.4826
-    scale = max(mad, float(good.std()) * 0.5, 1e-6)
+    mad = float(np.median(np.abs(values - np.median(values)))) * 1.4826
+    scale = max(mad, float(values.std()) * 0.5, 1e-6)
     return Calibration(threshold=threshold, scale=scale, fpr=fpr, n_good=int(good.size), n_defective=int(bad.size),
-                       good_mean=float(good.mean()), good_max=float(good.max()), n_images=int(images.size))
+                       good_mean=float(good.mean()), good_max=float(good.max()), n_images=int(images.size),
+                       space="logit" if bounded else "raw")

@@ -164,9 +164,9 @@ def _run(model, loaded: list[_Loaded], res: int, threshold: float, pixel_thresho
         x = normalize(np.stack(crops[start:start + batch_size]), model.config.mean, model.config.std).to(device)
         s, m = model.infer(x, res)
         rules = tuple(s)  # the image-score rules, plus "model" for a profile with a fused memory
-        scores.append(torch.stack([s[r] for r in rules], 1).float().cpu())
+        scores.append(torch.stack([s[r].double() for r in rules], 1).cpu())  # float64: no ties near 1
         maps.append(m.float().cpu())
-    scores_np = torch.cat(scores).numpy() if scores else np.zeros((0, len(rules)), np.float32)
+    scores_np = torch.cat(scores).numpy() if scores else np.zeros((0, len(rules)), np.float64)
     maps_np = torch.cat(maps).numpy() if maps else np.zeros((0, res, res), np.float32)
     results, k = [], 0
     for item in loaded:

@@ -122,7 +122,7 @@ def _memory(x: ScoreInputs):
 
 def score_outputs(out: "ModelOutput", resolution: int, config: "AnomalyVFMConfig",
                   state: "ProfileState | None" = None) -> tuple[dict[str, "torch.Tensor"], "torch.Tensor"]:
-    """Scores (B,) under every rule and maps (B, R, R) in [0, 1] from a forward pass. ``config.map_smoothing`` > 0
+    """Scores (B,) under every rule (float64) and maps (B, R, R) in [0, 1] from a forward pass. ``config.map_smoothing`` > 0
     averages the decoder's probabilities over a smoothing × smoothing window before upsampling. With a memory in
     ``state`` the map is (1 − w)·model map + w·kNN map and the memory rules and ``model`` are added."""
     import torch.nn.functional as F
@@ -135,19 +135,23 @@ def score_outputs(out: "ModelOutput", resolution: int, config: "AnomalyVFMConfig
     else:
         logits = F.interpolate(out.mask_logits, size=(resolution, resolution), mode="bilinear", align_corners=False)
         maps = logits[:, 0].sigmoid()
-    own = dict(self_scores=out.self_scores, normals=config.normal_stats, self_weight=config.self_weight)
+    # image scores in float64: a float32 sigmoid is exactly 1.0 above a logit of ~16.6, so the most anomalous images
+    # (standardised scores of a profile reach that) would tie with each other and with the threshold
+    logits = out.image_logits.double()
+    self_scores = out.self_scores.double() if out.self_scores is not None else None
+    own = dict(self_scores=self_scores, normals=config.normal_stats, self_weight=config.self_weight)
     with_self = out.self_scores is not None
     memory = state.memory if state is not None else None
     if memory is None:
         if SCORE_RULES[image_score].needs_memory:
             raise ValueError(f"image_score {image_score!r} needs a good-image memory (a few-shot profile)")
-        inputs = ScoreInputs(out.image_logits, maps, top_k, **own)
-        return {name: SCORE_RULES[name].fn(inputs) for name in rule_names(self_scores=with_self)}, maps
+        inputs = ScoreInputs(logits, maps, top_k, **own)
+        return {name: SCORE_RULES[name].fn(inputs).double() for name in rule_names(self_scores=with_self)}, maps
     knn = memory.distance_map(out.patch_tokens, resolution) / state.knn_scale
-    alone = ScoreInputs(out.image_logits, maps, top_k, **own)
+    alone = ScoreInputs(logits, maps, top_k, **own)
     maps = (1 - state.fusion_weight) * maps + state.fusion_weight * knn.clamp(0.0, 1.0)
-    inputs = ScoreInputs(out.image_logits, maps, top_k, knn, state.score_stats, **own)
-    scores = {name: SCORE_RULES[name].fn(inputs) for name in rule_names(memory=True, self_scores=with_self)}
+    inputs = ScoreInputs(logits, maps, top_k, knn.double(), state.score_stats, **own)
+    scores = {name: SCORE_RULES[name].fn(inputs).double() for name in rule_names(memory=True, self_scores=with_self)}
     rule = SCORE_RULES[image_score]
-    scores[MODEL_RULE] = _cls(alone) if rule.needs_memory else rule.fn(alone)
+    scores[MODEL_RULE] = (_cls(alone) if rule.needs_memory else rule.fn(alone)).double()
     return scores, maps

@@ -76,6 +76,31 @@ def test_bounded_calibration_takes_the_bound_on_logits():
         calibrate([0.2, 1.5], 0.01, bounded=True)
 
 
+def test_scores_near_one_keep_their_order_and_deviate_on_logits():
+    """A profile's standardised scores reach logits past 16.6, where a float32 sigmoid is exactly 1.0: the most
+    anomalous images used to tie with each other (and with good parts) at a deviation of ~0.500."""
+    from scipy.special import expit
+
+    from anomalyvfm.config import AnomalyVFMConfig
+    from anomalyvfm.model import ModelOutput
+    from anomalyvfm.scoring import score_outputs
+
+    logits = torch.tensor([17.0, 20.0, 25.0])  # image-head logits of three clearly anomalous images
+    out = ModelOutput(logits[:, None, None, None].expand(3, 1, 4, 4), torch.zeros(3, 1, 4, 4), logits,
+                      torch.zeros(3, 16, 8))
+    cls = score_outputs(out, 8, AnomalyVFMConfig(top_k=4))[0]["cls"]
+    assert torch.sigmoid(logits).unique().numel() == 1  # float32: all three are 1.0
+    assert cls.dtype == torch.float64 and cls.unique().numel() == 3 and (cls.diff() > 0).all()
+    good = expit(np.random.default_rng(3).normal(6.0, 1.0, 64))  # good views of a profile: 0.99-0.9999
+    cal = calibrate(good, 0.01, bounded=True)
+    assert cal.space == "logit" and cal.deviation(cal.threshold) == pytest.approx(0.5)
+    dev = cal.deviation(cls.numpy())
+    assert (np.diff(dev) > 0).all() and dev[0] > 0.99  # far beyond the threshold, in order
+    assert np.mean(cal.deviation(good) > 0.5) <= 0.05
+    old = Calibration.from_dict({k: v for k, v in cal.to_dict().items() if k != "space"})  # saved before the field
+    assert old.space == "raw" and old.deviation(old.threshold) == pytest.approx(0.5)
+
+
 def test_calibration_uses_defective_scores_to_widen_the_margin():
     good = np.linspace(0.0, 1.0, 101)
     alone = calibrate(good, fpr=0.01).threshold  # the prediction bound: mean + t(100, 0.99)·sd·√(1 + 1/101)

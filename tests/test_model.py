@@ -32,9 +32,9 @@ def test_image_scores_are_probabilities_by_the_chosen_rule(tiny_model, kind):
     out = tiny_model(_x())
     scores, maps = tiny_model.scores(out, 56)
     score = scores[kind]
-    assert maps.shape == (2, 56, 56) and ((0 <= score) & (score <= 1)).all()
-    cls = torch.sigmoid(out.image_logits)
-    topk = maps.flatten(1).topk(10).values.mean(1)
+    assert maps.shape == (2, 56, 56) and ((0 <= score) & (score <= 1)).all() and score.dtype == torch.float64
+    cls = torch.sigmoid(out.image_logits.double())
+    topk = maps.flatten(1).topk(10).values.mean(1).double()
     expected = {"cls": cls, "topk": topk, "fused": (cls + topk) / 2}[kind]
     assert torch.allclose(score, expected)
 

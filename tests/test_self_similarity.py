@@ -52,7 +52,7 @@ def test_cls_self_rule_mixes_z_scores_over_the_normals(tiny_model):
     out = tiny_model(x)
     assert out.self_scores.shape == (2,) and torch.isfinite(out.self_scores).all()
     scores, _ = tiny_model.scores(out, 56)
-    z_cls, z_self = (out.image_logits - 1.0) / 2.0, (out.self_scores - 0.5) / 0.25
+    z_cls, z_self = (out.image_logits.double() - 1.0) / 2.0, (out.self_scores.double() - 0.5) / 0.25
     assert torch.allclose(scores["self"], z_self.sigmoid())
     assert torch.allclose(scores["cls+self"], (0.25 * z_cls + 0.75 * z_self).sigmoid())
 
