@@ -102,7 +102,13 @@ def fewshot_v6_section() -> list[str]:
         "and kNN at k = 2 and 8 those of the v1 section below (kNN does not depend on the checkpoint; same backbone, "
         "224 px). fit s at k = 1, 2 and 8 was measured while another job shared the 2-core CPU for part of the run "
         "(see 'Few-shot fine-tuning time' for clean timings). The 'Calibration' sections below are still v1's: "
-        "the calibrated thresholds' false-positive rate and recall have not been measured on v6.",
+        "the calibrated thresholds' false-positive rate and recall have not been measured on v6. These runs predate "
+        "float64 image scores: a float32 sigmoid tied a profile's most anomalous images (up to 188 of 582 "
+        "magnetic_tile test images at the top score, some good) and showed them as ~0.500. Re-run after the fix, "
+        "magnetic_tile k = 2 seed 2 keeps its verdicts (FPR 18.4%, recall 65.6%) and its ranking barely moves "
+        "(I-AUROC 80.0 → 80.1, no ties; median defective score 0.500 → 0.942; `anomalyvfm benchmark --data "
+        "../shared/data --datasets magnetic_tile --methods anomalyvfm-fewshot --shots 2 --seeds 2 --resolution 224 "
+        "--out benchmarks/results/score-precision-check`).",
         "anomalyvfm benchmark --data ../shared/data --methods anomalyvfm-fewshot --shots 1,2,4,8 --seeds 0,1,2 "
         "--resolution 224 --out benchmarks/results/fewshot-224-v6")
 
