@@ -120,32 +120,43 @@ FEWSHOT_COMMANDS = (
     "--out benchmarks/results/fewshot-224")
 
 
-def study_section() -> list[str]:
-    """benchmarks/calibration_study.py: each threshold rule's FPR and recall on the few-shot profiles."""
-    path = RESULTS / "calibration-study" / "raw.json"
+STUDY_V1_CLOSING = ("Below 4 images no rule gets near the target: a single image, or two, do not show how much good "
+                    "parts differ (DeepPCB's test boards each show another region). `finetune` says so and points to "
+                    "`anomalyvfm calibrate` (next section).")
+
+
+def study_section(folder: str = "calibration-study", checkpoint: str = "v1", closing: str = STUDY_V1_CLOSING,
+                  rerun: str = "python benchmarks/calibration_study.py --seeds 0,1,2 --model anomalyvfm-vits14-v1 && "
+                               "python benchmarks/calibration_study.py --report") -> list[str]:
+    """benchmarks/calibration_study.py: each threshold rule's FPR and recall on the few-shot profiles of a checkpoint."""
+    path = RESULTS / folder / "raw.json"
     if not path.is_file():
         return []
     from calibration_study import report
 
-    return ["## Calibration: the threshold rule, from k good images alone (v1 checkpoint)", "",
-            "The few-shot profiles of v1 in the table above (same draws, same fine-tune; 224 px, 2-core CPU), target FPR 1%. Each "
+    return [f"## Calibration: the threshold rule, from k good images alone ({checkpoint} checkpoint)", "",
+            f"The few-shot profiles of {checkpoint} (the same draws and fine-tune as its few-shot table; 224 px, 2-core "
+            "CPU), target FPR 1%. Each "
             "profile scores 8 views of each of its k good images (the image and 7 augmentations; each view against "
             "the memory without its own image; with k = 1 the image itself), and a rule turns those scores into a "
             "threshold. `quantile`: their 99% quantile, i.e. nearly their maximum; `views as independent draws`: "
             "at least the normal prediction bound on their logits; `with the image of each view`: from 4 images on, "
             "also the bound over image means with the spread between images, since views of one image do not show "
             "how much the next image differs (anomalyvfm.calibration.calibrate). FPR on test/good / recall on the "
-            "defective test images:", "", report(json.loads(path.read_text())).strip(), "",
-            "Below 4 images no rule gets near the target: a single image, or two, do not show how much good parts "
-            "differ (DeepPCB's test boards each show another region). `finetune` says so and points to "
-            "`anomalyvfm calibrate` (next section).", "",
-            "Re-run: `python benchmarks/calibration_study.py --seeds 0,1,2 --model anomalyvfm-vits14-v1 && python "
-            "benchmarks/calibration_study.py --report`.", ""]
+            "defective test images:", "", report(json.loads(path.read_text())).strip(), "", closing, "",
+            f"Re-run: `{rerun}`.", ""]
 
 
-def calibration_section() -> list[str]:
+HOLDOUT_V1_CLOSING = ("Unseen images set a better threshold only as far as they look like the good parts to come: "
+                      "magnetic_tile's test/good has 8.4% of its images above every one of 32 further train/good "
+                      "images, and 8 or 16 further elpv/poly images give a looser threshold than the profile's own. "
+                      "Calibrate on good images from the line the profile will watch, as many as can be had.")
+
+
+def calibration_section(folder: str = "calibration-holdout", checkpoint: str = "v1", closing: str = HOLDOUT_V1_CLOSING,
+                        flags: str = "--model anomalyvfm-vits14-v1") -> list[str]:
     """benchmarks/calibration_holdout.py: the profile's own threshold vs re-calibration on unseen good images."""
-    path = RESULTS / "calibration-holdout" / "results.json"
+    path = RESULTS / folder / "results.json"
     if not path.is_file():
         return []
     payload = json.loads(path.read_text())
@@ -153,8 +164,8 @@ def calibration_section() -> list[str]:
     for r in payload["rows"]:
         groups[(r["calibration"], r["unseen"])].append(r)
     cats = sorted({r["category"] for r in payload["rows"]})
-    lines = ["## Calibration: the profile's threshold vs a few unseen good images (v1 checkpoint)", "",
-             f"k = {cfg['shots']} profiles (seed(s) {cfg['seeds']}, {cfg['resolution']} px, target FPR "
+    lines = [f"## Calibration: the profile's threshold vs a few unseen good images ({checkpoint} checkpoint)", "",
+             f"k = {cfg['shots']} profiles of {checkpoint} (seed(s) {cfg['seeds']}, {cfg['resolution']} px, target FPR "
              f"{100 * float(cfg['fpr']):g}%). The profile's own threshold comes from leave-one-out augmented views of "
              "its k references, which its head was fine-tuned on (the rule of the section above); `anomalyvfm calibrate PROFILE --good DIR` re-chooses "
              "it from m good images it has not seen, here further images of train/good. `quantile`: their 99% "
@@ -172,12 +183,8 @@ def calibration_section() -> list[str]:
                  for c in cats]
         lines.append(f"| {how} | {m or '–'} | " + " | ".join(cells) + f" | {100 * np.mean([r['FPR@thr'] for r in rows]):.1f}"
                      f" | {100 * np.mean([r['recall@thr'] for r in rows]):.1f} |")
-    return lines + ["", "Unseen images set a better threshold only as far as they look like the good parts to come: "
-                        "magnetic_tile's test/good has 8.4% of its images above every one of 32 further train/good "
-                        "images, and 8 or 16 further elpv/poly images give a looser threshold than the profile's own. "
-                        "Calibrate on good images from the line the profile will watch, as many as can be had.",
-                    "", f"Re-run: `python benchmarks/calibration_holdout.py --shots {cfg['shots']} --unseen "
-                        f"{cfg['unseen']} --seeds {cfg['seeds']} --model anomalyvfm-vits14-v1`.", ""]
+    return lines + ["", closing, "", f"Re-run: `python benchmarks/calibration_holdout.py --shots {cfg['shots']} "
+                                     f"--unseen {cfg['unseen']} --seeds {cfg['seeds']} {flags}`.", ""]
 
 
 def onnx_accuracy_section() -> list[str]:
