@@ -44,8 +44,8 @@ def fit_calibration(model: AnomalyVFM, images: list[np.ndarray], state: ProfileS
     cal = replace(calibrate(raw, cfg.fpr, raw_bad, groups=groups, bounded=True), resolution=res)
     if cal.n_images < MIN_IMAGES and not defective:
         warnings.warn(f"the threshold comes from {cal.n_images} good image(s): views of so few images do not show how "
-                      f"much the next good image differs: on real data, for a 1% target, such thresholds flagged 9% (2 "
-                      f"images) to 22% (1 image) of good test images (BENCHMARKS.md, 'Calibration'). Give {MIN_IMAGES} "
+                      f"much the next good image differs: on real data, for a 1% target, such thresholds flagged 10% (2 "
+                      f"images) to 15% (1 image) of good test images (BENCHMARKS.md, 'Calibration'). Give {MIN_IMAGES} "
                       f"or more, or re-choose it from good images of the line: anomalyvfm calibrate PROFILE --good DIR",
                       stacklevel=4)
     return cal
