@@ -139,8 +139,6 @@ def save(model: "AnomalyVFM", directory: str | os.PathLike) -> Path:
 
 def load_weights(model: "AnomalyVFM", directory: str | os.PathLike) -> None:
     """Load a checkpoint folder's adapters and heads into ``model`` (same architecture)."""
-    from peft import set_peft_model_state_dict
-
     directory = Path(directory)
     recorded = model.config.weights_sha256
     if recorded is not None:
@@ -148,11 +146,19 @@ def load_weights(model: "AnomalyVFM", directory: str | os.PathLike) -> None:
         if found != recorded:
             raise CheckpointError(f"{directory}: its weights' sha256 {found[:16]}… differs from the {recorded[:16]}… "
                                   f"that its {CONFIG_NAME} records; the files were changed or damaged")
-    set_peft_model_state_dict(model.backbone, read_tensors(directory / ADAPTER_NAME))
-    missing, unexpected = model.load_state_dict(read_tensors(directory / HEADS_NAME), strict=False)
+    set_weights(model, read_tensors(directory / ADAPTER_NAME), read_tensors(directory / HEADS_NAME),
+                str(directory / HEADS_NAME))
+
+
+def set_weights(model: "AnomalyVFM", adapters: dict, heads: dict, where: str) -> None:
+    """Put adapter and head tensors (as ``save`` writes them) into ``model``; every head tensor must fit."""
+    from peft import set_peft_model_state_dict
+
+    set_peft_model_state_dict(model.backbone, adapters)
+    missing, unexpected = model.load_state_dict(heads, strict=False)
     missing = [k for k in missing if k.startswith(("decoder.", "image_head."))]
     if missing or unexpected:
-        raise ValueError(f"{directory / HEADS_NAME}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        raise ValueError(f"{where}: missing {missing[:5]}, unexpected {unexpected[:5]}")
 
 
 def load_state(directory: Path, legacy: dict) -> ProfileState | None:

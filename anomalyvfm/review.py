@@ -84,7 +84,8 @@ const byIndex={}; rows().forEach(tr=>{byIndex[tr.dataset.index]=tr;});
 const inUrl=/(?:^#|&)labels=([^&]*)/.exec(location.hash);
 if(inUrl) decodeURIComponent(inUrl[1]).split(',').forEach(t=>{const tr=byIndex[t.slice(0,-1)], l=t.slice(-1);
   if(tr&&(l==='O'||l==='N')) labels[tr.dataset.path]=l==='O'?'OK':'NG';});
-function save(){try{localStorage.setItem(store,JSON.stringify(labels));}catch(e){}
+function save(){try{if(Object.keys(labels).length) localStorage.setItem(store,JSON.stringify(labels));
+  else localStorage.removeItem(store);}catch(e){}
   const kept=rows().filter(tr=>labels[tr.dataset.path]).map(tr=>tr.dataset.index+labels[tr.dataset.path][0]);
   try{history.replaceState(null,'',kept.length?'#labels='+kept.join(','):location.pathname+location.search);}
   catch(e){}}
@@ -121,7 +122,6 @@ document.getElementById('download').addEventListener('click',()=>{
   const blob=new Blob([labelsCsv()],{type:'text/csv'}); const a=document.createElement('a');
   a.href=URL.createObjectURL(blob); a.download='labels.csv'; document.body.appendChild(a); a.click(); a.remove();});
 document.getElementById('clear').addEventListener('click',()=>{labels={}; save();
-  try{localStorage.removeItem(store);}catch(e){}
   rows().forEach(tr=>{tr.querySelectorAll('input').forEach(i=>i.checked=false); paint(tr);}); counted();});
 })();
 """

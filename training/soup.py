@@ -36,7 +36,8 @@ def soup(members: Sequence[str | Path], out: str | Path) -> Path:
     """Write the uniform average of ``members`` to ``out`` (a checkpoint folder) and return it."""
     import torch
 
-    from anomalyvfm.checkpoint import ADAPTER_NAME, CONFIG_NAME, HEADS_NAME, load_weights, read_tensors, save
+    from anomalyvfm.checkpoint import (ADAPTER_NAME, CONFIG_NAME, HEADS_NAME, load_weights, read_tensors, save,
+                                       set_weights)
     from anomalyvfm.model import AnomalyVFM
 
     if len(members) < 2:
@@ -57,12 +58,7 @@ def soup(members: Sequence[str | Path], out: str | Path) -> Path:
             raise ValueError(f"{name}: the members hold different tensors")
         tensors[name] = {k: torch.stack([p[k].float() for p in parts]).mean(0).to(parts[0][k].dtype) for k in keys}
     model = AnomalyVFM.from_pretrained(dirs[0])
-    from peft import set_peft_model_state_dict
-
-    set_peft_model_state_dict(model.backbone, tensors[ADAPTER_NAME])
-    missing, unexpected = model.load_state_dict(tensors[HEADS_NAME], strict=False)
-    if unexpected:
-        raise ValueError(f"unexpected head tensors {unexpected[:5]}")
+    set_weights(model, tensors[ADAPTER_NAME], tensors[HEADS_NAME], "the soup")
     model.config.threshold, model.config.threshold_origin = 0.5, "unset"
     model.config.normal_stats, model.config.batch_fusion = {}, {}
     out = save(model, out)
