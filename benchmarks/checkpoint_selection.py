@@ -12,6 +12,9 @@ it flags at most 5 points more good magnetic_tile images than the compared check
 eligible candidate wins, and replaces the compared one only if it scores at least 0.5 points higher. (The v3
 candidate won the score and failed the veto, 51.6% vs 27.4%; the veto was added after v3 and holds for every later
 candidate.)
+Each checkpoint is scored at its own mode's resolution (224 px for ``fast``, 448 for ``accurate``); ``--pairs-size``
+draws the synthetic pairs at one size for every candidate, so that checkpoints of different resolutions see the same
+pairs.
 (For v3 the compared v2 was scored as a byte-identical copy, anomalyvfm/weights/anomalyvfm-vits14-v2; its entry and
 harness folder are filed under the default's path.)
 """
@@ -51,10 +54,12 @@ def main() -> int:
     parser.add_argument("--models", type=Path, nargs="+", default=[],
                         help="candidate checkpoint folders (instead of, or besides, --run)")
     parser.add_argument("--compare", type=Path, required=True, help="the checkpoint to beat")
+    parser.add_argument("--pairs-size", type=int, default=224,
+                        help="side the synthetic validation pairs are drawn at (one set for every candidate)")
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "v3-selection")
     args = parser.parse_args()
-    pairs = validation_pairs()
+    pairs = validation_pairs(size=args.pairs_size)
     path = args.out / "summary.json"
     summary = json.loads(path.read_text()) if path.is_file() else {}
     candidates = {str(args.compare): args.compare}

@@ -26,20 +26,22 @@ TARGET = 0.10
 RESULTS = "benchmarks/results/zeroshot-224-v6"  # the harness run of the shipped checkpoint (v2: zeroshot-224-v2, v1: zeroshot-224)
 
 
-def synthetic_threshold(n: int = 400, seed: int = 101, model_dir: str | None = None, size: int = 224,
-                        resolution: int = 224) -> tuple[float, list[float]]:
+def synthetic_threshold(n: int = 400, seed: int = 101, model_dir: str | None = None, size: int | None = None,
+                        resolution: int | None = None) -> tuple[float, list[float]]:
     """The 99th percentile of the model's scores on ``n`` generator normals drawn at ``size`` px and scored at
-    ``resolution``, and those scores."""
+    ``resolution``, and those scores. Both default to the model's own mode's resolution (224 px for ``fast``)."""
+    from anomalyvfm.config import resolution_for
     from anomalyvfm.model import load_default
     from anomalyvfm.synth import SynthConfig
     from anomalyvfm.synth.generator import normal_image
 
     warnings.simplefilter("ignore")
     model = load_default(model_dir)
-    cfg = SynthConfig(size=size)
+    own = resolution_for(default_mode=model.config.mode)
+    cfg = SynthConfig(size=size or own)
     rng = np.random.default_rng(seed)
     images = [normal_image(rng, cfg)[0] for _ in range(n)]
-    scores = [p.score for p in model.predict(images, batch_size=8, resolution=resolution)]
+    scores = [p.score for p in model.predict(images, batch_size=8, resolution=resolution or own)]
     return float(np.quantile(scores, 0.99)), scores
 
 

@@ -33,10 +33,13 @@ def validation_pairs(n: int = N, seed: int = SEED, size: int = 224) -> list[dict
 
 
 def evaluate(model_dir: str, pairs: list[dict]) -> dict:
+    """``pair_metrics`` of a checkpoint at its own mode's resolution (224 px for ``fast``, 448 for ``accurate``)."""
+    from anomalyvfm.config import resolution_for
     from anomalyvfm.model import load_default
 
     model = load_default(model_dir)
-    return {**pair_metrics(model, pairs), "image_score": model.config.image_score}
+    return {**pair_metrics(model, pairs, resolution_for(default_mode=model.config.mode)),
+            "image_score": model.config.image_score}
 
 
 def pair_metrics(model, pairs: list[dict], resolution: int = 224) -> dict:

@@ -70,14 +70,22 @@ def smoothed_copy(final: Path, smoothing: int = SMOOTHING) -> Path:
     return dest
 
 
+def model_resolution(model: Path) -> int:
+    """The input side a checkpoint predicts at by default: its config's ``mode`` (224 px when it has none)."""
+    from anomalyvfm.config import resolution_for
+
+    return resolution_for(default_mode=json.loads((model / "config.json").read_text()).get("mode", "fast"))
+
+
 def score(model: Path, data: str, out: Path, pairs: list[dict], report: bool,
           validation: tuple[str, ...] = VALIDATION) -> dict:
-    """Synthetic validation pairs, the validation category and (``report``) the report categories."""
+    """Synthetic validation pairs, the validation category and (``report``) the report categories, each at the
+    checkpoint's own mode's resolution."""
     from anomalyvfm.benchmark import BenchmarkConfig, config_dict, run_benchmark
     from anomalyvfm.report import write_reports
 
     result = {"synthetic": _synthetic_validation().evaluate(str(model), pairs), "validation": {}, "report": {}}
-    bench = BenchmarkConfig(data=data, out=str(out), methods=("anomalyvfm",), model=str(model), resolution=224,
+    bench = BenchmarkConfig(data=data, out=str(out), methods=("anomalyvfm",), model=str(model), resolution=model_resolution(model),
                             datasets=() if report else validation)
     parts = run_benchmark(bench)
     write_reports(parts, Path(bench.out), config_dict(bench), bench.warnings)
