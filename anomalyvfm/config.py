@@ -105,6 +105,8 @@ class AnomalyVFMConfig:
     pixel_threshold: float = 0.5  # map value above which a pixel belongs to the binary mask
     map_smoothing: int = 0  # side of a mean filter over the decoder's probability grid before upsampling (0: none;
     # the published evaluation uses 5, and our 32x32 grid at 224 px has the same 7 px per cell as its 96x96 at 672)
+    flip_average: bool = False  # test-time augmentation: ``infer`` averages the logits of the image and its mirror
+    # image (twice the cost of a forward pass; batch mode and the few-shot memory use the image alone)
     mode: str = "fast"  # default input resolution, a key of MODES
     max_aspect: float = 2.0  # longer/shorter side above which an image is tiled instead of squashed
     mean: tuple[float, float, float] = IMAGENET_MEAN  # input normalisation, as the backbone was trained

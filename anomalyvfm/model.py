@@ -48,6 +48,18 @@ class ModelOutput:
                               for n in ModelOutput._TENSORS})
 
 
+def _mirror_average(out: ModelOutput, mirror: ModelOutput) -> ModelOutput:
+    """The mean of the outputs for an image and for its left-right mirror, the mirror's maps flipped back. The memory
+    tokens stay the image's own."""
+    def mean(a: torch.Tensor | None, b: torch.Tensor | None, flip: bool = False) -> torch.Tensor | None:
+        return None if a is None else (a + (b.flip(-1) if flip else b)) / 2
+
+    return ModelOutput(mean(out.mask_logits, mirror.mask_logits, True),
+                       mean(out.confidence_logits, mirror.confidence_logits, True),
+                       mean(out.image_logits, mirror.image_logits), out.patch_tokens,
+                       mean(out.self_scores, mirror.self_scores), out.features)
+
+
 class AnomalyVFM(nn.Module):
     """Zero-shot anomaly detector. ``forward`` gives logits; ``predict`` gives scores, verdicts and maps. A few-shot
     profile is the same model with a ``profile`` (``ProfileState``: memory, fusion weight, calibration)."""
@@ -108,8 +120,12 @@ class AnomalyVFM(nn.Module):
         return score_outputs(out, resolution, self.config, state=self.profile if profile is None else profile)
 
     def infer(self, pixel_values: torch.Tensor, resolution: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """``scores(forward(x))``: what prediction runs per batch (an exported model offers the same call)."""
-        return self.scores(self(pixel_values), resolution)
+        """``scores(forward(x))``: what prediction runs per batch (an exported model offers the same call). With
+        ``config.flip_average`` the logits are averaged with those of the mirror image."""
+        out = self(pixel_values)
+        if self.config.flip_average:
+            out = _mirror_average(out, self(pixel_values.flip(-1)))
+        return self.scores(out, resolution)
 
     @property
     def device(self) -> torch.device:

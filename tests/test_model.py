@@ -135,3 +135,18 @@ def test_map_smoothing_averages_the_decoder_grid_before_upsampling():
     assert raw.max() > 0.8 and smooth.max() < 0.1
     flat_map = maps(torch.full((1, 1, 16, 16), 1.0), 5)
     assert torch.allclose(flat_map, torch.sigmoid(torch.tensor(1.0)))  # borders are not darkened by padding
+
+
+def test_flip_average_scores_an_image_and_its_mirror_alike(tiny_model):
+    """With ``flip_average`` an image and its mirror image get the same scores and mirrored maps; without it they
+    do not (a random model is not mirror-symmetric), so the test would fail if the average were skipped."""
+    torch.manual_seed(1)
+    x = torch.randn(2, 3, 56, 56)
+    plain, plain_mirror = tiny_model.infer(x, 56), tiny_model.infer(x.flip(-1), 56)
+    assert not torch.allclose(plain[0]["cls"], plain_mirror[0]["cls"], atol=1e-6)
+    tiny_model.config.flip_average = True
+    (scores, maps), (mirror_scores, mirror_maps) = tiny_model.infer(x, 56), tiny_model.infer(x.flip(-1), 56)
+    for rule in scores:
+        torch.testing.assert_close(scores[rule], mirror_scores[rule], atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(maps, mirror_maps.flip(-1), atol=1e-6, rtol=1e-5)
+    assert not torch.allclose(scores["cls"], plain[0]["cls"], atol=1e-6)
