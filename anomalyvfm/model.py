@@ -119,13 +119,17 @@ class AnomalyVFM(nn.Module):
         one used for verdicts) and anomaly maps (B, R, R) in [0, 1], with ``profile`` (default: the model's own)."""
         return score_outputs(out, resolution, self.config, state=self.profile if profile is None else profile)
 
-    def infer(self, pixel_values: torch.Tensor, resolution: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """``scores(forward(x))``: what prediction runs per batch (an exported model offers the same call). With
-        ``config.flip_average`` the logits are averaged with those of the mirror image."""
+    def outputs(self, pixel_values: torch.Tensor) -> ModelOutput:
+        """The outputs that prediction scores: ``forward``, averaged with the mirror image's logits when
+        ``config.flip_average`` is on (the memory tokens stay the image's own)."""
         out = self(pixel_values)
         if self.config.flip_average:
             out = _mirror_average(out, self(pixel_values.flip(-1)))
-        return self.scores(out, resolution)
+        return out
+
+    def infer(self, pixel_values: torch.Tensor, resolution: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """``scores(outputs(x))``: what prediction runs per batch (an exported model offers the same call)."""
+        return self.scores(self.outputs(pixel_values), resolution)
 
     @property
     def device(self) -> torch.device:

@@ -42,7 +42,7 @@ from anomalyvfm.scoring import topk_mean  # noqa: E402
 
 def parts(model, views: np.ndarray, res: int, memory) -> tuple[list[float], list[float]]:
     """(image-head logits, kNN top-k scores) of views against ``memory``, as the ``memory`` rule takes them."""
-    out = forward_all(model, views, 8, model.device)
+    out = forward_all(model, views, 8, model.device, scored=True)
     knn = topk_mean(memory.distance_map(out.patch_tokens, res) / model.profile.knn_scale, model.config.top_k)
     return out.image_logits.flatten().tolist(), knn.tolist()
 

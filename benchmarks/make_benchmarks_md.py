@@ -612,7 +612,7 @@ def _v2_sections() -> list[str]:
                              "over the 5-point veto, so it is not the default. It stays an opt-in setting "
                              "(`model.config.flip_average = True`); report categories not scored. 224 px, 2-core "
                              "CPU, deterministic.",
-                             "cp -r anomalyvfm/weights/anomalyvfm-vits14 runs/v6-flip/model && python -c \"from "
+                             "mkdir -p runs/v6-flip && cp -r anomalyvfm/weights/anomalyvfm-vits14 runs/v6-flip/model && python -c \"from "
                              "anomalyvfm.checkpoint import update_config; update_config('runs/v6-flip/model', "
                              "flip_average=True)\" && python benchmarks/checkpoint_selection.py --models "
                              "runs/v6-flip/model --compare anomalyvfm/weights/anomalyvfm-vits14 --out "

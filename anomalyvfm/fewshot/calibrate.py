@@ -26,7 +26,7 @@ def view_scores(model: AnomalyVFM, images: list[np.ndarray], state: ProfileState
     for i, image in enumerate(images):
         views = np.stack([image] + [augment(rng, image) for _ in range(cfg.augmentations - 1)])
         loo = replace(state, memory=state.memory.leave_one_out(i)) if state.memory is not None else state
-        scores, _ = model.scores(forward_all(model, views, cfg.batch_size, model.device), res, loo)
+        scores, _ = model.scores(forward_all(model, views, cfg.batch_size, model.device, scored=True), res, loo)
         raw += scores[model.config.image_score].tolist()
         groups += [i] * len(views)
     return raw, groups
@@ -39,7 +39,8 @@ def fit_calibration(model: AnomalyVFM, images: list[np.ndarray], state: ProfileS
     raw, groups = view_scores(model, images, state, cfg, res)
     raw_bad = None
     if defective:
-        scores, _ = model.scores(forward_all(model, np.stack(defective), cfg.batch_size, model.device), res, state)
+        out = forward_all(model, np.stack(defective), cfg.batch_size, model.device, scored=True)
+        scores, _ = model.scores(out, res, state)
         raw_bad = scores[model.config.image_score].tolist()
     cal = replace(calibrate(raw, cfg.fpr, raw_bad, groups=groups, bounded=True), resolution=res)
     if cal.n_images < MIN_IMAGES and not defective:

@@ -46,7 +46,7 @@ def fit_memory(model: AnomalyVFM, images: list[np.ndarray], held, cfg: FinetuneC
     views, masks, labels, origin, _ = held
     if len(images) == 1 or cfg.golden:
         origin = [0] * len(origin)
-    out = forward_all(model, views, cfg.batch_size, device)
+    out = forward_all(model, views, cfg.batch_size, device, scored=True)
     knn = torch.cat([bank.leave_one_out(origin[j]).distance_map(out.patch_tokens[j:j + 1], res)
                      for j in range(len(views))])
     good = labels == 0
