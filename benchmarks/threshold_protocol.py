@@ -66,6 +66,14 @@ CHECKPOINTS = {
                          ("v10", f"anomalyvfm-vits14-v10-448 step {s}")) for s in (250, 500, 750)},
     "v6 + flip_average": ("runs/v6-flip/model", "flip-selection/runs_v6-flip_model", ("flip", "runs/v6-flip/model")),
 }
+# each selection since v6: the checkpoint it compared with (its summary's "anomalyvfm/weights/anomalyvfm-vits14") and
+# its candidates
+SELECTIONS = {"v6": ("v2", ["v6 step 500", "v6 step 750", "v6 step 1000"]),
+              "v7": ("v6 step 750", ["v7 step 2000", "v7 step 2500", "v7 step 3000"]),
+              "v8": ("v6 step 750", ["v8 step 250", "v8 step 500", "v8 step 750"]),
+              "v9": ("v6 step 750", ["v9 soup trajectory", "v9 soup runs"]),
+              "v10": ("v6 step 750", ["v10 step 250", "v10 step 500", "v10 step 750"]),
+              "flip": ("v6 step 750", ["v6 + flip_average"])}
 DEFAULT = "v6 step 750"  # the shipped default (anomalyvfm/weights/anomalyvfm-vits14, byte-identical weights)
 REPORT = "zeroshot-224-v6"  # the default's zero-shot harness run on every ../shared/data category
 
@@ -74,18 +82,10 @@ def normals(size: int, n_clean: int = 1200, n_imaging: int = 400) -> dict[str, l
     """The study's synthetic normals at ``size`` px: clean (seed 101) and the first ``n_imaging`` of them seen through
     imaging conditions (draws from seed 102)."""
     from anomalyvfm.synth import SynthConfig
-    from anomalyvfm.synth.generator import normal_image
-    from anomalyvfm.synth.imaging import imaging
+    from anomalyvfm.synth.generator import normals as draw
 
     cfg = SynthConfig(size=size)
-    rng = np.random.default_rng(101)
-    clean = [normal_image(rng, cfg)[0] for _ in range(n_clean)]
-    rng = np.random.default_rng(102)
-    seen = []
-    for image in clean[:n_imaging]:
-        apply, _ = imaging(rng, image.shape, cfg.imaging)
-        seen.append(apply(image))
-    return {"clean": clean, "imaging": seen}
+    return {"clean": draw(n_clean, 101, cfg), "imaging": draw(n_imaging, 101, cfg, imaging_seed=102)}
 
 
 def thresholds(scores: dict[str, list[float]]) -> dict[str, float]:
@@ -112,6 +112,26 @@ def score_checkpoint(model_dir: str, cache: dict) -> dict[str, list[float]]:
         cache[own] = normals(own)
     return {kind: [p.score for p in model.predict(images, batch_size=8, resolution=own)]
             for kind, images in cache[own].items()} | {"resolution": own}
+
+
+def reapplied_veto(table: dict, protocol: str) -> list[dict]:
+    """Each selection's decision again with every threshold from ``protocol``: its validation scores as stored, the
+    veto (at most ``FPR_SLACK`` more good magnetic_tile parts flagged than the compared checkpoint) and the margin."""
+    from checkpoint_selection import FPR_SLACK, MARGIN
+
+    rows = []
+    for selection, (compared, candidates) in SELECTIONS.items():
+        summary = json.loads((RESULTS / f"{selection}-selection" / "summary.json").read_text())
+        base_fpr = table[compared][protocol]["FPR"]
+        base_score = summary["anomalyvfm/weights/anomalyvfm-vits14"]["validation_score"]
+        entries = {c: {"score": summary[CHECKPOINTS[c][2][1]]["validation_score"], "FPR": table[c][protocol]["FPR"]}
+                   for c in candidates}
+        eligible = [c for c, e in entries.items() if e["FPR"] <= base_fpr + FPR_SLACK]
+        best = max(eligible, key=lambda c: entries[c]["score"]) if eligible else None
+        winner = best if best is not None and entries[best]["score"] >= base_score + MARGIN else None
+        rows.append({"selection": selection, "compared": compared, "compared_score": base_score,
+                     "compared_FPR": base_fpr, "candidates": entries, "eligible": eligible, "winner": winner})
+    return rows
 
 
 def main() -> int:
@@ -148,7 +168,8 @@ def main() -> int:
         row = json.loads(part.read_text())["row"]
         report[f"{row['dataset']}/{row['category']}"] = {
             p: rates(table[DEFAULT][p]["threshold"], part) for p in PROTOCOLS}
-    result = {"checkpoints": table, "summary": summary, "chosen": chosen, "target_fpr": TARGET,
+    veto = reapplied_veto(table, chosen)
+    result = {"checkpoints": table, "summary": summary, "chosen": chosen, "target_fpr": TARGET, "reapplied_veto": veto,
               "max_abs_diff_to_stored_clean_400": max(check.values()), "default_report": report}
     (args.out / "results.json").write_text(json.dumps(result, indent=1))
     lines = ["| checkpoint | px | " + " | ".join(f"{p} threshold / FPR / recall" for p in PROTOCOLS) + " |",
@@ -157,7 +178,8 @@ def main() -> int:
         lines.append(f"| {name} | {r['resolution']} | " + " | ".join(
             f"{r[p]['threshold']:.4f} / {100 * r[p]['FPR']:.1f}% / {100 * r[p]['recall']:.1f}%" for p in PROTOCOLS)
             + " |")
-    lines += ["", "| protocol | checkpoints at FPR <= 10% | mean FPR | median FPR | mean recall |", "|---|---|---|---|---|"]
+    lines += ["", "| protocol | checkpoints at FPR <= 10% | mean FPR | median FPR | mean recall |",
+              "|---|---|---|---|---|"]
     for p, s in summary.items():
         mark = " **(chosen)**" if p == chosen else ""
         lines.append(f"| {p}{mark} | {s['meets_target']} of {len(table)} | {100 * s['mean_FPR']:.1f}% | "
@@ -169,6 +191,15 @@ def main() -> int:
     for cat, r in report.items():
         lines.append(f"| {cat} | " + " | ".join(
             f"{100 * r[p]['FPR']:.1f}% / {100 * r[p]['recall']:.1f}%" for p in PROTOCOLS) + " |")
+    lines += ["", f"Each selection since v6 again, every threshold from {chosen} (validation scores as stored; veto: "
+              "at most 5 points more good magnetic_tile parts flagged than the compared checkpoint; margin 0.5):", "",
+              "| selection | compared: score / FPR | candidate: score / FPR | eligible | replaces the compared |",
+              "|---|---|---|---|---|"]
+    for row in veto:
+        for c, e in row["candidates"].items():
+            lines.append(f"| {row['selection']} | {row['compared']}: {100 * row['compared_score']:.1f} / "
+                         f"{100 * row['compared_FPR']:.1f}% | {c}: {100 * e['score']:.1f} / {100 * e['FPR']:.1f}% | "
+                         f"{'yes' if c in row['eligible'] else 'no'} | {'**yes**' if c == row['winner'] else 'no'} |")
     (args.out / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
