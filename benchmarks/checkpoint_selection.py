@@ -7,11 +7,12 @@ magnetic_tile, the ../shared/data category declared as validation. The report ca
 
 Validation score = the mean of four AUROCs: image (under each checkpoint's own default rule) and pixel, on the
 synthetic pairs and on magnetic_tile. Veto first: a candidate is eligible only if its verdict is no worse, i.e. at
-its own synthetic default threshold (99th percentile of 400 generator normals, seed 101, as ``default_threshold.py``)
-it flags at most 5 points more good magnetic_tile images than the compared checkpoint at its own. The best-scoring
-eligible candidate wins, and replaces the compared one only if it scores at least 0.5 points higher. (The v3
-candidate won the score and failed the veto, 51.6% vs 27.4%; the veto was added after v3 and holds for every later
-candidate.)
+its own synthetic default threshold (99th percentile of 400 generator normals, seed 101, seen through imaging
+conditions, seed 102, as ``default_threshold.py``; the selections before the threshold-protocol study, v3 to v10 and
+flip, drew them clean: re-run those with ``--clean-normals``) it flags at most 5 points more good magnetic_tile
+images than the compared checkpoint at its own. The best-scoring eligible candidate wins, and replaces the compared one
+only if it scores at least 0.5 points higher. (The v3 candidate won the score and failed the veto, 51.6% vs 27.4%;
+the veto was added after v3 and holds for every later candidate.)
 Each checkpoint is scored at its own mode's resolution (224 px for ``fast``, 448 for ``accurate``); ``--pairs-size``
 draws the synthetic pairs at one size for every candidate, so that checkpoints of different resolutions see the same
 pairs.
@@ -31,11 +32,11 @@ MARGIN = 0.005  # what a new default must win by
 FPR_SLACK = 0.05  # how many more good validation images a new default may flag at its synthetic threshold
 
 
-def validation_fpr(model: Path, harness: Path) -> tuple[float, float]:
+def validation_fpr(model: Path, harness: Path, imaging_seed: int | None) -> tuple[float, float]:
     """(synthetic threshold, FPR on magnetic_tile's test/good at it) from the candidate's harness parts."""
     from default_threshold import synthetic_threshold, test_rates
 
-    threshold, _ = synthetic_threshold(model_dir=str(model))
+    threshold, _ = synthetic_threshold(model_dir=str(model), imaging_seed=imaging_seed)
     return threshold, test_rates(threshold, str(harness))["magnetic_tile/magnetic_tile"]["FPR"]
 
 
@@ -45,6 +46,7 @@ def validation_score(result: dict, rule: str) -> float:
 
 
 def main() -> int:
+    from default_threshold import IMAGING_SEED
     from synthetic_validation import validation_pairs
     from training.ablate import score
 
@@ -56,6 +58,8 @@ def main() -> int:
     parser.add_argument("--compare", type=Path, required=True, help="the checkpoint to beat")
     parser.add_argument("--pairs-size", type=int, default=224,
                         help="side the synthetic validation pairs are drawn at (one set for every candidate)")
+    parser.add_argument("--clean-normals", action="store_true",
+                        help="thresholds from clean normals, the protocol before the threshold-protocol study")
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "v3-selection")
     args = parser.parse_args()
@@ -69,17 +73,19 @@ def main() -> int:
         candidates.update({f"{args.run.name} step {s}": args.run / "checkpoints" / f"step_{int(s):07d}" / "model"
                            for s in args.steps.split(",")})
     candidates.update({str(m): m for m in args.models})
+    imaging_seed = None if args.clean_normals else IMAGING_SEED
     for name, model in candidates.items():
         if name in summary:
             if "validation_FPR" not in summary[name]:  # scored before the veto existed: add the verdict's rate
                 harness = args.out / name.replace(" ", "_").replace("/", "_")
-                summary[name]["threshold"], summary[name]["validation_FPR"] = validation_fpr(model, harness)
+                summary[name]["threshold"], summary[name]["validation_FPR"] = validation_fpr(
+                    model, harness, imaging_seed)
                 path.write_text(json.dumps(summary, indent=1, default=float))
             continue
         rule = json.loads((model / "config.json").read_text())["image_score"]
         harness = args.out / name.replace(" ", "_").replace("/", "_")
         result = score(model, args.data, harness, pairs, report=False)
-        threshold, fpr = validation_fpr(model, harness)
+        threshold, fpr = validation_fpr(model, harness, imaging_seed)
         summary[name] = {"model": str(model), "rule": rule, **result, "threshold": threshold, "validation_FPR": fpr,
                          "validation_score": validation_score(result, rule)}
         args.out.mkdir(parents=True, exist_ok=True)

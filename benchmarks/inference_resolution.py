@@ -40,7 +40,8 @@ def synthetic(model, model_dir: str | None, resolution: int) -> dict:
     from synthetic_validation import pair_metrics, validation_pairs
 
     out = pair_metrics(model, validation_pairs(size=SIZE), resolution)
-    out["threshold"], _ = synthetic_threshold(model_dir=model_dir, size=SIZE, resolution=resolution)
+    out["threshold"], _ = synthetic_threshold(model_dir=model_dir, size=SIZE, resolution=resolution,
+                                            imaging_seed=None)
     return out
 
 

@@ -474,7 +474,7 @@ def _v2_sections() -> list[str]:
                              "good parts. That criterion was added after seeing it (said so) and is now part of the "
                              "script, checked first: at most 5 points more magnetic_tile FPR at the candidate's own "
                              "synthetic threshold (last two columns); every v3 checkpoint fails it.",
-                             "python benchmarks/checkpoint_selection.py --run runs/anomalyvfm-vits14-v3 --steps "
+                             "python benchmarks/checkpoint_selection.py --clean-normals --run runs/anomalyvfm-vits14-v3 --steps "
                              "250,500,750,1000 --compare anomalyvfm/weights/anomalyvfm-vits14")
             + _table_section("v4-selection/table.md", "Checkpoint selection for a low-learning-rate run (v4-lowlr)",
                              "Hypothesis declared before training: v3's verdict drift (at its own synthetic "
@@ -487,7 +487,7 @@ def _v2_sections() -> list[str]:
                              "checkpoint (step 250) does not beat v2, so nothing was shipped and the report "
                              "categories were not scored.",
                              "python -m training.train --config training/configs/v4-lowlr.json && python "
-                             "benchmarks/checkpoint_selection.py --run runs/anomalyvfm-vits14-v4-lowlr --steps "
+                             "benchmarks/checkpoint_selection.py --clean-normals --run runs/anomalyvfm-vits14-v4-lowlr --steps "
                              "250,500,750 --compare anomalyvfm/weights/anomalyvfm-vits14 --out "
                              "benchmarks/results/v4-selection")
             + _table_section("synth-labels-imaging/labels.md", "Synthetic labels under imaging conditions",
@@ -510,7 +510,7 @@ def _v2_sections() -> list[str]:
                              "beats v2 (85.1) by less than the 0.5-point margin: not shipped, report categories not "
                              "scored.",
                              "python -m training.train --config training/configs/v5-imaging.json && python "
-                             "benchmarks/checkpoint_selection.py --run runs/anomalyvfm-vits14-v5-imaging --steps "
+                             "benchmarks/checkpoint_selection.py --clean-normals --run runs/anomalyvfm-vits14-v5-imaging --steps "
                              "250,500,750 --compare anomalyvfm/weights/anomalyvfm-vits14 --out "
                              "benchmarks/results/v5-selection")
             + _table_section("v6-selection/table.md", "Checkpoint selection with imaging conditions (v6-imaging)",
@@ -525,7 +525,7 @@ def _v2_sections() -> list[str]:
                              "afterwards, are in 'Zero-shot AnomalyVFM v6' above. The row "
                              "`anomalyvfm/weights/anomalyvfm-vits14` is v2 (the default at the time).",
                              "python -m training.train --config training/configs/v6-imaging.json && python "
-                             "benchmarks/checkpoint_selection.py --run runs/anomalyvfm-vits14-v6-imaging --steps "
+                             "benchmarks/checkpoint_selection.py --clean-normals --run runs/anomalyvfm-vits14-v6-imaging --steps "
                              "500,750,1000 --compare anomalyvfm/weights/anomalyvfm-vits14-v2 --out "
                              "benchmarks/results/v6-selection")
             + _table_section("v7-selection/table.md", "Checkpoint selection for a run from scratch (v7-scratch)",
@@ -542,7 +542,7 @@ def _v2_sections() -> list[str]:
                              "77.8 at step 3000) and it flags 64-84% of good magnetic_tile parts at its own "
                              "synthetic threshold against v6's 14.7%. Not shipped; report categories not scored.",
                              "python -m training.train --config training/configs/v7-scratch.json && python "
-                             "benchmarks/checkpoint_selection.py --run runs/anomalyvfm-vits14-v7-scratch --steps "
+                             "benchmarks/checkpoint_selection.py --clean-normals --run runs/anomalyvfm-vits14-v7-scratch --steps "
                              "2000,2500,3000 --compare anomalyvfm/weights/anomalyvfm-vits14 --out "
                              "benchmarks/results/v7-selection")
             + _table_section("v8-selection/table.md", "Checkpoint selection with every pair through imaging "
@@ -558,7 +558,7 @@ def _v2_sections() -> list[str]:
                              "synthetic threshold vs 14.7%, although magnetic_tile AUPRO rises from 74.3 to 80.1. "
                              "Not shipped; report categories not scored.",
                              "python -m training.train --config training/configs/v8-imaging-all.json && python "
-                             "benchmarks/checkpoint_selection.py --run runs/anomalyvfm-vits14-v8-imaging-all --steps "
+                             "benchmarks/checkpoint_selection.py --clean-normals --run runs/anomalyvfm-vits14-v8-imaging-all --steps "
                              "250,500,750 --compare anomalyvfm/weights/anomalyvfm-vits14 --out "
                              "benchmarks/results/v8-selection")
             + _table_section("v9-selection/table.md", "Checkpoint selection for model soups (v9-soup)",
@@ -577,7 +577,7 @@ def _v2_sections() -> list[str]:
                              "report categories not scored.",
                              "python -m training.soup --config training/configs/v9-soup-trajectory.json && python -m "
                              "training.soup --config training/configs/v9-soup-runs.json && python "
-                             "benchmarks/checkpoint_selection.py --models runs/anomalyvfm-vits14-v9-soup/trajectory "
+                             "benchmarks/checkpoint_selection.py --clean-normals --models runs/anomalyvfm-vits14-v9-soup/trajectory "
                              "runs/anomalyvfm-vits14-v9-soup/runs --compare anomalyvfm/weights/anomalyvfm-vits14 "
                              "--out benchmarks/results/v9-selection")
             + _table_section("v10-selection/table.md", "Checkpoint selection at 448 px (v10-448)",
@@ -596,9 +596,29 @@ def _v2_sections() -> list[str]:
                              "78.5-80.0) while its image AUROC and pixel AUROC fall. Not shipped; report categories "
                              "not scored.",
                              "python -m training.train --config training/configs/v10-448.json && python "
-                             "benchmarks/checkpoint_selection.py --run runs/anomalyvfm-vits14-v10-448 --steps "
+                             "benchmarks/checkpoint_selection.py --clean-normals --run runs/anomalyvfm-vits14-v10-448 --steps "
                              "250,500,750 --compare anomalyvfm/weights/anomalyvfm-vits14 --pairs-size 448 --out "
                              "benchmarks/results/v10-selection")
+            + _table_section("threshold-protocol/table.md", "Which synthetic normals set the default threshold",
+                             "Every candidate since v6 failed the selection's veto while its AUROCs moved by a point "
+                             "or two: the shipped protocol took the 99th percentile of 400 clean generator normals "
+                             "(the 4th-highest score), and good magnetic_tile parts sit close to it. Declared before "
+                             "any score of the study (docstring of `benchmarks/threshold_protocol.py`): four "
+                             "protocols at a nominal 1% of synthetic normals (clean-400, the shipped one; clean-1200; "
+                             "imaging-400, the same 400 normals each seen through one draw of imaging conditions, "
+                             "seed 102; mixed-800, their union), 16 checkpoints (every candidate of the v6 to flip "
+                             "selections), and the criterion: most checkpoints flagging at most 10% of good "
+                             "magnetic_tile parts (the default threshold's target), ties to mean recall. Only the "
+                             "validation split chose; the report rows below are the default's, for the record. "
+                             "imaging-400 wins (4 of 16 vs 0 for clean-400) and replaces clean-400 in "
+                             "`default_threshold.py`, the selection's veto and `training.ship`; the sections above "
+                             "were decided with clean normals and their re-run commands pass `--clean-normals`. "
+                             "Re-applied with imaging-400 thresholds, every earlier decision stands except one: v6 "
+                             "with `flip_average` now passes the veto (11.1% vs 6.8%) and wins (88.6 vs 87.7), so it "
+                             "became the default's setting ('Test-time mirror averaging' below). Deterministic; "
+                             "each checkpoint at its own resolution (224 px, v10 at 448); 2-core AMD EPYC, 2 torch "
+                             "threads, torch 2.14.1, no GPU; 60 min.",
+                             "python benchmarks/threshold_protocol.py")
             + _table_section("flip-selection/table.md", "Test-time mirror averaging (`flip_average`), no training",
                              "Declared before scoring: v6 with `flip_average` on (`AnomalyVFM.infer` averages the "
                              "logits of each image and its left-right mirror, the mirror's maps flipped back; twice "
@@ -614,7 +634,7 @@ def _v2_sections() -> list[str]:
                              "CPU, deterministic.",
                              "mkdir -p runs/v6-flip && cp -r anomalyvfm/weights/anomalyvfm-vits14 runs/v6-flip/model && python -c \"from "
                              "anomalyvfm.checkpoint import update_config; update_config('runs/v6-flip/model', "
-                             "flip_average=True)\" && python benchmarks/checkpoint_selection.py --models "
+                             "flip_average=True)\" && python benchmarks/checkpoint_selection.py --clean-normals --models "
                              "runs/v6-flip/model --compare anomalyvfm/weights/anomalyvfm-vits14 --out "
                              "benchmarks/results/flip-selection")
             + _table_section("default-threshold-v2/table.md", "Default threshold of v2",

@@ -128,6 +128,17 @@ def test_pairs_seen_through_a_camera_keep_a_label_of_what_visibly_differs():
         SynthConfig(imaging=("glare",))
 
 
+def test_threshold_normals_are_deterministic_prefixes_and_seen_through_a_camera():
+    from anomalyvfm.synth.generator import normals
+
+    cfg = SynthConfig(size=64)
+    clean, seen = normals(6, 101, cfg), normals(6, 101, cfg, imaging_seed=102)
+    assert all(np.array_equal(a, b) for a, b in zip(normals(3, 101, cfg), clean))  # a shorter draw is a prefix
+    assert all(np.array_equal(a, b) for a, b in zip(seen, normals(6, 101, cfg, imaging_seed=102)))
+    assert all(a.shape == b.shape and a.dtype == b.dtype == np.uint8 for a, b in zip(clean, seen))
+    assert all(not np.array_equal(a, b) for a, b in zip(clean, seen))  # every normal went through a condition
+
+
 def test_blend_follows_the_law():
     image = np.full((2, 2, 3), 100, np.uint8)
     source = np.full((2, 2, 3), 200, np.uint8)

@@ -68,12 +68,12 @@ def settle(target: Path, settings: dict) -> dict:
     import sys
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from default_threshold import synthetic_threshold
+    from default_threshold import store, synthetic_threshold
     from self_similarity import apply
 
-    threshold, _ = synthetic_threshold(model_dir=str(target))
-    update_config(target, threshold=round(threshold, 4), threshold_origin="synthetic", trained=True)
-    return {"threshold": round(threshold, 4), **apply(target, settings)}
+    threshold = store(target, synthetic_threshold(model_dir=str(target))[0])
+    update_config(target, trained=True)
+    return {"threshold": threshold, **apply(target, settings)}
 
 
 def _mean(values: list[float]) -> float:
@@ -133,14 +133,34 @@ def selection_text(version: str) -> str:
             + table + "\n")
 
 
+def flip_text() -> str:
+    """Why the shipped config averages each image with its mirror, if it does: the flip selection again under the
+    threshold protocol chosen later (``benchmarks/threshold_protocol.py``)."""
+    if not json.loads((shipped_checkpoint() / "config.json").read_text()).get("flip_average"):
+        return ""
+    study = json.loads((ROOT / "benchmarks" / "results" / "threshold-protocol" / "results.json").read_text())
+    row = next(r for r in study["reapplied_veto"] if r["selection"] == "flip")
+    (name, c), = row["candidates"].items()
+    return (f"\n**Mirror averaging (`flip_average`, on since the threshold-protocol study).** The same weights score "
+            f"each image with its left-right mirror and average the logits, at twice the cost. Declared before scoring "
+            f"and chosen on the validation split: validation score {100 * c['score']:.1f} vs "
+            f"{100 * row['compared_score']:.1f} without it; at each one's own synthetic threshold ({study['chosen']} "
+            f"normals) it flags {100 * c['FPR']:.1f}% of good magnetic_tile parts vs {100 * row['compared_FPR']:.1f}%, "
+            "within the 5-point veto "
+            "(with the earlier clean normals it was 20.5% vs 14.7%, over it). Set `model.config.flip_average = False` "
+            "for the single pass (BENCHMARKS.md, \"Test-time mirror averaging\" and \"Which synthetic normals set the "
+            "default threshold\").\n")
+
+
 def threshold_text() -> str:
     """The stored threshold, where it came from, and what it does on real test sets
     (``python benchmarks/default_threshold.py``)."""
     path = ROOT / "benchmarks" / "results" / "default-threshold" / "results.json"
     config = json.loads((shipped_checkpoint() / "config.json").read_text())
     text = (f"The stored score threshold ({config['threshold']:g}) is the 99th percentile of this checkpoint's scores "
-            "on 400 synthetic good images; it is not calibrated for any real product, and `anomalyvfm predict` says "
-            "so. Set it from good images of your product (`anomalyvfm calibrate`, or a few-shot profile), or use "
+            "on 400 synthetic good images, each seen through imaging conditions (uneven light, exposure, noise, blur; "
+            "the protocol chosen on the validation split by `benchmarks/threshold_protocol.py`); it is not calibrated "
+            "for any real product, and `anomalyvfm predict` says so. Set it from good images of your product (`anomalyvfm calibrate`, or a few-shot profile), or use "
             "`--batch-mode mutual`.")
     if not path.is_file():
         return text
@@ -230,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"\nMeasured on {env['cpu']} ({env['cpu_count']} cores), torch {env['packages']['torch']}. Re-run: "
         f"`anomalyvfm benchmark --data ../shared/data --methods anomalyvfm,knn --shots 1,4,16 --resolution 224 "
         f"--out {args.results.relative_to(ROOT) if args.results.is_relative_to(ROOT) else args.results}`.")
-    evaluation += "\n\n" + selection_text(version)
+    evaluation += "\n\n" + selection_text(version) + flip_text()
     limitations = (
         "Departures from the published AnomalyVFM recipe:\n\n" + recipe_text() + "\n\n"
         "Trained for about an hour on a 2-core CPU on procedural data only; it is a starting point, not a finished "

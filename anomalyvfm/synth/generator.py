@@ -60,6 +60,22 @@ def normal_image(rng: np.random.Generator, cfg: SynthConfig) -> tuple[np.ndarray
     return image, np.ones(image.shape[:2], bool), family
 
 
+def normals(n: int, seed: int, cfg: SynthConfig, imaging_seed: int | None = None) -> list[np.ndarray]:
+    """``n`` defect-free images (``normal_image`` draws from ``seed``), each seen through one draw of imaging
+    conditions from ``cfg.imaging`` (draws from ``imaging_seed``) or, with ``imaging_seed=None``, clean. The first
+    ``m`` of ``n`` are the ``m`` drawn alone with the same seeds. Default thresholds are set on these."""
+    rng = np.random.default_rng(seed)
+    images = [normal_image(rng, cfg)[0] for _ in range(n)]
+    if imaging_seed is None:
+        return images
+    rng = np.random.default_rng(imaging_seed)
+    seen = []
+    for image in images:
+        apply, _ = imaging(rng, image.shape, cfg.imaging)
+        seen.append(apply(image))
+    return seen
+
+
 def make_pair(rng: np.random.Generator, cfg: SynthConfig) -> dict:
     """One sample: good image, defective image, float mask in [0, 1], and what was drawn."""
     good, fg, family = normal_image(rng, cfg)
