@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 OUT = ROOT / "benchmarks" / "results" / "default-threshold"
 TARGET = 0.10
 IMAGING_SEED = 102  # the imaging protocol, chosen by benchmarks/threshold_protocol.py on the validation split
-RESULTS = "benchmarks/results/zeroshot-224-v6"  # the harness run of the shipped checkpoint (v2: zeroshot-224-v2, v1: zeroshot-224)
+RESULTS = "benchmarks/results/zeroshot-224-v6-flip"  # the shipped default's harness run (v6 without flip: zeroshot-224-v6)
 
 
 def synthetic_threshold(n: int = 400, seed: int = 101, model_dir: str | None = None, size: int | None = None,

@@ -150,3 +150,16 @@ def test_flip_average_scores_an_image_and_its_mirror_alike(tiny_model):
         torch.testing.assert_close(scores[rule], mirror_scores[rule], atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(maps, mirror_maps.flip(-1), atol=1e-6, rtol=1e-5)
     assert not torch.allclose(scores["cls"], plain[0]["cls"], atol=1e-6)
+
+
+def test_a_run_records_whether_it_averaged_with_the_mirror(tiny_model, tmp_path):
+    import json
+
+    image = np.random.default_rng(0).integers(0, 255, (56, 56, 3), dtype=np.uint8)
+    for flip in (False, True):
+        tiny_model.config.flip_average = flip
+        single = tiny_model.predict([image], resolution=56, out=tmp_path / str(flip))[0].score
+        assert json.loads((tmp_path / str(flip) / "run.json").read_text())["flip_average"] is flip
+        if flip:  # and the recorded setting is the one that scored
+            assert single != plain_score
+        plain_score = single

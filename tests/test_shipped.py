@@ -32,13 +32,18 @@ def test_shipped_checkpoint_is_trained_and_used_by_default(shipped):
 def test_the_previous_checkpoints_stay_loadable_by_name():
     from anomalyvfm.model import shipped_names
 
-    assert {"anomalyvfm-vits14", "anomalyvfm-vits14-v1", "anomalyvfm-vits14-v2"} <= set(shipped_names())
+    assert {"anomalyvfm-vits14", "anomalyvfm-vits14-v1", "anomalyvfm-vits14-v2", "anomalyvfm-vits14-v6"} <= set(
+        shipped_names())
     v1 = load_default("anomalyvfm-vits14-v1")
     assert v1.config.trained and v1.config.decoder.layers == (-1,) and v1.config.decoder.image_head == "cls"
     v2, default = load_default("anomalyvfm-vits14-v2"), load_default()
     assert v2.config.trained and v2.config.decoder.image_head == default.config.decoder.image_head == "cls+map"
     assert weights_sha256(shipped_checkpoint("anomalyvfm-vits14-v2")) != weights_sha256(shipped_checkpoint())
-    assert (v2.config.threshold, default.config.threshold) == (0.6586, 0.6109)  # each its own synthetic threshold
+    v6 = load_default("anomalyvfm-vits14-v6")  # the same weights as the default, as v6 shipped: a single pass
+    assert weights_sha256(shipped_checkpoint("anomalyvfm-vits14-v6")) == weights_sha256(shipped_checkpoint())
+    assert default.config.flip_average and not v6.config.flip_average
+    # each its own synthetic threshold, from the protocol of its time (clean normals; then seen through imaging)
+    assert (v2.config.threshold, v6.config.threshold, default.config.threshold) == (0.6586, 0.6109, 0.6212)
 
 
 def test_shipped_checkpoint_matches_its_model_card():
