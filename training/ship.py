@@ -147,8 +147,8 @@ def flip_text() -> str:
             f"{100 * row['compared_score']:.1f} without it; at each one's own synthetic threshold ({study['chosen']} "
             f"normals) it flags {100 * c['FPR']:.1f}% of good magnetic_tile parts vs {100 * row['compared_FPR']:.1f}%, "
             "within the 5-point veto "
-            "(with the earlier clean normals it was 20.5% vs 14.7%, over it). Set `model.config.flip_average = False` "
-            "for the single pass (BENCHMARKS.md, \"Test-time mirror averaging\" and \"Which synthetic normals set the "
+            "(with the earlier clean normals it was 20.5% vs 14.7%, over it). For the single pass (twice as fast), "
+            "load `anomalyvfm-vits14-v6`: the same weights with the setting off and their own threshold (BENCHMARKS.md, \"Test-time mirror averaging\" and \"Which synthetic normals set the "
             "default threshold\").\n")
 
 
