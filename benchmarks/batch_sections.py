@@ -176,7 +176,8 @@ def default_threshold_section() -> list[str]:
         "default-threshold/table.md", "Default threshold of the zero-shot checkpoint",
         "Chosen without test data: the 99th percentile of the shipped checkpoint's scores on 400 synthetic good "
         "images (generator seed 101), each seen through one draw of imaging conditions (seed 102; the protocol "
-        "'Which synthetic normals set the default threshold' chose on the validation split). FPR and recall on each test split at that threshold and at the former 0.5 "
+        "'Which synthetic normals set the default threshold' chose on the validation split). FPR and recall on each "
+        "test split at that threshold and at the former 0.5 "
         "(scores from the zero-shot harness run, 224 px). The target FPR <= 10% on every test/good set is missed on "
         "magnetic_tile and deeppcb, so `predict` says that the zero-shot verdict is uncalibrated and names "
         "`anomalyvfm calibrate`.", "python benchmarks/default_threshold.py")

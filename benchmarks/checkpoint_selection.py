@@ -40,6 +40,15 @@ def validation_fpr(model: Path, harness: Path, imaging_seed: int | None) -> tupl
     return threshold, test_rates(threshold, str(harness))["magnetic_tile/magnetic_tile"]["FPR"]
 
 
+def decide(candidates: dict[str, tuple[float, float]], base_score: float, base_fpr: float
+           ) -> tuple[list[str], str | None, bool]:
+    """The selection rule on ``candidates`` (name -> (validation score, validation FPR)) against the compared
+    checkpoint's score and FPR: (eligible under the veto, the best of them, whether it clears the margin)."""
+    eligible = [n for n, (_, fpr) in candidates.items() if fpr <= base_fpr + FPR_SLACK]
+    best = max(eligible, key=lambda n: candidates[n][0]) if eligible else None
+    return eligible, best, best is not None and candidates[best][0] >= base_score + MARGIN
+
+
 def validation_score(result: dict, rule: str) -> float:
     syn, val = result["synthetic"], result["validation"]["magnetic_tile/magnetic_tile"]
     return (syn[f"I-AUROC[{rule}]"] + syn["P-AUROC"] + val[f"I-AUROC[{rule}]"] + val["P-AUROC"]) / 4
@@ -91,10 +100,8 @@ def main() -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(summary, indent=1, default=float))
     base = summary[str(args.compare)]
-    eligible = [n for n in summary if n != str(args.compare)
-                and summary[n]["validation_FPR"] <= base["validation_FPR"] + FPR_SLACK]
-    best = max(eligible, key=lambda n: summary[n]["validation_score"]) if eligible else None
-    wins = best is not None and summary[best]["validation_score"] >= base["validation_score"] + MARGIN
+    _, best, wins = decide({n: (r["validation_score"], r["validation_FPR"]) for n, r in summary.items()
+                            if n != str(args.compare)}, base["validation_score"], base["validation_FPR"])
     lines = ["| candidate | rule | synthetic I-AUROC | synthetic P-AUROC | magnetic_tile I-AUROC | magnetic_tile "
              "P-AUROC | magnetic_tile AUPRO@0.3 | validation score | threshold | magnetic_tile FPR |",
              "|---|---|---|---|---|---|---|---|---|---|"]

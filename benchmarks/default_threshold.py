@@ -10,8 +10,8 @@ seen through one draw of imaging conditions (seed 102), are scored by the checkp
 (``benchmarks/threshold_protocol.py``, chosen on the validation split) the normals were clean (``imaging_seed=None``);
 the sections of BENCHMARKS.md written before it say so. Report: on every ../shared/data test split, the fraction of good
 images flagged (FPR) and of defective images flagged (recall) at that candidate and at the stored 0.5, from the
-zero-shot harness run's scores (benchmarks/results/zeroshot-224-v6, 224 px; v2: zeroshot-224-v2 and
-default-threshold-v2, v1: zeroshot-224). The target for a default is FPR <= 10% on every test/good set.
+zero-shot harness run's scores (``RESULTS``, 224 px: the default's zeroshot-224-v6-flip; v6 without mirror
+averaging: zeroshot-224-v6; v2: zeroshot-224-v2 and default-threshold-v2; v1: zeroshot-224). The target for a default is FPR <= 10% on every test/good set.
 """
 from __future__ import annotations
 
@@ -49,23 +49,28 @@ def synthetic_threshold(n: int = 400, seed: int = 101, model_dir: str | None = N
     return float(np.quantile(scores, 0.99)), scores
 
 
+def part_rates(threshold: float, part: Path) -> dict[str, float]:
+    """FPR and recall at ``threshold`` of one harness part (its scores and labels)."""
+    data = json.loads(part.read_text())
+    s, y = np.asarray(data["scores"]), np.asarray(data["labels"], bool)
+    return {"FPR": float(np.mean(s[~y] > threshold)), "recall": float(np.mean(s[y] > threshold))}
+
+
 def test_rates(threshold: float, results: str = RESULTS) -> dict[str, dict[str, float]]:
     """Per category of a zero-shot harness run (``results``: its folder), the FPR and recall at ``threshold``."""
     out = {}
     for path in sorted((ROOT / results / "parts").glob("*__anomalyvfm__k0__s0.json")):
-        part = json.loads(path.read_text())
-        s, y = np.array(part["scores"]), np.array(part["labels"], bool)
-        row = part["row"]
-        out[f"{row['dataset']}/{row['category']}"] = {"FPR": float(np.mean(s[~y] > threshold)),
-                                                       "recall": float(np.mean(s[y] > threshold))}
+        row = json.loads(path.read_text())["row"]
+        out[f"{row['dataset']}/{row['category']}"] = part_rates(threshold, path)
     return out
 
 
-def store(model_dir: str | Path, threshold: float) -> float:
-    """Write ``threshold`` (rounded to 4 places) into the checkpoint's config.json as its synthetic default."""
+def store(model_dir: str | Path, threshold: float, **fields) -> float:
+    """Write ``threshold`` (rounded to 4 places) into the checkpoint's config.json as its synthetic default, with any
+    other config ``fields``."""
     from anomalyvfm.checkpoint import update_config
 
-    update_config(Path(model_dir), threshold=round(threshold, 4), threshold_origin="synthetic")
+    update_config(Path(model_dir), threshold=round(threshold, 4), threshold_origin="synthetic", **fields)
     return round(threshold, 4)
 
 

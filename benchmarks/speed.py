@@ -101,8 +101,8 @@ def main(argv=None) -> int:
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['mode']} | {r['resolution']} | {r['backbone_img_s']:.2f} | {r['single_img_s']:.2f} "
-              f"| {r['ratio']:.2f} | {r['predict_img_s']:.2f} | {r['mirror_ratio']:.2f} | " + " | ".join(f"{r[f'{n}_img_s']:.2f} | {r[f'{n}_ratio']:.2f}" for n in EXPORTS)
-              + " |")
+              f"| {r['ratio']:.2f} | {r['predict_img_s']:.2f} | {r['mirror_ratio']:.2f} | "
+              + " | ".join(f"{r[f'{n}_img_s']:.2f} | {r[f'{n}_ratio']:.2f}" for n in EXPORTS) + " |")
     return 0
 
 

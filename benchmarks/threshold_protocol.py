@@ -42,9 +42,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from default_threshold import TARGET, part_rates  # noqa: E402
+
 OUT = ROOT / "benchmarks" / "results" / "threshold-protocol"
 RESULTS = ROOT / "benchmarks" / "results"
-TARGET = 0.10
 PROTOCOLS = ("clean-400", "clean-1200", "imaging-400", "mixed-800")
 # name -> (checkpoint folder, the selection harness folder holding its magnetic_tile scores, stored threshold)
 CHECKPOINTS = {
@@ -96,12 +97,6 @@ def thresholds(scores: dict[str, list[float]]) -> dict[str, float]:
             "mixed-800": float(np.quantile(np.concatenate([clean[:400], seen]), 0.99))}
 
 
-def rates(threshold: float, part: Path) -> dict[str, float]:
-    data = json.loads(part.read_text())
-    s, y = np.asarray(data["scores"]), np.asarray(data["labels"], bool)
-    return {"FPR": float(np.mean(s[~y] > threshold)), "recall": float(np.mean(s[y] > threshold))}
-
-
 def score_checkpoint(model_dir: str, cache: dict) -> dict[str, list[float]]:
     from anomalyvfm.config import resolution_for
     from anomalyvfm.model import load_default
@@ -116,8 +111,8 @@ def score_checkpoint(model_dir: str, cache: dict) -> dict[str, list[float]]:
 
 def reapplied_veto(table: dict, protocol: str) -> list[dict]:
     """Each selection's decision again with every threshold from ``protocol``: its validation scores as stored, the
-    veto (at most ``FPR_SLACK`` more good magnetic_tile parts flagged than the compared checkpoint) and the margin."""
-    from checkpoint_selection import FPR_SLACK, MARGIN
+    veto (at most ``checkpoint_selection.FPR_SLACK`` more good magnetic_tile parts flagged than the compared checkpoint) and the margin."""
+    from checkpoint_selection import decide
 
     rows = []
     for selection, (compared, candidates) in SELECTIONS.items():
@@ -126,9 +121,9 @@ def reapplied_veto(table: dict, protocol: str) -> list[dict]:
         base_score = summary["anomalyvfm/weights/anomalyvfm-vits14"]["validation_score"]
         entries = {c: {"score": summary[CHECKPOINTS[c][2][1]]["validation_score"], "FPR": table[c][protocol]["FPR"]}
                    for c in candidates}
-        eligible = [c for c, e in entries.items() if e["FPR"] <= base_fpr + FPR_SLACK]
-        best = max(eligible, key=lambda c: entries[c]["score"]) if eligible else None
-        winner = best if best is not None and entries[best]["score"] >= base_score + MARGIN else None
+        eligible, best, wins = decide({c: (e["score"], e["FPR"]) for c, e in entries.items()}, base_score,
+                                      base_fpr)
+        winner = best if wins else None
         rows.append({"selection": selection, "compared": compared, "compared_score": base_score,
                      "compared_FPR": base_fpr, "candidates": entries, "eligible": eligible, "winner": winner})
     return rows
@@ -154,7 +149,7 @@ def main() -> int:
         part = next((RESULTS / harness / "parts").glob("magnetic_tile__*.json"))
         ts = thresholds(scores)
         table[name] = {"resolution": scores["resolution"], "stored_threshold": stored,
-                       **{p: {"threshold": t, **rates(t, part)} for p, t in ts.items()}}
+                       **{p: {"threshold": t, **part_rates(t, part)} for p, t in ts.items()}}
     check = {n: abs(r["clean-400"]["threshold"] - r["stored_threshold"]) for n, r in table.items()}
     summary = {}
     for p in PROTOCOLS:
@@ -167,7 +162,7 @@ def main() -> int:
     for part in sorted((RESULTS / REPORT / "parts").glob("*__anomalyvfm__k0__s0.json")):
         row = json.loads(part.read_text())["row"]
         report[f"{row['dataset']}/{row['category']}"] = {
-            p: rates(table[DEFAULT][p]["threshold"], part) for p in PROTOCOLS}
+            p: part_rates(table[DEFAULT][p]["threshold"], part) for p in PROTOCOLS}
     veto = reapplied_veto(table, chosen)
     result = {"checkpoints": table, "summary": summary, "chosen": chosen, "target_fpr": TARGET, "reapplied_veto": veto,
               "max_abs_diff_to_stored_clean_400": max(check.values()), "default_report": report}

@@ -33,7 +33,7 @@ from typing import Sequence
 import numpy as np
 
 from anomalyvfm.cards import build_card
-from anomalyvfm.checkpoint import MODEL_FILES, update_config
+from anomalyvfm.checkpoint import MODEL_FILES
 from anomalyvfm.model import shipped_checkpoint
 from anomalyvfm.outputs import atomic_write_bytes
 from anomalyvfm.synth import DEFECTS
@@ -71,8 +71,7 @@ def settle(target: Path, settings: dict) -> dict:
     from default_threshold import store, synthetic_threshold
     from self_similarity import apply
 
-    threshold = store(target, synthetic_threshold(model_dir=str(target))[0])
-    update_config(target, trained=True)
+    threshold = store(target, synthetic_threshold(model_dir=str(target))[0], trained=True)
     return {"threshold": threshold, **apply(target, settings)}
 
 
