@@ -105,8 +105,9 @@ class AnomalyVFMConfig:
     pixel_threshold: float = 0.5  # map value above which a pixel belongs to the binary mask
     map_smoothing: int = 0  # side of a mean filter over the decoder's probability grid before upsampling (0: none;
     # the published evaluation uses 5, and our 32x32 grid at 224 px has the same 7 px per cell as its 96x96 at 672)
-    flip_average: bool = False  # test-time augmentation: ``infer`` averages the logits of the image and its mirror
-    # image (twice the cost of a forward pass; batch mode and the few-shot memory use the image alone)
+    test_views: str = "single"  # test-time views, a key of anomalyvfm.tta.TEST_VIEWS: ``infer`` averages the logits
+    # of the image seen through each ("mirror": the image and its left-right mirror, twice the cost of one pass);
+    # batch mode and the few-shot memory use the image alone
     mode: str = "fast"  # default input resolution, a key of MODES
     max_aspect: float = 2.0  # longer/shorter side above which an image is tiled instead of squashed
     mean: tuple[float, float, float] = IMAGENET_MEAN  # input normalisation, as the backbone was trained
@@ -133,6 +134,10 @@ class AnomalyVFMConfig:
             raise ValueError(f"image_score must be one of {tuple(SCORE_RULES)}, got {self.image_score!r}")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {tuple(MODES)}, got {self.mode!r}")
+        from .tta import TEST_VIEWS
+
+        if self.test_views not in TEST_VIEWS:
+            raise ValueError(f"test_views must be one of {tuple(TEST_VIEWS)}, got {self.test_views!r}")
         if self.top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {self.top_k}")
         if self.threshold_origin not in THRESHOLD_ORIGINS:
@@ -148,6 +153,9 @@ class AnomalyVFMConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "AnomalyVFMConfig":
         known = {f.name for f in dataclasses.fields(cls)}
+        if "flip_average" in data:  # before test_views (0.x checkpoints): a bool for the mirror set; test_views wins
+            data = {"test_views": "mirror" if data["flip_average"] else "single", **data}
+            del data["flip_average"]
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown AnomalyVFMConfig keys: {sorted(unknown)}")

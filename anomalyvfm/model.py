@@ -22,6 +22,7 @@ from .profile import ProfileState
 from .scoring import SCORE_RULES, score_outputs
 from .mutual import image_statistic
 from .self_similarity import self_map
+from .tta import TEST_VIEWS, View, apply_view, undo_view
 
 __all__ = ["AnomalyVFM", "BackboneMismatchError", "ModelOutput", "load_default", "shipped_checkpoint"]
 
@@ -48,16 +49,17 @@ class ModelOutput:
                               for n in ModelOutput._TENSORS})
 
 
-def _mirror_average(out: ModelOutput, mirror: ModelOutput) -> ModelOutput:
-    """The mean of the outputs for an image and for its left-right mirror, the mirror's maps flipped back. The memory
-    tokens stay the image's own."""
-    def mean(a: torch.Tensor | None, b: torch.Tensor | None, flip: bool = False) -> torch.Tensor | None:
-        return None if a is None else (a + (b.flip(-1) if flip else b)) / 2
+def _view_average(outs: list[ModelOutput], views: tuple[View, ...]) -> ModelOutput:
+    """The mean of the outputs for several views of an image (``anomalyvfm.tta``), each view's maps turned back
+    onto the image first. The memory tokens and features stay the first view's (the image itself)."""
+    def mean(name: str, spatial: bool = False) -> torch.Tensor | None:
+        parts = [getattr(o, name) for o in outs]
+        if parts[0] is None:
+            return None
+        return torch.stack([undo_view(p, v) if spatial else p for p, v in zip(parts, views)]).mean(0)
 
-    return ModelOutput(mean(out.mask_logits, mirror.mask_logits, True),
-                       mean(out.confidence_logits, mirror.confidence_logits, True),
-                       mean(out.image_logits, mirror.image_logits), out.patch_tokens,
-                       mean(out.self_scores, mirror.self_scores), out.features)
+    return ModelOutput(mean("mask_logits", True), mean("confidence_logits", True), mean("image_logits"),
+                       outs[0].patch_tokens, mean("self_scores"), outs[0].features)
 
 
 class AnomalyVFM(nn.Module):
@@ -120,12 +122,12 @@ class AnomalyVFM(nn.Module):
         return score_outputs(out, resolution, self.config, state=self.profile if profile is None else profile)
 
     def outputs(self, pixel_values: torch.Tensor) -> ModelOutput:
-        """The outputs that prediction scores: ``forward``, averaged with the mirror image's logits when
-        ``config.flip_average`` is on (the memory tokens stay the image's own)."""
-        out = self(pixel_values)
-        if self.config.flip_average:
-            out = _mirror_average(out, self(pixel_values.flip(-1)))
-        return out
+        """The outputs that prediction scores: ``forward`` on each of ``config.test_views`` (``anomalyvfm.tta``),
+        the logits averaged (the memory tokens stay the image's own)."""
+        views = TEST_VIEWS[self.config.test_views]
+        if len(views) == 1:
+            return self(pixel_values)
+        return _view_average([self(apply_view(pixel_values, v)) for v in views], views)
 
     def infer(self, pixel_values: torch.Tensor, resolution: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """``scores(outputs(x))``: what prediction runs per batch (an exported model offers the same call)."""

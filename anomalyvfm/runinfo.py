@@ -73,7 +73,7 @@ def run_metadata(model, *, model_id: str | None, resolution: int, mode: str | No
         "weights_sha256": cfg.weights_sha256,
         "profile": profile is not None,
         "image_score": "batch" if batch_mode else cfg.image_score,
-        "flip_average": False if batch_mode else cfg.flip_average,  # batch mode scores a single pass
+        "test_views": "single" if batch_mode else cfg.test_views,  # batch mode scores a single pass
         "threshold": 0.5 if (batch_mode or calibration is not None) and threshold is None else
         (cfg.threshold if threshold is None else threshold),
         "threshold_origin": origin,

@@ -20,10 +20,10 @@ def _randomise_adapters(model):
                 p.normal_(std=0.1)
 
 
-@pytest.mark.parametrize("flip_average", [False, True])
-def test_onnx_export_matches_pytorch_on_maps_and_scores(tiny_model, tmp_path, flip_average):
+@pytest.mark.parametrize("test_views", ["single", "mirror", "d4"])
+def test_onnx_export_matches_pytorch_on_maps_and_scores(tiny_model, tmp_path, test_views):
     _randomise_adapters(tiny_model)  # so that the merged LoRA changes the backbone
-    tiny_model.config.flip_average = flip_average  # the mirror average is traced into the graph
+    tiny_model.config.test_views = test_views  # the views' average is traced into the graph
     images = _images(tmp_path)
     expected = tiny_model.predict(images, resolution=56)
     onnx = OnnxModel(export_onnx(tiny_model, tmp_path / "m.onnx", resolution=56))

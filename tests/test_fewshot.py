@@ -307,16 +307,16 @@ def test_profile_pushed_to_the_hub_loads_by_repo_id_in_a_fresh_process(tiny_mode
     assert np.allclose(by_revision, expected, atol=1e-6) and np.allclose(by_main, expected, atol=1e-6)
 
 
-def test_calibration_views_are_scored_as_predict_scores_them_with_flip_average(tiny_model):
-    """A profile's threshold must sit on predict's scale: with ``flip_average`` on, the views behind it are scored
-    with the mirror average too (they were not, so thresholds came from another score than the verdicts)."""
+def test_calibration_views_are_scored_as_predict_scores_them_with_test_views(tiny_model):
+    """A profile's threshold must sit on predict's scale: with test views (the mirror) on, the views behind it are
+    scored with that average too (they were not, so thresholds came from another score than the verdicts)."""
     from anomalyvfm.fewshot.calibrate import view_scores
 
-    tiny_model.config.flip_average = True
+    tiny_model.config.test_views = "mirror"
     image = np.random.default_rng(0).integers(0, 256, (56, 56, 3), dtype=np.uint8)
     raw, _ = view_scores(tiny_model, [image], ProfileState(), FinetuneConfig(augmentations=1), 56)
     (pred,) = tiny_model.predict([image], resolution=56)
     assert raw[0] == pytest.approx(pred.scores[tiny_model.config.image_score], abs=1e-6)
-    tiny_model.config.flip_average = False
+    tiny_model.config.test_views = "single"
     (plain,) = tiny_model.predict([image], resolution=56)
     assert plain.score != pytest.approx(pred.score, abs=1e-6)  # the mirror average changes the score

@@ -137,29 +137,50 @@ def test_map_smoothing_averages_the_decoder_grid_before_upsampling():
     assert torch.allclose(flat_map, torch.sigmoid(torch.tensor(1.0)))  # borders are not darkened by padding
 
 
-def test_flip_average_scores_an_image_and_its_mirror_alike(tiny_model):
-    """With ``flip_average`` an image and its mirror image get the same scores and mirrored maps; without it they
-    do not (a random model is not mirror-symmetric), so the test would fail if the average were skipped."""
+@pytest.mark.parametrize("name", ["mirror", "flips", "d4"])
+def test_test_views_score_an_image_and_its_symmetric_views_alike(tiny_model, name):
+    """Under a set of test views an image and any of its views in that set get the same scores and maps turned the
+    same way; in a single pass they do not (a random model has no symmetry), so the test fails if the average or a
+    map's way back were wrong."""
+    from anomalyvfm.tta import TEST_VIEWS, apply_view
+
     torch.manual_seed(1)
     x = torch.randn(2, 3, 56, 56)
-    plain, plain_mirror = tiny_model.infer(x, 56), tiny_model.infer(x.flip(-1), 56)
-    assert not torch.allclose(plain[0]["cls"], plain_mirror[0]["cls"], atol=1e-6)
-    tiny_model.config.flip_average = True
-    (scores, maps), (mirror_scores, mirror_maps) = tiny_model.infer(x, 56), tiny_model.infer(x.flip(-1), 56)
-    for rule in scores:
-        torch.testing.assert_close(scores[rule], mirror_scores[rule], atol=1e-6, rtol=1e-5)
-    torch.testing.assert_close(maps, mirror_maps.flip(-1), atol=1e-6, rtol=1e-5)
+    assert TEST_VIEWS[name][0] == TEST_VIEWS["single"][0]  # the first view is the image: its memory tokens are kept
+    plain = tiny_model.infer(x, 56)
+    tiny_model.config.test_views = name
+    scores, maps = tiny_model.infer(x, 56)
     assert not torch.allclose(scores["cls"], plain[0]["cls"], atol=1e-6)
+    for view in TEST_VIEWS[name][1:]:
+        tiny_model.config.test_views = "single"
+        seen = tiny_model.infer(apply_view(x, view), 56)
+        assert not torch.allclose(plain[0]["cls"], seen[0]["cls"], atol=1e-6)
+        tiny_model.config.test_views = name
+        view_scores, view_maps = tiny_model.infer(apply_view(x, view), 56)
+        for rule in scores:
+            torch.testing.assert_close(scores[rule], view_scores[rule], atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(apply_view(maps, view), view_maps, atol=1e-6, rtol=1e-5)
 
 
-def test_a_run_records_whether_it_averaged_with_the_mirror(tiny_model, tmp_path):
+def test_a_checkpoint_saved_with_flip_average_loads_as_the_mirror_set():
+    from anomalyvfm.config import AnomalyVFMConfig
+
+    assert AnomalyVFMConfig.from_dict({"flip_average": True}).test_views == "mirror"
+    assert AnomalyVFMConfig.from_dict({"flip_average": False}).test_views == "single"
+    assert AnomalyVFMConfig.from_dict({"flip_average": True, "test_views": "d4"}).test_views == "d4"
+    with pytest.raises(ValueError, match="test_views"):
+        AnomalyVFMConfig(test_views="rot")
+
+
+def test_a_run_records_its_test_views(tiny_model, tmp_path):
     import json
 
     image = np.random.default_rng(0).integers(0, 255, (56, 56, 3), dtype=np.uint8)
     for flip in (False, True):
-        tiny_model.config.flip_average = flip
+        tiny_model.config.test_views = "mirror" if flip else "single"
         single = tiny_model.predict([image], resolution=56, out=tmp_path / str(flip))[0].score
-        assert json.loads((tmp_path / str(flip) / "run.json").read_text())["flip_average"] is flip
+        recorded = json.loads((tmp_path / str(flip) / "run.json").read_text())["test_views"]
+        assert recorded == tiny_model.config.test_views
         if flip:  # and the recorded setting is the one that scored
             assert single != plain_score
         plain_score = single

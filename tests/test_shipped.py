@@ -41,7 +41,7 @@ def test_the_previous_checkpoints_stay_loadable_by_name():
     assert weights_sha256(shipped_checkpoint("anomalyvfm-vits14-v2")) != weights_sha256(shipped_checkpoint())
     v6 = load_default("anomalyvfm-vits14-v6")  # the same weights as the default, as v6 shipped: a single pass
     assert weights_sha256(shipped_checkpoint("anomalyvfm-vits14-v6")) == weights_sha256(shipped_checkpoint())
-    assert default.config.flip_average and not v6.config.flip_average
+    assert (default.config.test_views, v6.config.test_views) == ("mirror", "single")
     # each its own synthetic threshold, from the protocol of its time (clean normals; then seen through imaging)
     assert (v2.config.threshold, v6.config.threshold, default.config.threshold) == (0.6586, 0.6109, 0.6212)
 
