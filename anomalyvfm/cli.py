@@ -48,7 +48,7 @@ def _predict(args: argparse.Namespace) -> int:
     if not (calibrated or args.batch_mode or args.threshold is not None):
         print(f"warning: the verdicts are UNCALIBRATED for your product: the threshold "
               f"({model.config.threshold:g}, {model.config.threshold_origin}) was not chosen on it; on real test sets "
-              f"the default checkpoint's synthetic threshold flagged 0.3-45% of good parts (BENCHMARKS.md, 'Default "
+              f"the default checkpoint's synthetic threshold flagged 0.3-53% of good parts (BENCHMARKS.md, 'Default "
               f"threshold'). Calibrate "
               f"it on good images of the line: anomalyvfm calibrate {args.model or shipped_checkpoint()} --good "
               f"GOOD_DIR --out PROFILE (then --model PROFILE), or score a whole batch with --batch-mode mutual",

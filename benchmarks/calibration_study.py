@@ -13,7 +13,7 @@ fine-tune) is rebuilt, and two sets of raw scores are kept:
 From these any threshold rule can be evaluated offline: `--report` writes the false-positive rate on test/good and
 the recall on the defective test images of the threshold rules below, per category and k, mean over seeds.
 Writes OUT/raw.json (default benchmarks/results/calibration-study) and (with --report) results.md. Each run records
-the base checkpoint's weights sha256 and its ``flip_average``; a folder holds the runs of one checkpoint only.
+the base checkpoint's weights sha256 and its ``test_views``; a folder holds the runs of one checkpoint only.
 """
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def run(base, cat, k: int, seed: int, res: int) -> dict:
             model.predict([str(s.path) for s in cat.test], resolution=res, errors="raise")]
     state = model.profile.to_json()
     return {"category": cat.key, "shots": k, "seed": seed, "weights_sha256": base.config.weights_sha256,
-            "flip_average": base.config.flip_average,
+            "test_views": base.config.test_views,
             "score_stats": state["score_stats"],
             "calibration": state["calibration"], **rec, "test_raw": test,
             "labels": [int(s.label) for s in cat.test]}
@@ -111,6 +111,11 @@ def report(runs: list[dict], fpr: float = 0.01) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _views(run: dict) -> str:
+    """A run's test views; runs recorded before ``test_views`` carry ``flip_average`` or nothing (a single pass)."""
+    return run.get("test_views", "mirror" if run.get("flip_average") else "single")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
@@ -127,9 +132,9 @@ def main(argv=None) -> int:
         atomic_write_bytes(args.out / "results.md", report(runs).encode())
         return 0
     base = load_default(args.model)
-    # a checkpoint = its weights and whether it averages with the mirror (runs before that setting: a single pass)
-    others = ({(r.get("weights_sha256"), r.get("flip_average", False)) for r in runs}
-              - {(base.config.weights_sha256, base.config.flip_average)})
+    # a checkpoint = its weights and the views it averages (runs before that setting: a single pass)
+    others = ({(r.get("weights_sha256"), _views(r)) for r in runs}
+              - {(base.config.weights_sha256, base.config.test_views)})
     if others:
         parser.error(f"{path} holds runs of another checkpoint ({', '.join(map(str, others))}); give another --out")
     done = {(r["category"], r["shots"], r["seed"]) for r in runs}

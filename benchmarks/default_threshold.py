@@ -10,8 +10,8 @@ seen through one draw of imaging conditions (seed 102), are scored by the checkp
 (``benchmarks/threshold_protocol.py``, chosen on the validation split) the normals were clean (``imaging_seed=None``);
 the sections of BENCHMARKS.md written before it say so. Report: on every ../shared/data test split, the fraction of good
 images flagged (FPR) and of defective images flagged (recall) at that candidate and at the stored 0.5, from the
-zero-shot harness run's scores (``RESULTS``, 224 px: the default's zeroshot-224-v6-flip; v6 without mirror
-averaging: zeroshot-224-v6; v2: zeroshot-224-v2 and default-threshold-v2; v1: zeroshot-224). The target for a default is FPR <= 10% on every test/good set.
+zero-shot harness run's scores (``RESULTS``, 224 px: the default's zeroshot-224-v6-flips; v6 with the mirror
+alone: zeroshot-224-v6-flip and default-threshold-v6-mirror; v6 single: zeroshot-224-v6; v2: zeroshot-224-v2 and default-threshold-v2; v1: zeroshot-224). The target for a default is FPR <= 10% on every test/good set.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 OUT = ROOT / "benchmarks" / "results" / "default-threshold"
 TARGET = 0.10
 IMAGING_SEED = 102  # the imaging protocol, chosen by benchmarks/threshold_protocol.py on the validation split
-RESULTS = "benchmarks/results/zeroshot-224-v6-flip"  # the shipped default's harness run (v6 without flip: zeroshot-224-v6)
+RESULTS = "benchmarks/results/zeroshot-224-v6-flips"  # the shipped default's harness run
 
 
 def synthetic_threshold(n: int = 400, seed: int = 101, model_dir: str | None = None, size: int | None = None,

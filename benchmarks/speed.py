@@ -7,7 +7,7 @@ The default images (DeepPCB, 640x640) need no tiling, so both paths see the same
 (a) backbone: the embedded DINOv2 ViT-S/14 alone on ready-made normalised tensors;
 (b) predict: ``AnomalyVFM.predict`` on image files with the default's settings (mirror averaging on: two passes):
     decode, resize, backbone with merged LoRA, decoder, scores, maps resized to the original size; (b1) the same with
-    ``flip_average`` off, a single pass. The ratio (b1)/(a) is the cost of everything that is not the backbone,
+    ``test_views`` "single", one pass. The ratio (b1)/(a) is the cost of everything that is not the backbone,
     (b)/(b1) the cost of the mirror average.
 (c) onnx: the same ``predict`` path on the model exported by ``anomalyvfm export`` and run by onnxruntime
     (``predict --backend onnx``); (c)/(b) is the export's speed-up;
@@ -64,9 +64,9 @@ def measure(images: list[str], repeats: int, batch_size: int = 8) -> list[dict]:
 
         a = _best_rate(run_backbone, n_batches * batch_size, repeats)
         b = _best_rate(run_predict, n_batches * batch_size, repeats)
-        flip, model.config.flip_average = model.config.flip_average, False
+        views, model.config.test_views = model.config.test_views, "single"
         b1 = _best_rate(run_predict, n_batches * batch_size, repeats)
-        model.config.flip_average = flip
+        model.config.test_views = views
         onnx_rates = {}
         with tempfile.TemporaryDirectory() as tmp:
             for name, kwargs in EXPORTS.items():

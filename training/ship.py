@@ -132,23 +132,37 @@ def selection_text(version: str) -> str:
             + table + "\n")
 
 
-def flip_text() -> str:
-    """Why the shipped config averages each image with its mirror, if it does: the flip selection again under the
-    threshold protocol chosen later (``benchmarks/threshold_protocol.py``)."""
-    if not json.loads((shipped_checkpoint() / "config.json").read_text()).get("flip_average"):
+def views_text() -> str:
+    """Why the shipped config averages several views of each image, if it does: the mirror (the flip selection
+    again under the threshold protocol, ``benchmarks/threshold_protocol.py``) and then the views selection."""
+    views = json.loads((shipped_checkpoint() / "config.json").read_text()).get("test_views", "single")
+    if views == "single":
         return ""
     study = json.loads((ROOT / "benchmarks" / "results" / "threshold-protocol" / "results.json").read_text())
     row = next(r for r in study["reapplied_veto"] if r["selection"] == "flip")
-    (name, c), = row["candidates"].items()
-    return (f"\n**Mirror averaging (`flip_average`, on since the threshold-protocol study).** The same weights score "
-            f"each image with its left-right mirror and average the logits, at twice the cost. Declared before scoring "
-            f"and chosen on the validation split: validation score {100 * c['score']:.1f} vs "
-            f"{100 * row['compared_score']:.1f} without it; at each one's own synthetic threshold ({study['chosen']} "
-            f"normals) it flags {100 * c['FPR']:.1f}% of good magnetic_tile parts vs {100 * row['compared_FPR']:.1f}%, "
-            "within the 5-point veto "
-            "(with the earlier clean normals it was 20.5% vs 14.7%, over it). For the single pass (twice as fast), "
-            "load `anomalyvfm-vits14-v6`: the same weights with the setting off and their own threshold (BENCHMARKS.md, \"Test-time mirror averaging\" and \"Which synthetic normals set the "
-            "default threshold\").\n")
+    (_, c), = row["candidates"].items()
+    text = (f"\n**Test-time views (`test_views`).** The same weights score each image through several of the "
+            f"square's symmetries and average the logits, each view's map turned back first. First the left-right "
+            f"mirror (\"mirror\", twice the cost), declared before scoring and chosen on the validation split: "
+            f"validation score {100 * c['score']:.1f} vs {100 * row['compared_score']:.1f} without it; at each one's "
+            f"own synthetic threshold ({study['chosen']} normals) it flags {100 * c['FPR']:.1f}% of good "
+            f"magnetic_tile parts vs {100 * row['compared_FPR']:.1f}%, within the 5-point veto (with the earlier "
+            "clean normals it was 20.5% vs 14.7%, over it).")
+    if views != "mirror":
+        sel = json.loads((ROOT / "benchmarks" / "results" / "views-selection" / "summary.json").read_text())
+        base, new = sel["anomalyvfm/weights/anomalyvfm-vits14"], sel[f"runs/v6-{views}/model"]
+        d4 = sel["runs/v6-d4/model"]
+        text += (f" Then \"{views}\" (the image, its left-right and up-down mirrors and its half turn; four passes), "
+                 f"declared with the eight-view \"d4\" before scoring, with only sets of at most four passes eligible "
+                 f"for the default: validation score {100 * new['validation_score']:.1f} vs "
+                 f"{100 * base['validation_score']:.1f} for the mirror, magnetic_tile FPR at its own threshold "
+                 f"{100 * new['validation_FPR']:.1f}% vs {100 * base['validation_FPR']:.1f}%, within the veto "
+                 f"(\"d4\" scored {100 * d4['validation_score']:.1f} at {100 * d4['validation_FPR']:.1f}%, at twice "
+                 "the cost again; set `model.config.test_views = \"d4\"` to use it and calibrate, since the stored "
+                 "threshold belongs to the default's views).")
+    return text + (" For the single pass (four times as fast), load `anomalyvfm-vits14-v6`: the same weights with "
+                   "one view and their own threshold (BENCHMARKS.md, \"Test-time views\", \"Test-time mirror "
+                   "averaging\" and \"Which synthetic normals set the default threshold\").\n")
 
 
 def threshold_text() -> str:
@@ -249,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"\nMeasured on {env['cpu']} ({env['cpu_count']} cores), torch {env['packages']['torch']}. Re-run: "
         f"`anomalyvfm benchmark --data ../shared/data --methods anomalyvfm,knn --shots 1,4,16 --resolution 224 "
         f"--out {args.results.relative_to(ROOT) if args.results.is_relative_to(ROOT) else args.results}`.")
-    evaluation += "\n\n" + selection_text(version) + flip_text()
+    evaluation += "\n\n" + selection_text(version) + views_text()
     limitations = (
         "Departures from the published AnomalyVFM recipe:\n\n" + recipe_text() + "\n\n"
         "Trained for about an hour on a 2-core CPU on procedural data only; it is a starting point, not a finished "
