@@ -5,10 +5,10 @@
 The default images (DeepPCB, 640x640) need no tiling, so both paths see the same number of 224/448 crops.
 
 (a) backbone: the embedded DINOv2 ViT-S/14 alone on ready-made normalised tensors;
-(b) predict: ``AnomalyVFM.predict`` on image files with the default's settings (mirror averaging on: two passes):
+(b) predict: ``AnomalyVFM.predict`` on image files with the default's settings (test views "flips": four passes):
     decode, resize, backbone with merged LoRA, decoder, scores, maps resized to the original size; (b1) the same with
     ``test_views`` "single", one pass. The ratio (b1)/(a) is the cost of everything that is not the backbone,
-    (b)/(b1) the cost of the mirror average.
+    (b)/(b1) the cost of the test views.
 (c) onnx: the same ``predict`` path on the model exported by ``anomalyvfm export`` and run by onnxruntime
     (``predict --backend onnx``); (c)/(b) is the export's speed-up;
 (d) onnx int8: the same with ``export --quantize int8`` (what it costs in accuracy: benchmarks/onnx_accuracy.py).
@@ -76,7 +76,7 @@ def measure(images: list[str], repeats: int, batch_size: int = 8) -> list[dict]:
                                                                    batch_size=batch_size),
                                               n_batches * batch_size, repeats)
         row = {"mode": mode, "resolution": res, "backbone_img_s": a, "single_img_s": b1, "ratio": b1 / a,
-               "predict_img_s": b, "mirror_ratio": b / b1}
+               "predict_img_s": b, "views_ratio": b / b1}
         for name, rate in onnx_rates.items():
             row[f"{name}_img_s"], row[f"{name}_ratio"] = rate, rate / b
         rows.append(row)
@@ -96,12 +96,12 @@ def main(argv=None) -> int:
     print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
           f"torch {torch.__version__}, batch 8, {len(images)} images from {args.images}")
     print("| mode | resolution | backbone img/s | single-pass predict img/s | single / backbone | predict img/s "
-          "(default, mirror averaged) | mirrored / single | ONNX predict img/s | ONNX / eager predict | "
+          "(default, test views) | views / single | ONNX predict img/s | ONNX / eager predict | "
           "ONNX int8 img/s | int8 / eager predict |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['mode']} | {r['resolution']} | {r['backbone_img_s']:.2f} | {r['single_img_s']:.2f} "
-              f"| {r['ratio']:.2f} | {r['predict_img_s']:.2f} | {r['mirror_ratio']:.2f} | "
+              f"| {r['ratio']:.2f} | {r['predict_img_s']:.2f} | {r['views_ratio']:.2f} | "
               + " | ".join(f"{r[f'{n}_img_s']:.2f} | {r[f'{n}_ratio']:.2f}" for n in EXPORTS) + " |")
     return 0
 
