@@ -12,6 +12,7 @@ from .config import MODES, QUANTIZATIONS
 from .cliargs import device, ints, methods, positive, readable
 from .methods import METHODS
 from .runinfo import DEVICES
+from .tta import TEST_VIEWS
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -40,6 +41,16 @@ def _predict(args: argparse.Namespace) -> int:
             warnings.simplefilter("ignore")  # library chatter; the one warning that matters is printed below
             model = load_default(args.model)
         model.to(device(args.device))
+    if args.views is not None:
+        if args.backend == "onnx":
+            print("error: --views is traced into an ONNX export; export again with the views you want",
+                  file=sys.stderr)
+            return 2
+        if args.views != model.config.test_views and args.threshold is None:
+            print(f"warning: the model's threshold ({model.config.threshold:g}) was set on scores averaged over its "
+                  f"own test views ({model.config.test_views!r}), not {args.views!r}; calibrate with the same "
+                  "--views, or pass --threshold", file=sys.stderr)
+        model.config.test_views = args.views
     if not model.config.trained:
         print("warning: this model's decoder and head are UNTRAINED (config.trained is false), so its scores and "
               "heatmaps are not meaningful", file=sys.stderr)
@@ -53,9 +64,9 @@ def _predict(args: argparse.Namespace) -> int:
               f"it on good images of the line: anomalyvfm calibrate {args.model or shipped_checkpoint()} --good "
               f"GOOD_DIR --out PROFILE (then --model PROFILE), or score a whole batch with --batch-mode mutual",
               file=sys.stderr)
-    if args.batch_mode == "mutual" and (args.backend == "onnx" or args.threshold is not None):
-        print("error: --batch-mode mutual runs the PyTorch model and sets its own threshold from the batch "
-              "(no --backend onnx, no --threshold)", file=sys.stderr)
+    if args.batch_mode == "mutual" and (args.backend == "onnx" or args.threshold is not None or args.views):
+        print("error: --batch-mode mutual runs the PyTorch model in a single pass and sets its own threshold from "
+              "the batch (no --backend onnx, no --threshold, no --views)", file=sys.stderr)
         return 2
     from .config import resolution_for
     from .runinfo import run_metadata
@@ -273,6 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=tuple(MODES), help="fast (224 px) or accurate (448 px); default: the model's")
     p.add_argument("--resolution", type=int, help="explicit input side in pixels (a multiple of 14)")
     p.add_argument("--threshold", type=float, help="image score above which an image is anomalous")
+    p.add_argument("--views", choices=tuple(TEST_VIEWS),
+                   help="test-time views averaged per image (single: 1 pass, mirror: 2, flips: 4, d4: 8); "
+                        "default: the model's")
     p.add_argument("--batch-size", type=positive, default=8)
     p.add_argument("--out", default="anomalyvfm-out", help="output folder (its inputs are never scored; a rerun "
                                                            "replaces the previous run's results there)")

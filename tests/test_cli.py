@@ -28,6 +28,21 @@ def test_predict_writes_results_and_pngs(tiny_checkpoint, tmp_path, capsys):
     assert "3 images" in capsys.readouterr().err
 
 
+def test_predict_views_changes_the_scores_and_is_recorded(tiny_checkpoint, tmp_path, capsys):
+    image = str(write_image(tmp_path / "a.png", seed=1))
+    runs = {}
+    for views in ("single", "d4"):
+        out = tmp_path / views
+        assert main(["predict", image, "--model", str(tiny_checkpoint), "--resolution", "56", "--views", views,
+                     "--out", str(out)]) == 0
+        runs[views] = (json.loads((out / "run.json").read_text())["test_views"], float(_rows(out)[0]["score"]))
+    assert runs["single"][0] == "single" and runs["d4"][0] == "d4"
+    assert runs["single"][1] != runs["d4"][1]  # the eight views were averaged
+    assert "own test views" in capsys.readouterr().err  # the threshold belongs to the model's views
+    assert main(["predict", image, "--model", str(tiny_checkpoint), "--views", "d4", "--batch-mode", "mutual",
+                 "--out", str(tmp_path / "b")]) == 2
+
+
 def test_unreadable_files_are_reported_and_the_rest_scored(tiny_checkpoint, tmp_path, capsys):
     good = write_image(tmp_path / "good.png")
     empty = tmp_path / "empty.png"
