@@ -48,8 +48,8 @@ def _predict(args: argparse.Namespace) -> int:
             return 2
         if args.views != model.config.test_views and args.threshold is None:
             print(f"warning: the model's threshold ({model.config.threshold:g}) was set on scores averaged over its "
-                  f"own test views ({model.config.test_views!r}), not {args.views!r}; calibrate with the same "
-                  "--views, or pass --threshold", file=sys.stderr)
+                  f"own test views ({model.config.test_views!r}), not {args.views!r}; calibrate with them "
+                  f"(anomalyvfm calibrate MODEL --views {args.views} --good GOOD_DIR --out PROFILE), or pass --threshold", file=sys.stderr)
         model.config.test_views = args.views
     if not model.config.trained:
         print("warning: this model's decoder and head are UNTRAINED (config.trained is false), so its scores and "
@@ -198,6 +198,8 @@ def _calibrate(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = load_default(args.model)
+    if args.views is not None:  # the threshold is set on, and saved with, these views
+        model.config.test_views = args.views
     if not (args.good or args.labels):
         print("error: calibrate needs --good images or --labels labels.csv (exported from report.html)",
               file=sys.stderr)
@@ -348,6 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "threshold, NG images join as defective examples")
     k.add_argument("--defective", nargs="+", help="optional defective images")
     k.add_argument("--fpr", type=float, default=0.01)
+    k.add_argument("--views", choices=tuple(TEST_VIEWS),
+                   help="test-time views to calibrate (and save) the model with; default: the model's")
     k.add_argument("--out", help="write the calibrated model here (default: in place)")
     k.set_defaults(func=_calibrate)
 

@@ -41,6 +41,10 @@ def test_predict_views_changes_the_scores_and_is_recorded(tiny_checkpoint, tmp_p
     assert "own test views" in capsys.readouterr().err  # the threshold belongs to the model's views
     assert main(["predict", image, "--model", str(tiny_checkpoint), "--views", "d4", "--batch-mode", "mutual",
                  "--out", str(tmp_path / "b")]) == 2
+    good = [str(write_image(tmp_path / f"g{i}.png", seed=10 + i)) for i in range(3)]
+    assert main(["calibrate", str(tiny_checkpoint), "--views", "mirror", "--good", *good, "--out",
+                 str(tmp_path / "cal")]) == 0
+    assert json.loads((tmp_path / "cal" / "config.json").read_text())["test_views"] == "mirror"
 
 
 def test_unreadable_files_are_reported_and_the_rest_scored(tiny_checkpoint, tmp_path, capsys):
