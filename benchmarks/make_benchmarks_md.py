@@ -810,11 +810,12 @@ def main() -> int:
     speed = RESULTS / "speed.md"
     if speed.is_file():
         out += ["## Inference speed: eager vs ONNX", "", "Images/s of the raw backbone, of `predict` in a single pass "
-                "and with the default's mirror averaging (two passes), and of `predict --backend onnx` (onnxruntime) on "
-                "the float32 export and on `export --quantize int8` of the default (the mirror average is traced into "
-                "the graph), batch 8, 640×640 DeepPCB images, in one run. The ONNX graph with both passes runs as fast "
-                "as one eager pass; why onnxruntime gains 1.9× here is not established (a single-pass run before "
-                "mirror averaging measured ONNX at 1.03-1.07× eager).", "", speed.read_text().strip(), "",
+                "and with the default's four test views (four passes), and of `predict --backend onnx` (onnxruntime) on "
+                "the float32 export and on `export --quantize int8` of the default (the views are traced into "
+                "the graph), batch 8, 640×640 DeepPCB images, in one run. The ONNX graph with four passes runs at "
+                "about half a single eager pass; why onnxruntime gains 1.95-1.98× here is not established (a "
+                "single-pass run before test views measured ONNX at 1.03-1.07× eager). A short test run shared the "
+                "CPU for part of this run (its single pass, 11.41 img/s at 224 px, was 12.19 in the previous run).", "", speed.read_text().strip(), "",
                 "Re-run: `python benchmarks/speed.py > benchmarks/results/speed.md`.", ""]
     out += onnx_accuracy_section()
     out += golden_section()
