@@ -49,7 +49,8 @@ def _predict(args: argparse.Namespace) -> int:
         if args.views != model.config.test_views and args.threshold is None:
             print(f"warning: the model's threshold ({model.config.threshold:g}) was set on scores averaged over its "
                   f"own test views ({model.config.test_views!r}), not {args.views!r}; calibrate with them "
-                  f"(anomalyvfm calibrate MODEL --views {args.views} --good GOOD_DIR --out PROFILE), or pass --threshold", file=sys.stderr)
+                  f"(anomalyvfm calibrate MODEL --views {args.views} --good GOOD_DIR --out PROFILE), or pass "
+                  "--threshold", file=sys.stderr)
         model.config.test_views = args.views
     if not model.config.trained:
         print("warning: this model's decoder and head are UNTRAINED (config.trained is false), so its scores and "

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["View", "TEST_VIEWS", "apply_view", "undo_view", "view_count"]
+__all__ = ["View", "TEST_VIEWS", "apply_view", "undo_view"]
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,3 @@ def undo_view(x: torch.Tensor, view: View) -> torch.Tensor:
     x = _turn(x, -view.turns)
     return x.flip(-1) if view.mirror else x
 
-
-def view_count(name: str) -> int:
-    """Forward passes per image under the named set."""
-    return len(TEST_VIEWS[name])
