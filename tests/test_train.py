@@ -198,3 +198,27 @@ def test_soup_averages_every_trained_tensor_and_refuses_another_model(tiny_model
     with pytest.raises(ValueError, match="image_score"):
         soup([first, other.save_pretrained(tmp_path / "c")], tmp_path / "bad")
     assert not (tmp_path / "bad").exists()
+
+
+def test_symmetry_augment_turns_each_pair_and_its_mask_alike():
+    """With ``symmetry_augment`` every pair is one d4 view of the plain batch's pair (the same view for the good
+    image, the bad image and the mask), and not all views are the identity; the batch stays a pure function of the
+    indices."""
+    from anomalyvfm.synth import SynthConfig
+    from anomalyvfm.tta import TEST_VIEWS, apply_view
+    from training.train import batch
+
+    synth = SynthConfig(size=56)
+    plain = batch(TrainConfig(batch_size=8, seed=5), synth, 0, 0)
+    turned = batch(TrainConfig(batch_size=8, seed=5, symmetry_augment=True), synth, 0, 0)
+    again = batch(TrainConfig(batch_size=8, seed=5, symmetry_augment=True), synth, 0, 0)
+    assert all(torch.equal(a, b) for a, b in zip(turned, again))
+    assert torch.equal(plain[2], turned[2])
+    used = []
+    for j in range(4):
+        pair = slice(2 * j, 2 * j + 2)
+        match = [v for v in TEST_VIEWS["d4"] if torch.equal(apply_view(plain[0][pair], v), turned[0][pair])
+                 and torch.equal(apply_view(plain[1][pair], v), turned[1][pair])]
+        assert match, f"pair {j} is not one view of the plain pair"
+        used.append(match[0])
+    assert any(v != TEST_VIEWS["d4"][0] for v in used)

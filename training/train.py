@@ -29,6 +29,7 @@ from anomalyvfm.model import AnomalyVFM
 from anomalyvfm.outputs import atomic_write_bytes
 from anomalyvfm.preprocess import normalize
 from anomalyvfm.synth import SynthConfig, make_pair
+from anomalyvfm.tta import TEST_VIEWS, apply_view
 
 
 @dataclass
@@ -54,6 +55,8 @@ class TrainConfig:
     # 224 px the resized visible-change masks are already 0/1, so this changes nothing there
     mask_resize: str = "bilinear"  # how masks reach the 32x32 logit grid: "bilinear" (samples one pixel per cell at
     # 224 px) or "area" (the anomalous fraction of each cell)
+    symmetry_augment: bool = False  # each pair seen through one random symmetry of the square (anomalyvfm.tta's
+    # "d4" views), the same for its good and bad image and its mask
     init_from: str | None = None  # warm start: a checkpoint folder whose adapters and heads seed this run (new
     # decoder layers and image-head inputs start at zero, so step 0 reproduces that checkpoint)
     model: dict = field(default_factory=dict)  # AnomalyVFMConfig fields
@@ -88,6 +91,12 @@ def batch(cfg: TrainConfig, synth: SynthConfig, step: int, micro: int) -> tuple[
         labels += [0.0, 1.0]
     x = normalize(np.stack(images), IMAGENET_MEAN, IMAGENET_STD)
     m = torch.from_numpy(np.stack(masks)).float().div_(255.0).unsqueeze(1)
+    if cfg.symmetry_augment:
+        views = TEST_VIEWS["d4"]
+        for j, i in enumerate(range(first, first + pairs)):
+            view = views[np.random.default_rng([cfg.seed, i, 1]).integers(len(views))]
+            pair = slice(2 * j, 2 * j + 2)
+            x[pair], m[pair] = apply_view(x[pair], view), apply_view(m[pair], view)
     return x, m, torch.tensor(labels)
 
 
