@@ -622,6 +622,26 @@ def _v2_sections() -> list[str]:
                              "benchmarks/checkpoint_selection.py --clean-normals --run runs/anomalyvfm-vits14-v10-448 --steps "
                              "250,500,750 --compare anomalyvfm/weights/anomalyvfm-vits14 --pairs-size 448 --out "
                              "benchmarks/results/v10-selection")
+            + _table_section("v11-selection/table.md", "Checkpoint selection with symmetry augmentation (v11-symmetry)",
+                             "Hypothesis declared before training (commit after 8d14a09): test-time views helped on "
+                             "every split, so the single pass depends on orientation; training pairs seen through "
+                             "random symmetries of the square should make the model itself more robust. "
+                             "`training/configs/v11-symmetry.json`: the default's weights (v6) continued for 750 "
+                             "steps with `symmetry_augment` (each pair through one random d4 view, alike for good, bad "
+                             "and mask), lr 1e-4, seed 11, `imaging_fraction` 0.5; 16.1 min on the 2-core CPU (1.29 "
+                             "s/step; record in benchmarks/results/training/v11-symmetry; the loss is flat). Each "
+                             "checkpoint scored with the default's four views (`test_views` \"flips\") against the "
+                             "default (its entry and harness folder copied from the views selection: same weights, "
+                             "pairs, data and threshold protocol). Same validation split and rule. Rejected on both "
+                             "counts: validation score 88.2-88.7 vs 89.4, and 30.5-37.9% of good magnetic_tile parts "
+                             "flagged at its own synthetic threshold vs 15.3%. Not shipped; report categories not "
+                             "scored. 224 px, deterministic; 27 min for the three candidates.",
+                             "python -m training.train --config training/configs/v11-symmetry.json && python -c \"from "
+                             "anomalyvfm.checkpoint import update_config as u; [u(f'runs/anomalyvfm-vits14-v11-symmetry/"
+                             "checkpoints/step_{s:07d}/model', test_views='flips') for s in (250, 500, 750)]\" && python "
+                             "benchmarks/checkpoint_selection.py --run runs/anomalyvfm-vits14-v11-symmetry --steps "
+                             "250,500,750 --compare runs/v6-flips/model --out benchmarks/results/v11-selection  # with "
+                             "views-selection's runs/v6-flips/model entry and harness folder copied in first")
             + _table_section("threshold-protocol/table.md", "Which synthetic normals set the default threshold",
                              "Every candidate since v6 failed the selection's veto while its AUROCs moved by a point "
                              "or two: the shipped protocol took the 99th percentile of 400 clean generator normals "
