@@ -623,7 +623,7 @@ def _v2_sections() -> list[str]:
                              "250,500,750 --compare anomalyvfm/weights/anomalyvfm-vits14 --pairs-size 448 --out "
                              "benchmarks/results/v10-selection")
             + _table_section("v11-selection/table.md", "Checkpoint selection with symmetry augmentation (v11-symmetry)",
-                             "Hypothesis declared before training (commit after 8d14a09): test-time views helped on "
+                             "Hypothesis declared before training (commit 7521af7): test-time views helped on "
                              "every split, so the single pass depends on orientation; training pairs seen through "
                              "random symmetries of the square should make the model itself more robust. "
                              "`training/configs/v11-symmetry.json`: the default's weights (v6) continued for 750 "
