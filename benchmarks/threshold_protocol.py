@@ -42,7 +42,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from default_threshold import TARGET, part_rates  # noqa: E402
+from default_threshold import TARGET, part_rates, test_rates  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "threshold-protocol"
 RESULTS = ROOT / "benchmarks" / "results"
@@ -158,11 +158,9 @@ def main() -> int:
                       "median_FPR": float(np.median(fprs)),
                       "mean_recall": float(np.mean([r[p]["recall"] for r in table.values()]))}
     chosen = max(PROTOCOLS, key=lambda p: (summary[p]["meets_target"], summary[p]["mean_recall"]))
-    report = {}
-    for part in sorted((RESULTS / REPORT / "parts").glob("*__anomalyvfm__k0__s0.json")):
-        row = json.loads(part.read_text())["row"]
-        report[f"{row['dataset']}/{row['category']}"] = {
-            p: part_rates(table[DEFAULT][p]["threshold"], part) for p in PROTOCOLS}
+    per_protocol = {p: test_rates(table[DEFAULT][p]["threshold"], str((RESULTS / REPORT).relative_to(ROOT)))
+                    for p in PROTOCOLS}
+    report = {cat: {p: per_protocol[p][cat] for p in PROTOCOLS} for cat in per_protocol[PROTOCOLS[0]]}
     veto = reapplied_veto(table, chosen)
     result = {"checkpoints": table, "summary": summary, "chosen": chosen, "target_fpr": TARGET, "reapplied_veto": veto,
               "max_abs_diff_to_stored_clean_400": max(check.values()), "default_report": report}

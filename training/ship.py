@@ -173,8 +173,8 @@ def threshold_text() -> str:
     text = (f"The stored score threshold ({config['threshold']:g}) is the 99th percentile of this checkpoint's scores "
             "on 400 synthetic good images, each seen through imaging conditions (uneven light, exposure, noise, blur; "
             "the protocol chosen on the validation split by `benchmarks/threshold_protocol.py`); it is not calibrated "
-            "for any real product, and `anomalyvfm predict` says so. Set it from good images of your product (`anomalyvfm calibrate`, or a few-shot profile), or use "
-            "`--batch-mode mutual`.")
+            "for any real product, and `anomalyvfm predict` says so. Set it from good images of your product "
+            "(`anomalyvfm calibrate`, or a few-shot profile), or use `--batch-mode mutual`.")
     if not path.is_file():
         return text
     rates = json.loads(path.read_text())["at_synthetic"]

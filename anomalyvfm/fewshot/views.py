@@ -72,7 +72,7 @@ def to_tensors(model: AnomalyVFM, views: np.ndarray, masks: np.ndarray, labels: 
 def forward_all(model: AnomalyVFM, views: np.ndarray, batch_size: int, device, *,
                 scored: bool = False) -> ModelOutput:
     """Model outputs for many views, in batches, concatenated. ``scored``: as prediction scores them
-    (``AnomalyVFM.outputs``, with the mirror average when configured), for scores and thresholds that must match
+    (``AnomalyVFM.outputs``: averaged over ``config.test_views``), for scores and thresholds that must match
     ``predict``'s; else the plain forward pass (enough for memory tokens)."""
     run = model.outputs if scored else model
     return ModelOutput.concat([run(normalize(views[s:s + batch_size], model.config.mean, model.config.std).to(device))
