@@ -57,6 +57,27 @@ def test_logical_anomalies_change_one_component_of_a_multi_part_scene():
     assert changed.any() and (changed & (mask == 0)).sum() == 0
 
 
+def test_trace_faults_break_or_add_to_the_strokes_of_a_layout():
+    """On a binarised layout a fault paints one of the layout's two tones (a gap shows the background, extra
+    material has the strokes' tone), only inside its mask; the opt-in families stay out of the default draw."""
+    import cv2
+
+    from anomalyvfm.synth.defects import trace_fault
+    from anomalyvfm.synth.textures import circuit
+
+    for i in range(6):
+        rng = np.random.default_rng(i)
+        image = circuit(rng, 128, False)
+        source, mask = trace_fault(rng, image, np.ones(image.shape[:2], bool), image)
+        moved = np.abs(source.astype(int) - image.astype(int)).max(axis=2) > 0
+        assert moved.any() and (moved & (mask == 0)).sum() == 0
+        grey = image[..., 0]
+        level, _ = cv2.threshold(grey, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+        tones = {int(np.median(grey[grey > level])), int(np.median(grey[grey <= level]))}
+        assert set(np.unique(source[..., 0][moved]).tolist()) <= tones
+    assert "circuit" not in SynthConfig().textures and "trace_fault" not in SynthConfig().defects
+
+
 def test_a_bent_part_changes_its_outline_not_its_grain():
     import cv2
 

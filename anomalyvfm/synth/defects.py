@@ -297,12 +297,55 @@ def bend(rng, image, fg, donor):
     return warped, ((weight > 0.05) & outline).astype(np.float32)
 
 
+def trace_fault(rng, image, fg, donor):
+    """Faults of thin printed or etched structures (circuit traces, meshes, print): a break or a pin-hole where
+    the background shows through a line, a bite out of its edge, a bridge or spur of extra material from it, or a
+    stray speck of material. The material is the image's minority tone (Otsu), the background the other."""
+    size = image.shape[0]
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.shape[2] == 3 else image[..., 0]
+    _, bright = cv2.threshold(grey, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    material = (bright > 0) if bright.mean() < 0.5 else (bright == 0)
+    material &= fg
+    if material.sum() < 20 or (~material & fg).sum() < 20:
+        return missing_material(rng, image, fg, donor)
+    tone = {True: np.median(image[material], axis=0), False: np.median(image[~material & fg], axis=0)}
+    source = image.copy()
+    mask = np.zeros(image.shape[:2], np.float32)
+    depth = cv2.distanceTransform(material.astype(np.uint8), cv2.DIST_L2, 3)  # distance to the background
+    ridge = material & (depth >= cv2.dilate(depth, np.ones((3, 3), np.uint8)))  # centre lines of the strokes
+    edge = material & (depth <= 1.0)
+    for _ in range(int(rng.integers(1, 4))):
+        kind = str(rng.choice(["break", "pinhole", "bite", "bridge", "spur", "speck"]))
+        one = np.zeros_like(mask)
+        if kind in ("bridge", "spur"):  # extra material out of a stroke, as wide as it or thinner
+            y, x = _random_point(rng, ridge)
+            angle = rng.uniform(0, 2 * np.pi)
+            length = size * (rng.uniform(0.05, 0.15) if kind == "bridge" else rng.uniform(0.02, 0.05))
+            end = (int(x + length * np.cos(angle)), int(y + length * np.sin(angle)))
+            cv2.line(one, (x, y), end, 1.0, max(1, int(2 * depth[y, x] * rng.uniform(0.4, 1.0))), cv2.LINE_AA)
+        elif kind == "break":  # a disc wider than the stroke, centred on its centre line, cuts it through
+            y, x = _random_point(rng, ridge)
+            cv2.circle(one, (x, y), int(depth[y, x] + rng.uniform(1, 3)), 1.0, -1, cv2.LINE_AA)
+        elif kind == "pinhole":  # a hole inside a stroke wide enough to hold one
+            y, x = _random_point(rng, ridge & (depth >= 3))
+            cv2.circle(one, (x, y), max(1, int(depth[y, x] * rng.uniform(0.3, 0.6))), 1.0, -1, cv2.LINE_AA)
+        else:  # a bite out of a stroke's edge, or a speck of material on the background
+            y, x = _random_point(rng, edge if kind == "bite" else ~material & fg)
+            cv2.circle(one, (x, y), max(1, int(size * rng.uniform(0.006, 0.02))), 1.0, -1, cv2.LINE_AA)
+        gone = kind in ("break", "pinhole", "bite")
+        source[one > 0] = tone[not gone]  # a gap shows the background; extra material has the material's tone
+        mask = np.maximum(mask, one)
+    return source, mask * fg
+
+
 DEFECTS: dict[str, Callable] = {
     "scratch": scratch, "pit": pit, "stain": stain, "missing_material": missing_material,
     "deformation": deformation, "appearance": appearance, "texture_swap": texture_swap, "cut_paste": cut_paste,
     "foreign_object": foreign_object, "colour_shift": colour_shift, "edge_damage": edge_damage,
-    "logical": logical, "fold": fold, "misprint": misprint, "bend": bend,
+    "logical": logical, "fold": fold, "misprint": misprint, "bend": bend, "trace_fault": trace_fault,
 }
+# The generator's default defects. "trace_fault" is opt-in so that the validation pairs stay the same draw.
+DEFAULT_DEFECTS: tuple[str, ...] = tuple(d for d in DEFECTS if d != "trace_fault")
 
 
 def blend(image: np.ndarray, source: np.ndarray, mask: np.ndarray, opacity: float) -> np.ndarray:

@@ -10,7 +10,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .defects import DEFECTS, blend
+from .defects import DEFAULT_DEFECTS, DEFECTS, blend
 from .imaging import CONDITIONS, imaging
 from .objects import part, scene
 from .textures import DEFAULT_TEXTURES, TEXTURES
@@ -25,8 +25,8 @@ class SynthConfig:
     opacity: tuple[float, float] = (0.5, 1.0)  # δ range for ordinary defects
     low_contrast_fraction: float = 0.3  # share of defects blended faintly, δ in low_contrast_opacity
     low_contrast_opacity: tuple[float, float] = (0.15, 0.4)
-    textures: tuple[str, ...] = DEFAULT_TEXTURES  # normal families; "photo" (real photographs) is opt-in
-    defects: tuple[str, ...] = tuple(DEFECTS)
+    textures: tuple[str, ...] = DEFAULT_TEXTURES  # normal families; "photo" and "circuit" are opt-in
+    defects: tuple[str, ...] = DEFAULT_DEFECTS  # defect families; "trace_fault" is opt-in
     min_mask_pixels: int = 12  # pairs whose visible defect is smaller are redrawn
     visible_level: int = 8  # grey levels (max over channels) a pixel must change by to be labelled anomalous
     imaging_fraction: float = 0.0  # share of pairs seen through imaging conditions (uneven light, exposure, sensor
