@@ -36,7 +36,7 @@ from anomalyvfm.cards import build_card
 from anomalyvfm.checkpoint import MODEL_FILES
 from anomalyvfm.model import shipped_checkpoint
 from anomalyvfm.outputs import atomic_write_bytes
-from anomalyvfm.synth import DEFECTS
+from anomalyvfm.synth.defects import DEFAULT_DEFECTS
 from anomalyvfm.synth.textures import DEFAULT_TEXTURES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -229,16 +229,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if cfg.get("init_from"):  # a warm start: the seed checkpoint's own training comes first
         seed = Path(cfg["init_from"]).name
         lineage = (f"Warm-started from `{seed}` (its card, model_cards/{seed}.md, says how it was trained), then ")
-    defects = ", ".join(d.replace("_", " ") for d in DEFECTS)
+    textures = tuple(cfg["synth"].get("textures", DEFAULT_TEXTURES))  # the run's own families
+    families = tuple(cfg["synth"].get("defects", DEFAULT_DEFECTS))
+    defects = ", ".join(d.replace("_", " ") for d in families)
     training = (
         f"Only synthetic data. {lineage}"
         f"{steps} AdamW steps{chosen} (lr {cfg['lr']}, weight decay {cfg['weight_decay']}, "
         f"{cfg['warmup']} warm-up steps, cosine decay) of batch {cfg['batch_size']} × "
         f"{cfg['grad_accum']} (half good, half defective pairs) at {cfg['resolution']} px, seed {cfg['seed']}: "
         f"{steps * cfg['batch_size'] * cfg['grad_accum']} procedurally generated images "
-        f"(`anomalyvfm.synth`: {len(DEFAULT_TEXTURES)} texture families ({', '.join(DEFAULT_TEXTURES)}; photographs "
+        f"(`anomalyvfm.synth`: {len(textures)} texture families ({', '.join(textures)}; photographs "
         f"are opt-in and were not used), shaded parts in eight silhouettes and scenes of 2–9 components, colour and "
-        f"grey; {len(DEFECTS)} defect families ({defects}) blended with random opacity, 30% faint; each mask is the "
+        f"grey; {len(families)} defect families ({defects}) blended with random opacity, 30% faint; each mask is the "
         "set of pixels that visibly changed, ≥ 8 grey levels)"
         + (f"; {100 * cfg['synth']['imaging_fraction']:.0f}% of pairs seen through imaging conditions (uneven light, "
            "exposure, sensor noise, defocus, JPEG; the same on both images of a pair)"
