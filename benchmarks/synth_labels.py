@@ -6,6 +6,9 @@ counted, and previewed in ``preview_imaging.png`` (the only grid such a run writ
 
     python benchmarks/synth_labels.py [--n 400] [--seed 3] [--out benchmarks/results/synth-labels]
     python benchmarks/synth_labels.py --imaging-fraction 0.5 --out benchmarks/results/synth-labels-imaging
+    python benchmarks/synth_labels.py --synth-from training/configs/v12-circuit.json --out benchmarks/results/synth-labels-v12
+
+``--synth-from`` draws with a training config's generator settings (its opt-in families too).
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--out", default="benchmarks/results/synth-labels")
     parser.add_argument("--imaging-fraction", type=float, default=0.0)
+    parser.add_argument("--synth-from", type=Path, help="a training config: draw with its `synth` settings")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -36,7 +40,8 @@ def main() -> None:
     families: dict[str, int] = defaultdict(int)
     conditions: dict[str, int] = defaultdict(int)
     seen = 0  # pairs seen through imaging conditions
-    cfg = SynthConfig(imaging_fraction=args.imaging_fraction)
+    settings = json.loads(args.synth_from.read_text())["synth"] if args.synth_from else {}
+    cfg = SynthConfig(**{"imaging_fraction": args.imaging_fraction, **settings})
     for s in tqdm(generate(args.n, seed=args.seed, cfg=cfg), total=args.n, desc="pairs"):
         mask = s["mask"] > 0
         diff = np.abs(s["bad"].astype(int) - s["good"].astype(int)).max(axis=2)
@@ -66,11 +71,12 @@ def main() -> None:
         table += ["", f"Pairs seen through imaging conditions: {seen} of {args.n}; per condition: " +
                   ", ".join(f"{k} {v}" for k, v in sorted(conditions.items()))]
     head = f"{args.n} pairs, seed {args.seed}, 224 px" + (f", imaging fraction {cfg.imaging_fraction}"
-                                                           if cfg.imaging_fraction else "")
+                                                           if cfg.imaging_fraction else "") + \
+        (f", generator settings of {args.synth_from}" if args.synth_from else "")
     (out / "labels.md").write_text(head + "\n\n" + "\n".join(table) + "\n")
     print("\n".join(table))
     for name, samples in examples.items():  # rows: good / defective with the label outlined / label
-        if cfg.imaging_fraction and name != "imaging":  # the families' grids are the plain run's
+        if cfg.imaging_fraction and not args.synth_from and name != "imaging":  # the plain run's grids
             continue
         Image.fromarray(contact_sheet(samples[:16], columns=8)).save(out / f"preview_{name}.png")
 
