@@ -522,6 +522,15 @@ def _v2_sections() -> list[str]:
                              "turn it on. Preview: benchmarks/results/synth-labels-imaging/preview_imaging.png.",
                              "python benchmarks/synth_labels.py --imaging-fraction 0.5 --out "
                              "benchmarks/results/synth-labels-imaging")
+            + _table_section("synth-labels-v12/labels.md", "Synthetic labels with v12's mix (layouts and stroke faults)",
+                             "The same count with the generator settings of `training/configs/v12-circuit.json`: "
+                             "the default families plus the opt-in `circuit` normals (traces at 0/45/90 degrees, "
+                             "pads, vias, rows of component pads; binarised or metal on a solder mask) and "
+                             "`trace_fault` defects (break, pin-hole, bite, bridge, spur, speck; the material is the "
+                             "image's minority tone), half the pairs through imaging conditions. Preview per family: "
+                             "benchmarks/results/synth-labels-v12/preview_*.png.",
+                             "python benchmarks/synth_labels.py --synth-from training/configs/v12-circuit.json --out "
+                             "benchmarks/results/synth-labels-v12")
             + _table_section("v5-selection/table.md", "Checkpoint selection with imaging conditions (v5-imaging)",
                              "Hypothesis declared before training: v4-lowlr's verdict drift comes from synthetic "
                              "normals being cleaner than real good parts. `training/configs/v5-imaging.json` is "
@@ -641,6 +650,27 @@ def _v2_sections() -> list[str]:
                              "checkpoints/step_{s:07d}/model', test_views='flips') for s in (250, 500, 750)]\" && python "
                              "benchmarks/checkpoint_selection.py --run runs/anomalyvfm-vits14-v11-symmetry --steps "
                              "250,500,750 --compare runs/v6-flips/model --out benchmarks/results/v11-selection  # with "
+                             "views-selection's runs/v6-flips/model entry and harness folder copied in first")
+            + _table_section("v12-selection/table.md", "Checkpoint selection with layouts and stroke faults (v12-circuit)",
+                             "Hypothesis declared before training (commit 2368f00): layouts (circuit boards, "
+                             "photomasks) are a missing normal family and the faults of thin strokes (break, "
+                             "pin-hole, bite, bridge, spur, speck) a missing defect family. Both are opt-in "
+                             "(`circuit`, `trace_fault`), so the validation pairs stay the same draw (checked by "
+                             "hash). `training/configs/v12-circuit.json`: the default's weights (v6) continued for "
+                             "750 steps with both added to the mix (31 of 400 normals are layouts, 23 of 400 defects "
+                             "stroke faults; 'Synthetic labels with v12's mix'), lr 1e-4, seed 12, `imaging_fraction` "
+                             "0.5, otherwise v11's recipe without symmetry; 16.8 min on the 2-core CPU (1.34 s/step; "
+                             "record in benchmarks/results/training/v12-circuit; the loss is flat). Scored with the "
+                             "default's four views against the default, as for v11. Rejected on both counts: "
+                             "validation score 87.9-88.8 vs 89.4, and 30.5-47.9% of good magnetic_tile parts flagged "
+                             "at its own synthetic threshold vs 15.3% (magnetic_tile AUPRO rises, 78.9 to 80.9-81.4, "
+                             "as with v8 and v10). Not shipped; report categories not scored. 224 px, deterministic; "
+                             "27 min for the three candidates.",
+                             "python -m training.train --config training/configs/v12-circuit.json && python -c \"from "
+                             "anomalyvfm.checkpoint import update_config as u; [u(f'runs/anomalyvfm-vits14-v12-circuit/"
+                             "checkpoints/step_{s:07d}/model', test_views='flips') for s in (250, 500, 750)]\" && python "
+                             "benchmarks/checkpoint_selection.py --run runs/anomalyvfm-vits14-v12-circuit --steps "
+                             "250,500,750 --compare runs/v6-flips/model --out benchmarks/results/v12-selection  # with "
                              "views-selection's runs/v6-flips/model entry and harness folder copied in first")
             + _table_section("threshold-protocol/table.md", "Which synthetic normals set the default threshold",
                              "Every candidate since v6 failed the selection's veto while its AUROCs moved by a point "
