@@ -8,7 +8,8 @@ counted, and previewed in ``preview_imaging.png`` (the only grid such a run writ
     python benchmarks/synth_labels.py --imaging-fraction 0.5 --out benchmarks/results/synth-labels-imaging
     python benchmarks/synth_labels.py --synth-from training/configs/v12-circuit.json --out benchmarks/results/synth-labels-v12
 
-``--synth-from`` draws with a training config's generator settings (its opt-in families too).
+``--synth-from`` draws with a training config's generator settings (its opt-in families too; its `imaging_fraction`,
+when it sets one, replaces `--imaging-fraction`).
 """
 from __future__ import annotations
 

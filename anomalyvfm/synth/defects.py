@@ -308,7 +308,7 @@ def trace_fault(rng, image, fg, donor):
     material &= fg
     if material.sum() < 20 or (~material & fg).sum() < 20:
         return missing_material(rng, image, fg, donor)
-    tone = {True: np.median(image[material], axis=0), False: np.median(image[~material & fg], axis=0)}
+    stroke, background = np.median(image[material], axis=0), np.median(image[~material & fg], axis=0)
     source = image.copy()
     mask = np.zeros(image.shape[:2], np.float32)
     depth = cv2.distanceTransform(material.astype(np.uint8), cv2.DIST_L2, 3)  # distance to the background
@@ -332,8 +332,8 @@ def trace_fault(rng, image, fg, donor):
         else:  # a bite out of a stroke's edge, or a speck of material on the background
             y, x = _random_point(rng, edge if kind == "bite" else ~material & fg)
             cv2.circle(one, (x, y), max(1, int(size * rng.uniform(0.006, 0.02))), 1.0, -1, cv2.LINE_AA)
-        gone = kind in ("break", "pinhole", "bite")
-        source[one > 0] = tone[not gone]  # a gap shows the background; extra material has the material's tone
+        # a gap shows the background; extra material has the strokes' tone
+        source[one > 0] = background if kind in ("break", "pinhole", "bite") else stroke
         mask = np.maximum(mask, one)
     return source, mask * fg
 
