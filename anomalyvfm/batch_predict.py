@@ -60,12 +60,13 @@ def predict_batch(model, images: Sequence[ImageInput], *, batch_size: int = 8, m
     res = resolution_for(mode, resolution, model.config.mode)
     model.prepare_for_inference()
     reference = model.profile.reference if model.profile is not None else None
-    loaded = [_load(item, i, res, model.config.max_aspect, reference) for i, item in enumerate(images)]
+    aspect, tile_size = model.config.max_aspect, model.config.tile_size
+    loaded = [_load(item, i, res, aspect, reference, tile_size) for i, item in enumerate(images)]
     bad = next((item for item in loaded if item.error), None)
     if bad is not None and errors == "raise":
         raise ImageReadError(bad.name, bad.error)
     good = [item for item in loaded if not item.error]
-    extra = [_load(item, len(loaded) + i, res, model.config.max_aspect, reference) for i, item in enumerate(references)]
+    extra = [_load(item, len(loaded) + i, res, aspect, reference, tile_size) for i, item in enumerate(references)]
     bad = next((item for item in extra if item.error), None)
     if bad is not None:
         raise ImageReadError(bad.name, bad.error)

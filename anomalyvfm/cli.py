@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .config import MODES, QUANTIZATIONS
-from .cliargs import device, ints, methods, positive, readable
+from .cliargs import device, ints, methods, positive, readable, tile_size
 from .methods import METHODS
 from .runinfo import DEVICES
 from .tta import TEST_VIEWS
@@ -52,6 +52,13 @@ def _predict(args: argparse.Namespace) -> int:
                   f"(anomalyvfm calibrate MODEL --views {args.views} --good GOOD_DIR --out PROFILE), or pass "
                   "--threshold", file=sys.stderr)
         model.config.test_views = args.views
+    if args.tile_size is not None:
+        if args.tile_size != model.config.tile_size and args.threshold is None:
+            print(f"warning: the model's threshold ({model.config.threshold:g}) was set with tile size "
+                  f"{model.config.tile_size} (0: whole images), not {args.tile_size}; a tiled image scores as its "
+                  f"most anomalous tile, so calibrate with it (anomalyvfm calibrate MODEL --tile-size "
+                  f"{args.tile_size} --good GOOD_DIR --out PROFILE), or pass --threshold", file=sys.stderr)
+        model.config.tile_size = args.tile_size
     if not model.config.trained:
         print("warning: this model's decoder and head are UNTRAINED (config.trained is false), so its scores and "
               "heatmaps are not meaningful", file=sys.stderr)
@@ -201,6 +208,8 @@ def _calibrate(args: argparse.Namespace) -> int:
         model = load_default(args.model)
     if args.views is not None:  # the threshold is set on, and saved with, these views
         model.config.test_views = args.views
+    if args.tile_size is not None:  # likewise this tiling
+        model.config.tile_size = args.tile_size
     if not (args.good or args.labels):
         print("error: calibrate needs --good images or --labels labels.csv (exported from report.html)",
               file=sys.stderr)
@@ -290,6 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--views", choices=tuple(TEST_VIEWS),
                    help="test-time views averaged per image (single: 1 pass, mirror: 2, flips: 4, d4: 8); "
                         "default: the model's")
+    p.add_argument("--tile-size", type=tile_size,
+                   help="cut images larger than this many pixels into overlapping tiles of this side, each seen at "
+                        "the input resolution (for defects a few pixels wide); 0: whole images; default: the model's")
     p.add_argument("--batch-size", type=positive, default=8)
     p.add_argument("--out", default="anomalyvfm-out", help="output folder (its inputs are never scored; a rerun "
                                                            "replaces the previous run's results there)")
@@ -353,6 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--fpr", type=float, default=0.01)
     k.add_argument("--views", choices=tuple(TEST_VIEWS),
                    help="test-time views to calibrate (and save) the model with; default: the model's")
+    k.add_argument("--tile-size", type=tile_size,
+                   help="tile size to calibrate (and save) the model with (see predict); default: the model's")
     k.add_argument("--out", help="write the calibrated model here (default: in place)")
     k.set_defaults(func=_calibrate)
 

@@ -26,6 +26,17 @@ def positive(text: str) -> int:
     return value
 
 
+def tile_size(text: str) -> int:
+    """A tile side in pixels: 0 (no tiling) or at least 28."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of pixels, got {text!r}") from None
+    if value != 0 and value < 28:
+        raise argparse.ArgumentTypeError(f"must be 0 (no tiling) or at least 28, got {value}")
+    return value
+
+
 def methods(text: str) -> tuple[str, ...]:
     names = tuple(m for m in text.split(",") if m)
     unknown = [m for m in names if m not in METHODS]

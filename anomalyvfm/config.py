@@ -110,6 +110,9 @@ class AnomalyVFMConfig:
     # batch mode and the few-shot memory use the image alone
     mode: str = "fast"  # default input resolution, a key of MODES
     max_aspect: float = 2.0  # longer/shorter side above which an image is tiled instead of squashed
+    tile_size: int = 0  # side, in pixels of the original, of the overlapping squares an image larger than it is cut
+    # into, each seen at the input resolution (0: the whole image, resized); for defects a few pixels wide on
+    # large images. The image score is the most anomalous tile's, so the threshold depends on it
     mean: tuple[float, float, float] = IMAGENET_MEAN  # input normalisation, as the backbone was trained
     std: tuple[float, float, float] = IMAGENET_STD
     trained: bool = False  # False for a freshly built model: its heads are random
@@ -146,6 +149,8 @@ class AnomalyVFMConfig:
             raise ValueError(f"map_smoothing must be 0 or an odd kernel side, got {self.map_smoothing}")
         if self.max_aspect < 1.0:
             raise ValueError(f"max_aspect must be >= 1, got {self.max_aspect}")
+        if self.tile_size != 0 and self.tile_size < 28:
+            raise ValueError(f"tile_size must be 0 (no tiling) or >= 28 pixels, got {self.tile_size}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

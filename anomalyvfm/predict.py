@@ -80,7 +80,7 @@ def collect_inputs(specs: Sequence[str], exclude: str | os.PathLike | None = Non
 
 
 def _load(item: ImageInput, index: int, resolution: int, max_aspect: float,
-          reference: np.ndarray | None = None) -> _Loaded:
+          reference: np.ndarray | None = None, tile_size: int = 0) -> _Loaded:
     name = describe(item, index)
     try:
         rgb = load(item)
@@ -88,7 +88,7 @@ def _load(item: ImageInput, index: int, resolution: int, max_aspect: float,
         return _Loaded(name, error=e.reason)
     except ValueError as e:  # an array of the wrong shape
         return _Loaded(name, error=str(e))
-    refused = check_size(*rgb.shape[:2])
+    refused = check_size(*rgb.shape[:2], tile_size)
     if refused:
         return _Loaded(name, error=refused)
     if reference is not None:  # golden-reference mode: one whole-image view, aligned to the reference
@@ -98,7 +98,7 @@ def _load(item: ImageInput, index: int, resolution: int, max_aspect: float,
         tile = Tile(0, aligned.shape[0], 0, aligned.shape[1])
         return _Loaded(name, rgb, [tile], [crop_and_resize(aligned, tile, resolution)], warp=warp,
                        size=rgb.shape[:2])
-    tiles = plan_tiles(rgb.shape[0], rgb.shape[1], max_aspect)
+    tiles = plan_tiles(rgb.shape[0], rgb.shape[1], max_aspect, tile_size)
     return _Loaded(name, rgb, tiles, [crop_and_resize(rgb, t, resolution) for t in tiles])
 
 
@@ -133,7 +133,7 @@ def iter_predict(model, images: Iterable[ImageInput], batch_size: int = 8, mode:
     reference = model.profile.reference if model.profile is not None else None
 
     def load_chunk(chunk):
-        return [_load(item, i, res, cfg.max_aspect, reference) for i, item in chunk]
+        return [_load(item, i, res, cfg.max_aspect, reference, cfg.tile_size) for i, item in chunk]
 
     with ThreadPoolExecutor(max_workers=1) as pool, torch.inference_mode():
         chunks = _chunks(items, batch_size)
@@ -183,7 +183,7 @@ def _run(model, loaded: list[_Loaded], res: int, threshold: float, pixel_thresho
             h, w = item.rgb.shape[:2]
             amap = stitch(list(maps_np[k:k + n]), item.tiles, h, w)
         amap = amap.astype(np.float32)
-        by_rule = dict(zip(rules, scores_np[k:k + n].max(0).tolist()))  # a long image: its most anomalous tile
+        by_rule = dict(zip(rules, scores_np[k:k + n].max(0).tolist()))  # a tiled image: its most anomalous tile
         score = by_rule[model.config.image_score]
         if calibration is not None:  # a calibrated profile: the 0–1 deviation score, its threshold at 0.5
             by_rule["raw"] = score

@@ -1,4 +1,4 @@
-"""Image reading (any mode, EXIF orientation), aspect-preserving tiling, and maps back to the original size."""
+"""Image reading (any mode, EXIF orientation), aspect-preserving and fixed-size tiling, and maps back to the original size."""
 from __future__ import annotations
 
 import errno
@@ -45,9 +45,10 @@ def to_rgb(image: Image.Image) -> np.ndarray:
 
 MAX_PIXELS = 64_000_000  # larger images are refused before decoding (64 MP: 8000 × 8000)
 MAX_TILES = 16  # an image more elongated than 16:1 would need more tiles than this: refused
+MAX_GRID_TILES = 256  # with a ``tile_size``, an image that needs more tiles than this is refused
 
 
-def check_size(height: int, width: int) -> str | None:
+def check_size(height: int, width: int, tile_size: int = 0) -> str | None:
     """Why an image of this size is refused (a bound on memory and on tiles), or None when it is fine."""
     if height < 1 or width < 1:
         return f"has no pixels ({width}×{height})"
@@ -57,6 +58,11 @@ def check_size(height: int, width: int) -> str | None:
     if max(height, width) > MAX_TILES * min(height, width):
         return (f"aspect ratio {max(height, width)}:{min(height, width)} is beyond {MAX_TILES}:1 (it would need more "
                 f"than {MAX_TILES} tiles); crop it into parts first")
+    if tile_size and min(height, width) > tile_size:
+        n = math.ceil(height / tile_size) * math.ceil(width / tile_size)
+        if n > MAX_GRID_TILES:
+            return (f"{width}×{height} cut into tiles of {tile_size} px needs {n} of them, over the {MAX_GRID_TILES} "
+                    f"limit; use a larger tile size or downscale it first")
     return None
 
 
@@ -122,17 +128,27 @@ class Tile:
     x1: int
 
 
-def plan_tiles(height: int, width: int, max_aspect: float) -> list[Tile]:
+def plan_tiles(height: int, width: int, max_aspect: float, tile_size: int = 0) -> list[Tile]:
     """The whole image when its aspect ratio is within ``max_aspect``; otherwise overlapping squares of the
-    shorter side, evenly spaced along the longer one, so nothing is squashed."""
+    shorter side, evenly spaced along the longer one, so nothing is squashed. With ``tile_size`` (pixels of the
+    original), an image whose shorter side exceeds it is cut into a grid of overlapping squares of that side
+    instead, so that a defect a few pixels wide is not shrunk away by the resize."""
     short, long = min(height, width), max(height, width)
+    if tile_size and short > tile_size:
+        return [Tile(y, y + tile_size, x, x + tile_size)
+                for y in _starts(height, tile_size) for x in _starts(width, tile_size)]
     if long <= max_aspect * short:
         return [Tile(0, height, 0, width)]
-    n = math.ceil(long / short)
-    starts = np.linspace(0, long - short, n).round().astype(int)
+    starts = _starts(long, short)
     if height >= width:
-        return [Tile(int(s), int(s) + short, 0, width) for s in starts]
-    return [Tile(0, height, int(s), int(s) + short) for s in starts]
+        return [Tile(s, s + short, 0, width) for s in starts]
+    return [Tile(0, height, s, s + short) for s in starts]
+
+
+def _starts(length: int, side: int) -> list[int]:
+    """Offsets of the fewest squares of ``side`` that cover ``length``, evenly spaced (so they overlap)."""
+    n = math.ceil(length / side)
+    return [int(v) for v in np.linspace(0, length - side, n).round()]
 
 
 def crop_and_resize(rgb: np.ndarray, tile: Tile, resolution: int) -> np.ndarray:

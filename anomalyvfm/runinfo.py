@@ -79,6 +79,7 @@ def run_metadata(model, *, model_id: str | None, resolution: int, mode: str | No
         "threshold_origin": origin,
         "pixel_threshold": cfg.pixel_threshold,
         "resolution": resolution,
+        "tile_size": cfg.tile_size,  # 0: whole images
         "mode": f"batch ({batch_mode})" if batch_mode else (mode or cfg.mode),
         "backend": backend,
         "device": str(device) if device is not None else "cpu",

@@ -47,6 +47,26 @@ def test_predict_views_changes_the_scores_and_is_recorded(tiny_checkpoint, tmp_p
     assert json.loads((tmp_path / "cal" / "config.json").read_text())["test_views"] == "mirror"
 
 
+def test_predict_tile_size_changes_the_scores_and_is_recorded(tiny_checkpoint, tmp_path, capsys):
+    image = str(write_image(tmp_path / "a.png", (90, 90), seed=2))
+    runs = {}
+    for size in ("0", "40"):
+        out = tmp_path / size
+        assert main(["predict", image, "--model", str(tiny_checkpoint), "--resolution", "56", "--tile-size", size,
+                     "--out", str(out)]) == 0
+        runs[size] = (json.loads((out / "run.json").read_text())["tile_size"], float(_rows(out)[0]["score"]))
+    assert runs["0"][0] == 0 and runs["40"][0] == 40
+    assert runs["0"][1] != runs["40"][1]  # nine tiles, the most anomalous one's score
+    assert "tile size 0" in capsys.readouterr().err  # the threshold belongs to the model's tiling
+    with pytest.raises(SystemExit):
+        main(["predict", image, "--tile-size", "10"])
+    assert "at least 28" in capsys.readouterr().err
+    good = [str(write_image(tmp_path / f"g{i}.png", (90, 90), seed=10 + i)) for i in range(3)]
+    assert main(["calibrate", str(tiny_checkpoint), "--tile-size", "40", "--good", *good, "--out",
+                 str(tmp_path / "cal")]) == 0
+    assert json.loads((tmp_path / "cal" / "config.json").read_text())["tile_size"] == 40
+
+
 def test_unreadable_files_are_reported_and_the_rest_scored(tiny_checkpoint, tmp_path, capsys):
     good = write_image(tmp_path / "good.png")
     empty = tmp_path / "empty.png"

@@ -3,6 +3,7 @@ import pytest
 from PIL import Image
 
 from anomalyvfm import ImageReadError
+from anomalyvfm.config import AnomalyVFMConfig
 from anomalyvfm.predict import collect_inputs
 from anomalyvfm.regions import mask_threshold
 from conftest import write_image
@@ -54,6 +55,37 @@ def test_long_images_are_scored_per_tile(tiny_model):
     tiles = [tiny_model.predict([image[:, x:x + 20]], resolution=56)[0].score for x in (0, 17, 33, 50)]
     assert result.anomaly_map.shape == (20, 70)
     assert result.score == pytest.approx(max(tiles), abs=1e-5)
+
+
+def test_a_tile_size_scores_a_large_image_as_its_most_anomalous_tile(tiny_model):
+    image = np.random.default_rng(1).integers(0, 255, (60, 90, 3), np.uint8)
+    whole = tiny_model.predict([image], resolution=56)[0].score
+    tiny_model.config.tile_size = 40
+    try:
+        [result] = tiny_model.predict([image], resolution=56)
+        tiny_model.config.tile_size = 0
+        tiles = [tiny_model.predict([image[y:y + 40, x:x + 40]], resolution=56)[0]
+                 for y in (0, 20) for x in (0, 25, 50)]
+    finally:
+        tiny_model.config.tile_size = 0
+    assert result.anomaly_map.shape == (60, 90)
+    assert result.score == pytest.approx(max(t.score for t in tiles), abs=1e-5)
+    assert result.score != pytest.approx(whole, abs=1e-5)
+    corner = tiles[0].anomaly_map[:20, :25]  # seen by the first tile only: its map, unaveraged
+    assert np.allclose(result.anomaly_map[:20, :25], corner, atol=1e-5)
+
+
+def test_a_tile_size_that_would_need_too_many_tiles_is_refused_per_image(tiny_model):
+    tiny_model.config.tile_size = 28
+    try:
+        results = tiny_model.predict([np.zeros((28 * 17, 28 * 17, 3), np.uint8), np.zeros((60, 60, 3), np.uint8)],
+                                     resolution=56)
+    finally:
+        tiny_model.config.tile_size = 0
+    assert "needs 289 of them, over the 256 limit" in results[0].error
+    assert results[1].ok
+    with pytest.raises(ValueError, match="tile_size"):
+        AnomalyVFMConfig(tile_size=10)
 
 
 def test_collect_inputs_expands_folders_and_globs(tmp_path):

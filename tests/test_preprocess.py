@@ -77,6 +77,15 @@ def test_long_images_are_tiled_not_squashed():
     assert len(plan_tiles(1250, 500, max_aspect=2.0)) == 3
 
 
+def test_a_tile_size_cuts_large_images_into_an_overlapping_grid():
+    tiles = plan_tiles(640, 500, max_aspect=2.0, tile_size=224)
+    assert sorted({(t.y0, t.y1) for t in tiles}) == [(0, 224), (208, 432), (416, 640)]
+    assert sorted({(t.x0, t.x1) for t in tiles}) == [(0, 224), (138, 362), (276, 500)]
+    assert len(tiles) == 9
+    assert plan_tiles(200, 300, max_aspect=2.0, tile_size=224) == [Tile(0, 200, 0, 300)]  # small: whole
+    assert len(plan_tiles(200, 900, max_aspect=2.0, tile_size=224)) == 5  # small but long: along its length
+
+
 def test_stitch_averages_overlaps_back_to_the_original_size():
     tiles = plan_tiles(10, 25, max_aspect=2.0)
     maps = [np.full((4, 4), float(i), np.float32) for i in range(len(tiles))]
