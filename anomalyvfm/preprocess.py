@@ -1,4 +1,5 @@
-"""Image reading (any mode, EXIF orientation), aspect-preserving and fixed-size tiling, and maps back to the original size."""
+"""Image reading (any mode, EXIF orientation), tiling (long images, and large ones with a tile size), and maps
+back to the original size."""
 from __future__ import annotations
 
 import errno

@@ -268,6 +268,46 @@ def golden_section() -> list[str]:
                     "benchmarks/results/golden-deeppcb-448]`.", ""]
 
 
+TILING_RUNS = (("whole image", "zeroshot-224-v6-flips"), ("tile_size 320", "zeroshot-224-v6-flips-tile320"),
+               ("tile_size 224", "zeroshot-224-v6-flips-tile224"))
+TILING_TEXT = "(filled in below)"
+
+
+def tiling_section() -> list[str]:
+    """The default scored whole vs cut into tiles (``tile_size``), per category: AUROCs, throughput, and the FPR and
+    recall at the default's stored threshold."""
+    from default_threshold import part_rates
+
+    runs = [(label, RESULTS / folder) for label, folder in TILING_RUNS if (RESULTS / folder / "results.json").is_file()]
+    if len(runs) < 2:
+        return []
+    threshold = json.loads((ROOT / "anomalyvfm" / "weights" / "anomalyvfm-vits14" / "config.json").read_text())[
+        "threshold"]
+    lines = ["## Tiling large images (`tile_size`), the default's weights and views, 224 px", "", TILING_TEXT, "",
+             f"| category | input | I-AUROC | P-AUROC | AUPRO@0.3 | img/s | FPR / recall at {threshold} |",
+             "|---|---|---|---|---|---|---|"]
+    for key in ("deeppcb/pcb", "elpv/mono", "elpv/poly", "magnetic_tile/magnetic_tile"):
+        for label, folder in runs:
+            part = folder / "parts" / f"{key.replace('/', '__')}__anomalyvfm__k0__s0.json"
+            if not part.is_file():
+                continue
+            row, rates = json.loads(part.read_text())["row"], part_rates(threshold, part)
+
+            def pct(name: str) -> str:
+                value = row.get(name)
+                return "–" if value is None or value != value else f"{100 * value:.1f}"
+
+            lines.append(f"| {key} | {label} | {pct('I-AUROC')} | {pct('P-AUROC')} | {pct('AUPRO@0.3')} | "
+                         f"{row['img/s']:.2f} | {100 * rates['FPR']:.1f}% / {100 * rates['recall']:.1f}% |")
+    return lines + ["", "Re-run (each folder's `results.json` holds its command; `runs/tile-N` is a copy of the "
+                    "default with `tile_size` N set by `anomalyvfm.checkpoint.update_config`):", "", "```bash",
+                    "anomalyvfm benchmark --data ../shared/data --datasets deeppcb/pcb elpv magnetic_tile/magnetic_tile "
+                    "--methods anomalyvfm --model runs/tile-224 --out benchmarks/results/zeroshot-224-v6-flips-tile224",
+                    "anomalyvfm benchmark --data ../shared/data --datasets deeppcb/pcb magnetic_tile/magnetic_tile "
+                    "--methods anomalyvfm --model runs/tile-320 --out benchmarks/results/zeroshot-224-v6-flips-tile320",
+                    "```", ""]
+
+
 def ablation_section() -> list[str]:
     """The training ablations (training/ablate.py): the same short budget per arm, then zero-shot on all data."""
     path = RESULTS / "ablations" / "summary.json"
@@ -869,6 +909,7 @@ def main() -> int:
                 "Re-run: `python benchmarks/speed.py > benchmarks/results/speed.md`.", ""]
     out += onnx_accuracy_section()
     out += golden_section()
+    out += tiling_section()
     out += ablation_v3_section()
     out += ablation_section()
     out += [WINCLIP_SECTION]
