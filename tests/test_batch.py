@@ -147,6 +147,20 @@ def test_predict_in_batch_mode_keeps_order_reports_errors_and_records_its_rule(t
         predict_batch(tiny_model, paths[:1], resolution=56, config=TINY)
 
 
+def test_batch_mode_scores_the_tiles_of_large_images(tiny_model, tmp_path):
+    from anomalyvfm.batch_predict import predict_batch
+
+    paths = [str(write_image(tmp_path / f"{i}.png", size=(90, 90), seed=i)) for i in range(4)]
+    whole, _ = predict_batch(tiny_model, paths, resolution=56, config=TINY)
+    tiny_model.config.tile_size = 40
+    try:
+        tiled, _ = predict_batch(tiny_model, paths, resolution=56, config=TINY)
+    finally:
+        tiny_model.config.tile_size = 0
+    assert all(r.ok and r.anomaly_map.shape == (90, 90) for r in tiled)
+    assert [r.scores["model"] for r in tiled] != pytest.approx([r.scores["model"] for r in whole], abs=1e-6)
+
+
 def test_batch_mode_from_the_api_and_the_cli(tiny_checkpoint, tiny_model, tmp_path, capsys, monkeypatch):
     import csv
 
