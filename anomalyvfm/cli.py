@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .config import MODES, QUANTIZATIONS
-from .cliargs import device, ints, methods, positive, readable, tile_size
+from .cliargs import apply_overrides, device, ints, methods, positive, readable, tile_size
 from .methods import METHODS
 from .runinfo import DEVICES
 from .tta import TEST_VIEWS
@@ -41,24 +41,8 @@ def _predict(args: argparse.Namespace) -> int:
             warnings.simplefilter("ignore")  # library chatter; the one warning that matters is printed below
             model = load_default(args.model)
         model.to(device(args.device))
-    if args.views is not None:
-        if args.backend == "onnx":
-            print("error: --views is traced into an ONNX export; export again with the views you want",
-                  file=sys.stderr)
-            return 2
-        if args.views != model.config.test_views and args.threshold is None:
-            print(f"warning: the model's threshold ({model.config.threshold:g}) was set on scores averaged over its "
-                  f"own test views ({model.config.test_views!r}), not {args.views!r}; calibrate with them "
-                  f"(anomalyvfm calibrate MODEL --views {args.views} --good GOOD_DIR --out PROFILE), or pass "
-                  "--threshold", file=sys.stderr)
-        model.config.test_views = args.views
-    if args.tile_size is not None:
-        if args.tile_size != model.config.tile_size and args.threshold is None:
-            print(f"warning: the model's threshold ({model.config.threshold:g}) was set with tile size "
-                  f"{model.config.tile_size} (0: whole images), not {args.tile_size}; a tiled image scores as its "
-                  f"most anomalous tile, so calibrate with it (anomalyvfm calibrate MODEL --tile-size "
-                  f"{args.tile_size} --good GOOD_DIR --out PROFILE), or pass --threshold", file=sys.stderr)
-        model.config.tile_size = args.tile_size
+    if not apply_overrides(model, args):
+        return 2
     if not model.config.trained:
         print("warning: this model's decoder and head are UNTRAINED (config.trained is false), so its scores and "
               "heatmaps are not meaningful", file=sys.stderr)

@@ -7,6 +7,24 @@ import sys
 from .methods import METHODS
 
 
+def apply_overrides(model, args: argparse.Namespace) -> bool:
+    """Set ``--views`` and ``--tile-size`` on the model's config for this run, warning when its stored threshold was
+    set without them (their scores differ); False, after an error line, where the backend cannot take them."""
+    if args.views is not None and args.backend == "onnx":
+        print("error: --views is traced into an ONNX export; export again with the views you want", file=sys.stderr)
+        return False
+    for flag, key, value in (("--views", "test_views", args.views), ("--tile-size", "tile_size", args.tile_size)):
+        if value is None:
+            continue
+        if value != getattr(model.config, key) and args.threshold is None:
+            print(f"warning: the model's threshold ({model.config.threshold:g}) was set with {flag} "
+                  f"{getattr(model.config, key)}, not {value}, and scores change with it; calibrate with it "
+                  f"(anomalyvfm calibrate MODEL {flag} {value} --good GOOD_DIR --out PROFILE), or pass --threshold",
+                  file=sys.stderr)
+        setattr(model.config, key, value)
+    return True
+
+
 def device(name: str):
     from .runinfo import resolve_device
 

@@ -38,7 +38,7 @@ def test_predict_views_changes_the_scores_and_is_recorded(tiny_checkpoint, tmp_p
         runs[views] = (json.loads((out / "run.json").read_text())["test_views"], float(_rows(out)[0]["score"]))
     assert runs["single"][0] == "single" and runs["d4"][0] == "d4"
     assert runs["single"][1] != runs["d4"][1]  # the eight views were averaged
-    assert "own test views" in capsys.readouterr().err  # the threshold belongs to the model's views
+    assert "was set with --views single, not d4" in capsys.readouterr().err  # it belongs to the model's views
     assert main(["predict", image, "--model", str(tiny_checkpoint), "--views", "d4", "--batch-mode", "mutual",
                  "--out", str(tmp_path / "b")]) == 2
     good = [str(write_image(tmp_path / f"g{i}.png", seed=10 + i)) for i in range(3)]
@@ -57,7 +57,7 @@ def test_predict_tile_size_changes_the_scores_and_is_recorded(tiny_checkpoint, t
         runs[size] = (json.loads((out / "run.json").read_text())["tile_size"], float(_rows(out)[0]["score"]))
     assert runs["0"][0] == 0 and runs["40"][0] == 40
     assert runs["0"][1] != runs["40"][1]  # nine tiles, the most anomalous one's score
-    assert "tile size 0" in capsys.readouterr().err  # the threshold belongs to the model's tiling
+    assert "was set with --tile-size 0, not 40" in capsys.readouterr().err  # it belongs to the model's tiling
     with pytest.raises(SystemExit):
         main(["predict", image, "--tile-size", "10"])
     assert "at least 28" in capsys.readouterr().err
