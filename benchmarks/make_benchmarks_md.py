@@ -290,13 +290,15 @@ TILING_TEXT = (
 def tiling_section() -> list[str]:
     """The default scored whole vs cut into tiles (``tile_size``), per category: AUROCs, throughput, and the FPR and
     recall at the default's stored threshold."""
+    from batch_sections import _pct
     from default_threshold import part_rates
+
+    from anomalyvfm.model import shipped_checkpoint
 
     runs = [(label, RESULTS / folder) for label, folder in TILING_RUNS if (RESULTS / folder / "results.json").is_file()]
     if len(runs) < 2:
         return []
-    threshold = json.loads((ROOT / "anomalyvfm" / "weights" / "anomalyvfm-vits14" / "config.json").read_text())[
-        "threshold"]
+    threshold = json.loads((shipped_checkpoint() / "config.json").read_text())["threshold"]
     lines = ["## Tiling large images (`tile_size`), the default's weights and views, 224 px", "", TILING_TEXT, "",
              f"| category | input | I-AUROC | P-AUROC | AUPRO@0.3 | img/s | FPR / recall at {threshold} |",
              "|---|---|---|---|---|---|---|"]
@@ -306,12 +308,8 @@ def tiling_section() -> list[str]:
             if not part.is_file():
                 continue
             row, rates = json.loads(part.read_text())["row"], part_rates(threshold, part)
-
-            def pct(name: str) -> str:
-                value = row.get(name)
-                return "–" if value is None or value != value else f"{100 * value:.1f}"
-
-            lines.append(f"| {key} | {label} | {pct('I-AUROC')} | {pct('P-AUROC')} | {pct('AUPRO@0.3')} | "
+            lines.append(f"| {key} | {label} | {_pct(row.get('I-AUROC'))} | {_pct(row.get('P-AUROC'))} | "
+                         f"{_pct(row.get('AUPRO@0.3'))} | "
                          f"{row['img/s']:.2f} | {100 * rates['FPR']:.1f}% / {100 * rates['recall']:.1f}% |")
     calibrated = RESULTS / "tiling-calibration" / "table.md"
     if calibrated.is_file():
@@ -319,8 +317,8 @@ def tiling_section() -> list[str]:
                   "(`python benchmarks/tiling_calibration.py`: 16 boards drawn from deeppcb/pcb train/good, seed 0, "
                   "scored with each tiling, `calibrate`'s rule at a 1% target; FPR and recall over the test images "
                   "above). Calibration brings the share of good boards flagged from 53-99% down to 0-6% (target 1%), "
-                  "but then no setting catches more than a tenth of the defective boards: tiling sharpens DeepPCB's maps (AUPRO) more "
-                  "than its image verdict.", "", calibrated.read_text().strip()]
+                  "but then no setting catches more than a tenth of the defective boards: tiling sharpens DeepPCB's "
+                  "maps (AUPRO) more than its image verdict.", "", calibrated.read_text().strip()]
     return lines + ["", "Re-run (each folder's `results.json` holds its command; `runs/tile-N` is a copy of the "
                     "default with `tile_size` N set by `anomalyvfm.checkpoint.update_config`):", "", "```bash",
                     "anomalyvfm benchmark --data ../shared/data --datasets deeppcb/pcb elpv magnetic_tile/magnetic_tile "
