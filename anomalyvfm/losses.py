@@ -1,4 +1,5 @@
-"""Training losses: focal, the AnomalyVFM pixel loss, its confidence weighting (DUSt3R-style) and the image loss."""
+"""Training losses: focal, the AnomalyVFM pixel loss, its confidence weighting (DUSt3R-style), the image loss and
+an anchor that keeps a continued run's outputs on good images near its seed's."""
 from __future__ import annotations
 
 import torch
@@ -44,3 +45,10 @@ def anomalyvfm_loss(mask_logits: torch.Tensor, confidence_logits: torch.Tensor, 
         masks = (masks > 0.5).to(masks.dtype)
     pixel = confidence_weighted(pixel_loss(mask_logits, masks, focal_alpha=focal_alpha), confidence_logits, alpha)
     return pixel + image_weight * image_loss(image_logits, labels)
+
+
+def bernoulli_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """Mean KL(σ(teacher) ‖ σ(student)) over every element: 0 where the two agree, gradient σ(s) − σ(t)."""
+    p = torch.sigmoid(teacher_logits)
+    return (F.binary_cross_entropy_with_logits(student_logits, p, reduction="mean")
+            - F.binary_cross_entropy_with_logits(teacher_logits, p, reduction="mean"))

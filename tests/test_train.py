@@ -222,3 +222,27 @@ def test_symmetry_augment_turns_each_pair_and_its_mask_alike():
         assert match, f"pair {j} is not one view of the plain pair"
         used.append(match[0])
     assert any(v != TEST_VIEWS["d4"][0] for v in used)
+
+
+def test_an_anchored_run_starts_at_its_anchor_and_is_pulled_back_to_it(tiny_checkpoint, tiny_backbone_dir, tmp_path):
+    """With ``anchor_to`` its own seed, the anchor term is zero at step 0; once the head drifts it is positive and
+    its gradient pushes the head back; a run logs it."""
+    from training.train import anchor_loss, build, load_anchor
+
+    cfg = _config(tmp_path, tiny_backbone_dir, "anchored", init_from=str(tiny_checkpoint),
+                  anchor_to=str(tiny_checkpoint))
+    cfg.model["top_k"] = 10
+    cfg.steps = 2
+    model, _ = build(cfg, torch.device("cpu"))
+    anchor = load_anchor(cfg, torch.device("cpu"))
+    x = torch.randn(4, 3, 56, 56)
+    assert abs(anchor_loss(model.eval()(x), anchor, x).item()) < 1e-5
+    with torch.no_grad():
+        model.image_head.fc.bias += 2.0  # the run now scores good images higher than its anchor
+    drifted = anchor_loss(model(x), anchor, x)
+    assert drifted.item() > 1e-3
+    drifted.backward()
+    assert model.image_head.fc.bias.grad.item() > 0  # descent lowers the bias again
+    train(cfg)
+    history = [json.loads(line) for line in (tmp_path / "anchored" / "log.jsonl").read_text().splitlines()]
+    assert all("anchor" in h and h["anchor"] >= -1e-6 for h in history)

@@ -24,7 +24,7 @@ import torch
 from anomalyvfm.backbones import load_backbone
 from anomalyvfm.checkpoint import load_weights
 from anomalyvfm.config import IMAGENET_MEAN, IMAGENET_STD, AnomalyVFMConfig
-from anomalyvfm.losses import anomalyvfm_loss, image_loss
+from anomalyvfm.losses import anomalyvfm_loss, bernoulli_kl, image_loss
 from anomalyvfm.model import AnomalyVFM
 from anomalyvfm.outputs import atomic_write_bytes
 from anomalyvfm.preprocess import normalize
@@ -59,6 +59,10 @@ class TrainConfig:
     # "d4" views), the same for its good and bad image and its mask
     init_from: str | None = None  # warm start: a checkpoint folder whose adapters and heads seed this run (new
     # decoder layers and image-head inputs start at zero, so step 0 reproduces that checkpoint)
+    anchor_to: str | None = None  # a checkpoint folder whose outputs on the good half of each batch this run is
+    # held near (Bernoulli KL on image and mask logits): a continued run learns new defects without moving its
+    # verdict on good parts
+    anchor_weight: float = 1.0
     model: dict = field(default_factory=dict)  # AnomalyVFMConfig fields
     synth: dict = field(default_factory=dict)  # SynthConfig fields
 
@@ -182,7 +186,9 @@ def plot_losses(history: list[dict], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     steps = np.array([h["step"] for h in history])
     window = max(1, min(50, len(history) // 10))  # per-step losses are noisy: the trend is a running mean
-    for key, colour in (("loss", "C0"), ("pixel", "C1"), ("image", "C2")):
+    for key, colour in (("loss", "C0"), ("pixel", "C1"), ("image", "C2"), ("anchor", "C3")):
+        if history and key not in history[0]:
+            continue
         values = np.array([h[key] for h in history])
         ax.plot(steps, values, color=colour, lw=0.5, alpha=0.25)
         if len(values):
@@ -238,13 +244,32 @@ def warm_start(model: AnomalyVFM, folder: Path) -> None:
             raise ValueError(f"{folder}: {name} has shape {tuple(value.shape)}, this model {tuple(target.shape)}")
 
 
+def load_anchor(cfg: TrainConfig, device: torch.device) -> AnomalyVFM | None:
+    """The frozen checkpoint ``cfg.anchor_to`` names (None without one)."""
+    if not cfg.anchor_to:
+        return None
+    backbone = load_backbone(AnomalyVFMConfig(**cfg.model).backbone)
+    anchor = AnomalyVFM.from_pretrained(cfg.anchor_to, backbone=backbone).to(device).eval()
+    anchor.requires_grad_(False)
+    return anchor
+
+
+def anchor_loss(out, anchor: AnomalyVFM, x: torch.Tensor) -> torch.Tensor:
+    """KL between ``anchor``'s and the run's image and mask probabilities on the good images (even rows)."""
+    with torch.no_grad():
+        fixed = anchor(x[0::2])
+    return (bernoulli_kl(out.image_logits[0::2], fixed.image_logits)
+            + bernoulli_kl(out.mask_logits[0::2], fixed.mask_logits))
+
+
 def train_step(cfg: TrainConfig, model: AnomalyVFM, ddp: torch.nn.Module, optimizer: torch.optim.Optimizer,
-               synth: SynthConfig, device: torch.device, step: int) -> dict[str, float]:
+               synth: SynthConfig, device: torch.device, step: int,
+               anchor: AnomalyVFM | None = None) -> dict[str, float]:
     """One optimiser step over ``grad_accum`` micro-batches; returns the mean losses."""
     for group in optimizer.param_groups:
         group["lr"] = cfg.lr * lr_factor(cfg, step)
     optimizer.zero_grad(set_to_none=True)
-    totals = {"loss": 0.0, "pixel": 0.0, "image": 0.0}
+    totals = {"loss": 0.0, "pixel": 0.0, "image": 0.0, **({"anchor": 0.0} if anchor is not None else {})}
     for micro in range(cfg.grad_accum):
         x, m, y = (t.to(device) for t in batch(cfg, synth, step, micro))
         if cfg.refine_masks:
@@ -252,12 +277,15 @@ def train_step(cfg: TrainConfig, model: AnomalyVFM, ddp: torch.nn.Module, optimi
         out = ddp(x)
         loss = anomalyvfm_loss(out.mask_logits, out.confidence_logits, out.image_logits, m, y, cfg.alpha,
                                cfg.image_weight, cfg.focal_alpha, cfg.binary_targets, cfg.mask_resize)
-        (loss / cfg.grad_accum).backward()
+        held = anchor_loss(out, anchor, x) if anchor is not None else None
+        ((loss if held is None else loss + cfg.anchor_weight * held) / cfg.grad_accum).backward()
         with torch.no_grad():
             img = image_loss(out.image_logits, y).item()
         totals["loss"] += loss.item() / cfg.grad_accum
         totals["image"] += img / cfg.grad_accum
         totals["pixel"] += (loss.item() - cfg.image_weight * img) / cfg.grad_accum
+        if held is not None:
+            totals["anchor"] += held.item() / cfg.grad_accum
     optimizer.step()
     return totals
 
@@ -273,6 +301,7 @@ def train(cfg: TrainConfig, crash_at_step: int | None = None) -> Path:
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     synth = SynthConfig(**{**cfg.synth, "size": cfg.resolution})
     model, optimizer = build(cfg, device)
+    anchor = load_anchor(cfg, device)
     step, history = 0, []
     resume = latest_checkpoint(out)
     if resume is not None:
@@ -283,7 +312,7 @@ def train(cfg: TrainConfig, crash_at_step: int | None = None) -> Path:
     start = time.perf_counter()
     with tqdm(total=cfg.steps, initial=step, desc="train", unit="step", disable=rank != 0) as bar:
         while step < cfg.steps:
-            totals = train_step(cfg, model, ddp, optimizer, synth, device, step)
+            totals = train_step(cfg, model, ddp, optimizer, synth, device, step, anchor)
             step += 1
             history.append({"step": step, **totals, "lr": optimizer.param_groups[0]["lr"],
                             "elapsed_s": time.perf_counter() - start})
