@@ -1,5 +1,5 @@
 """Training losses: focal, the AnomalyVFM pixel loss, its confidence weighting (DUSt3R-style), the image loss and
-an anchor that keeps a continued run's outputs on good images near its seed's."""
+the anchor that keeps a continued run's outputs on good images near another checkpoint's."""
 from __future__ import annotations
 
 import torch

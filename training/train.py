@@ -25,7 +25,7 @@ from anomalyvfm.backbones import load_backbone
 from anomalyvfm.checkpoint import load_weights
 from anomalyvfm.config import IMAGENET_MEAN, IMAGENET_STD, AnomalyVFMConfig
 from anomalyvfm.losses import anomalyvfm_loss, bernoulli_kl, image_loss
-from anomalyvfm.model import AnomalyVFM
+from anomalyvfm.model import AnomalyVFM, ModelOutput
 from anomalyvfm.outputs import atomic_write_bytes
 from anomalyvfm.preprocess import normalize
 from anomalyvfm.synth import SynthConfig, make_pair
@@ -254,7 +254,7 @@ def load_anchor(cfg: TrainConfig, device: torch.device) -> AnomalyVFM | None:
     return anchor
 
 
-def anchor_loss(out, anchor: AnomalyVFM, x: torch.Tensor) -> torch.Tensor:
+def anchor_loss(out: ModelOutput, anchor: AnomalyVFM, x: torch.Tensor) -> torch.Tensor:
     """KL between ``anchor``'s and the run's image and mask probabilities on the good images (even rows)."""
     with torch.no_grad():
         fixed = anchor(x[0::2])
