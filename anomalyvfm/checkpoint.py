@@ -5,6 +5,7 @@ A checkpoint folder holds
   adapter_config.json         the LoRA adapters, in peft's own format
   adapter_model.safetensors
   heads.safetensors           decoder and image head
+  members.safetensors         an ensemble's other members' adapters and heads ("<i>.adapter.*", "<i>.heads.*")
 and a profile adds what few-shot fitting learned (``ProfileState``):
   state.json                  fusion weight, kNN scale, score statistics, calibration, memory mode
   memory.safetensors          good-image patch features ("memory", "sizes") and known-defect ones ("defects")
@@ -33,6 +34,7 @@ CONFIG_NAME = "config.json"
 ADAPTER_CONFIG_NAME = "adapter_config.json"
 ADAPTER_NAME = "adapter_model.safetensors"
 HEADS_NAME = "heads.safetensors"
+MEMBERS_NAME = "members.safetensors"
 STATE_NAME = "state.json"
 MEMORY_NAME = "memory.safetensors"
 REFERENCE_NAME = "reference.png"
@@ -40,13 +42,23 @@ PROFILE_NAME = "profile.json"
 CARD_NAME = "README.md"
 MODEL_FILES = (CONFIG_NAME, ADAPTER_CONFIG_NAME, ADAPTER_NAME, HEADS_NAME)  # every checkpoint
 PROFILE_FILES = (STATE_NAME, MEMORY_NAME, REFERENCE_NAME, PROFILE_NAME)  # a profile's, where it has them
-ALLOW_PATTERNS = [*MODEL_FILES, *PROFILE_FILES, CARD_NAME]  # what may be published or downloaded
-WEIGHT_FILES = (ADAPTER_NAME, HEADS_NAME)  # what ``weights_sha256`` covers
+ALLOW_PATTERNS = [*MODEL_FILES, MEMBERS_NAME, *PROFILE_FILES, CARD_NAME]  # what may be published or downloaded
+WEIGHT_FILES = (ADAPTER_NAME, HEADS_NAME, MEMBERS_NAME)  # what ``weights_sha256`` covers, where present
 
 
 def weights_sha256(checkpoint: str | os.PathLike) -> str:
-    """sha256 over the checkpoint's trained weight files (adapters, then heads)."""
-    return sha256_files(Path(checkpoint) / name for name in WEIGHT_FILES)
+    """sha256 over the checkpoint's trained weight files (adapters, heads, then an ensemble's members)."""
+    folder = Path(checkpoint)
+    return sha256_files(folder / name for name in WEIGHT_FILES if name != MEMBERS_NAME or (folder / name).is_file())
+
+
+def _weights(model: "AnomalyVFM") -> tuple[dict, dict]:
+    """(adapters, heads) of one model, as ``save`` writes them."""
+    from peft import get_peft_model_state_dict
+
+    heads = {k: v.detach().contiguous() for k, v in model.state_dict().items()
+             if k.startswith(("decoder.", "image_head."))}
+    return {k: v.detach().contiguous() for k, v in get_peft_model_state_dict(model.backbone).items()}, heads
 
 
 def split_legacy(data: dict) -> tuple[AnomalyVFMConfig, dict]:
@@ -112,26 +124,29 @@ def _write_state(model: "AnomalyVFM", tmp: Path) -> None:
 def save(model: "AnomalyVFM", directory: str | os.PathLike) -> Path:
     """Write the checkpoint (and the model's profile state, if any) through a temporary folder, then move the files
     into place; files of the format that this model does not have are removed, so a folder never mixes two."""
-    from peft import get_peft_model_state_dict
     from safetensors.torch import save_file
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    heads = {k: v.detach().contiguous() for k, v in model.state_dict().items()
-             if k.startswith(("decoder.", "image_head."))}
-    adapters = {k: v.detach().contiguous() for k, v in get_peft_model_state_dict(model.backbone).items()}
+    adapters, heads = _weights(model)
+    members = {}
+    for i, member in enumerate(model.members):
+        for part, tensors in zip(("adapter", "heads"), _weights(member)):
+            members.update({f"{i}.{part}.{k}": v for k, v in tensors.items()})
     with tempfile.TemporaryDirectory(dir=directory, prefix=".save-") as tmp:
         tmp = Path(tmp)
         model.backbone.peft_config["default"].save_pretrained(tmp)
         save_file(adapters, tmp / ADAPTER_NAME, metadata={"format": "pt"})
         save_file(heads, tmp / HEADS_NAME, metadata={"format": "pt"})
+        if members:
+            save_file(members, tmp / MEMBERS_NAME, metadata={"format": "pt"})
         _write_state(model, tmp)
         model.config.weights_sha256 = weights_sha256(tmp)
         (tmp / CONFIG_NAME).write_text(json.dumps(model.config.to_dict(), indent=2))
         written = {f.name for f in tmp.iterdir()}
         for f in tmp.iterdir():
             os.replace(f, directory / f.name)
-    for name in (STATE_NAME, MEMORY_NAME, REFERENCE_NAME):
+    for name in (MEMBERS_NAME, STATE_NAME, MEMORY_NAME, REFERENCE_NAME):
         if name not in written:
             (directory / name).unlink(missing_ok=True)
     return directory
@@ -148,6 +163,15 @@ def load_weights(model: "AnomalyVFM", directory: str | os.PathLike) -> None:
                                   f"that its {CONFIG_NAME} records; the files were changed or damaged")
     set_weights(model, read_tensors(directory / ADAPTER_NAME), read_tensors(directory / HEADS_NAME),
                 str(directory / HEADS_NAME))
+    if len(model.members):
+        tensors = read_tensors(directory / MEMBERS_NAME)
+        for i, member in enumerate(model.members):
+            part = {p: {k[len(f"{i}.{p}."):]: v for k, v in tensors.items() if k.startswith(f"{i}.{p}.")}
+                    for p in ("adapter", "heads")}
+            if not part["adapter"] or not part["heads"]:
+                raise CheckpointError(f"{directory / MEMBERS_NAME}: no weights for member {i} "
+                                      f"({model.config.members[i]!r})")
+            set_weights(member, part["adapter"], part["heads"], f"{directory / MEMBERS_NAME} member {i}")
 
 
 def set_weights(model: "AnomalyVFM", adapters: dict, heads: dict, where: str) -> None:

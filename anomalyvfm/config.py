@@ -108,6 +108,10 @@ class AnomalyVFMConfig:
     test_views: str = "single"  # test-time views, a key of anomalyvfm.tta.TEST_VIEWS: ``infer`` averages the logits
     # of the image seen through each ("mirror": the image and its left-right mirror, twice the cost of one pass);
     # batch mode and the few-shot memory use the image alone
+    members: tuple[str, ...] = ()  # an ensemble: the other checkpoints this one holds (their names and weights'
+    # sha256, for provenance), each the same architecture, their adapters and heads in members.safetensors;
+    # ``outputs`` averages the logits of this model and every member, each over ``test_views`` (cost: one pass per
+    # view per member)
     mode: str = "fast"  # default input resolution, a key of MODES
     max_aspect: float = 2.0  # longer/shorter side above which an image is tiled instead of squashed
     tile_size: int = 0  # side, in pixels of the original, of the overlapping squares an image larger than it is cut
@@ -130,7 +134,7 @@ class AnomalyVFMConfig:
         self.batch_fusion = {k: float(v) for k, v in self.batch_fusion.items()}
         if not 0.0 <= self.self_weight <= 1.0:
             raise ValueError(f"self_weight must be in [0, 1], got {self.self_weight}")
-        self.mean, self.std = tuple(self.mean), tuple(self.std)
+        self.mean, self.std, self.members = tuple(self.mean), tuple(self.std), tuple(self.members)
         from .scoring import SCORE_RULES
 
         if self.image_score not in SCORE_RULES:

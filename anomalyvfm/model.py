@@ -1,6 +1,8 @@
 """AnomalyVFM: a DINOv2 backbone with LoRA in every layer, a mask/confidence decoder and an image head."""
 from __future__ import annotations
 
+import copy
+import dataclasses
 import os
 import tempfile
 import warnings
@@ -82,10 +84,13 @@ class AnomalyVFM(nn.Module):
         self.patch_size = patch_size(backbone)
         self.num_layers = num_layers(backbone)
         self.prefix_tokens = num_prefix_tokens(backbone)
+        spares = [copy.deepcopy(backbone) for _ in config.members]  # an ensemble's members, before LoRA goes in
         self.backbone = apply_lora(backbone, config.adapter)
         self.decoder = Decoder(hidden_size(backbone) * len(config.decoder.layers), config.decoder)
         self.image_head = ImageHead(hidden_size(backbone), map_stats=config.decoder.image_head == "cls+map")
         self.profile = profile  # what few-shot fitting learned; None for a plain checkpoint
+        member_config = dataclasses.replace(config, members=())
+        self.members = nn.ModuleList(AnomalyVFM(member_config, backbone=b) for b in spares)  # empty unless an ensemble
         self._merged = False
 
     # ---- forward -------------------------------------------------------------------------------------------------
@@ -123,7 +128,15 @@ class AnomalyVFM(nn.Module):
 
     def outputs(self, pixel_values: torch.Tensor) -> ModelOutput:
         """The outputs that prediction scores: ``forward`` on each of ``config.test_views`` (``anomalyvfm.tta``),
-        the logits averaged (the memory tokens stay the image's own)."""
+        the logits averaged (the memory tokens stay the image's own), then, for an ensemble, averaged with each
+        member's outputs (the memory tokens stay this model's)."""
+        own = self._view_outputs(pixel_values)
+        if not len(self.members):
+            return own
+        parts = [own] + [m._view_outputs(pixel_values) for m in self.members]
+        return _view_average(parts, (TEST_VIEWS["single"][0],) * len(parts))
+
+    def _view_outputs(self, pixel_values: torch.Tensor) -> ModelOutput:
         views = TEST_VIEWS[self.config.test_views]
         if len(views) == 1:
             return self(pixel_values)
@@ -150,6 +163,8 @@ class AnomalyVFM(nn.Module):
         if not self._merged:
             self.backbone.merge_adapter()
             self._merged = True
+        for member in self.members:
+            member.prepare_for_inference()
         return self
 
     def trainable_parameters(self) -> Iterable[tuple[str, nn.Parameter]]:
