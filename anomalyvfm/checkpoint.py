@@ -155,6 +155,9 @@ def save(model: "AnomalyVFM", directory: str | os.PathLike) -> Path:
 def load_weights(model: "AnomalyVFM", directory: str | os.PathLike) -> None:
     """Load a checkpoint folder's adapters and heads into ``model`` (same architecture)."""
     directory = Path(directory)
+    if model.config.members and not (directory / MEMBERS_NAME).is_file():
+        raise CheckpointError(f"{directory / MEMBERS_NAME}: missing, but {CONFIG_NAME} names "
+                              f"{len(model.config.members)} ensemble member(s)")
     recorded = model.config.weights_sha256
     if recorded is not None:
         found = weights_sha256(directory)

@@ -111,7 +111,7 @@ class AnomalyVFMConfig:
     members: tuple[str, ...] = ()  # an ensemble: the other checkpoints this one holds (their names and weights'
     # sha256, for provenance), each the same architecture, their adapters and heads in members.safetensors;
     # ``outputs`` averages the logits of this model and every member, each over ``test_views`` (cost: one pass per
-    # view per member)
+    # view per member); batch mode, the few-shot memory and fine-tuning use this model alone
     mode: str = "fast"  # default input resolution, a key of MODES
     max_aspect: float = 2.0  # longer/shorter side above which an image is tiled instead of squashed
     tile_size: int = 0  # side, in pixels of the original, of the overlapping squares an image larger than it is cut

@@ -155,3 +155,21 @@ def test_push_refuses_a_card_the_hub_rejects_before_uploading(tiny_model, monkey
     monkeypatch.setattr(HfApi, "create_commit", lambda *a, **k: pytest.fail("nothing may be uploaded"))
     with pytest.raises(ValueError, match="license"):
         tiny_model.push_to_hub("user/tiny", card="---\nlicense: not-a-licence\n---\n# tiny")
+
+
+def test_onnx_export_of_an_ensemble_matches_pytorch(tiny_model, tmp_path):
+    """Every member's passes are traced into the graph."""
+    from anomalyvfm import AnomalyVFM
+    from training.ensemble import ensemble
+
+    first = tiny_model.save_pretrained(tmp_path / "a")
+    _randomise_adapters(tiny_model)
+    model = AnomalyVFM.from_pretrained(ensemble([first, tiny_model.save_pretrained(tmp_path / "b")],
+                                                tmp_path / "ens", test_views="mirror"))
+    images = _images(tmp_path)
+    expected = model.predict(images, resolution=56)
+    got = OnnxModel(export_onnx(model, tmp_path / "e.onnx", resolution=56)).predict(images)
+    single = AnomalyVFM.from_pretrained(first).predict(images, resolution=56)
+    assert any(abs(a.score - s.score) > 1e-4 for a, s in zip(expected, single))  # the member counts
+    for a, b in zip(expected, got):
+        assert abs(a.score - b.score) < 1e-4 and np.abs(a.anomaly_map - b.anomaly_map).max() < 1e-3

@@ -320,3 +320,19 @@ def test_calibration_views_are_scored_as_predict_scores_them_with_test_views(tin
     tiny_model.config.test_views = "single"
     (plain,) = tiny_model.predict([image], resolution=56)
     assert plain.score != pytest.approx(pred.score, abs=1e-6)  # the mirror average changes the score
+
+
+def test_finetune_of_an_ensemble_adapts_its_first_model_alone(tiny_model, tmp_path):
+    from anomalyvfm import AnomalyVFM
+    from training.ensemble import ensemble
+
+    first = tiny_model.save_pretrained(tmp_path / "a")
+    with torch.no_grad():
+        for _, p in tiny_model.trainable_parameters():
+            p.add_(0.1)
+    model = AnomalyVFM.from_pretrained(ensemble([first, tiny_model.save_pretrained(tmp_path / "b")],
+                                                tmp_path / "ens"))
+    profile, _ = finetune(model, _goods(tmp_path), TINY, progress=False)
+    assert len(model.members) == 1 and len(profile.members) == 0 and profile.config.members == ()
+    saved = AnomalyVFM.from_pretrained(profile.save_pretrained(tmp_path / "profile"))
+    assert saved.config.members == () and not (tmp_path / "profile" / "members.safetensors").exists()

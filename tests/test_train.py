@@ -246,3 +246,41 @@ def test_an_anchored_run_starts_at_its_anchor_and_is_pulled_back_to_it(tiny_chec
     train(cfg)
     history = [json.loads(line) for line in (tmp_path / "anchored" / "log.jsonl").read_text().splitlines()]
     assert all("anchor" in h and h["anchor"] >= -1e-6 for h in history)
+
+
+def test_ensemble_averages_its_members_logits_and_saves_them_all(tiny_model, tiny_backbone_dir, tmp_path):
+    """An ensemble's outputs are the mean of its members' view-averaged outputs; it saves and loads back every
+    member (with the weights' sha256 covering them), and a folder without the members' file is refused."""
+    from anomalyvfm import AnomalyVFM, AnomalyVFMConfig
+    from anomalyvfm.checkpoint import MEMBERS_NAME, weights_sha256
+    from anomalyvfm.errors import CheckpointError
+    from training.ensemble import ensemble
+
+    first = tiny_model.save_pretrained(tmp_path / "a")
+    with torch.no_grad():
+        for name, p in tiny_model.named_parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 0.1)
+    second = tiny_model.save_pretrained(tmp_path / "b")
+    out = ensemble([first, second], tmp_path / "ens", test_views="mirror")
+    ens = AnomalyVFM.from_pretrained(out).prepare_for_inference()
+    assert len(ens.config.members) == 1 and str(second.as_posix()) in ens.config.members[0]
+    assert ens.config.threshold_origin == "unset" and (out / MEMBERS_NAME).is_file()
+    parts = [AnomalyVFM.from_pretrained(d) for d in (first, second)]
+    x = torch.rand(2, 3, 56, 56)
+    with torch.no_grad():
+        got = ens.outputs(x)
+        want = []
+        for m in parts:
+            m.config.test_views = "mirror"
+            want.append(m.prepare_for_inference().outputs(x))
+    assert not torch.allclose(want[0].image_logits, want[1].image_logits)  # the members differ
+    assert torch.allclose(got.image_logits, (want[0].image_logits + want[1].image_logits) / 2, atol=1e-5)
+    assert torch.allclose(got.mask_logits, (want[0].mask_logits + want[1].mask_logits) / 2, atol=1e-5)
+    assert weights_sha256(out) != weights_sha256(first)  # the members are covered by the recorded sha256
+    (out / MEMBERS_NAME).unlink()
+    with pytest.raises(CheckpointError, match=MEMBERS_NAME):
+        AnomalyVFM.from_pretrained(out)
+    other = AnomalyVFM(AnomalyVFMConfig(backbone=str(tiny_backbone_dir), top_k=10, image_score="topk"))
+    with pytest.raises(ValueError, match="image_score"):
+        ensemble([first, other.save_pretrained(tmp_path / "c")], tmp_path / "bad")

@@ -3,6 +3,7 @@ made on the good images (and on real defective ones, if given), with early stopp
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import numpy as np
 import torch
@@ -48,13 +49,15 @@ def _held_out_loss(model: AnomalyVFM, held: Pairs, cfg: FinetuneConfig, device) 
 
 def adapt(model: AnomalyVFM, images: list[np.ndarray], real: list[tuple[np.ndarray, np.ndarray | None]],
           cfg: FinetuneConfig, res: int, progress: bool = True) -> tuple[AnomalyVFM, Pairs, FinetuneReport]:
-    """A fine-tuned copy of ``model`` (without any profile state, LoRA merged, eval mode), the held-out pairs it
-    was stopped on, and the report so far. ``model`` itself is left as it was."""
+    """A fine-tuned copy of ``model`` (without any profile state, LoRA merged, eval mode; of an ensemble, its first
+    model alone), the held-out pairs it was stopped on, and the report so far. ``model`` itself is left as it was."""
     from tqdm import tqdm
 
     device = model.device
     model = copy.deepcopy(model).train()
     model.profile = None
+    if len(model.members):  # an ensemble: its first model is fine-tuned alone and the others dropped
+        model.members, model.config = torch.nn.ModuleList(), dataclasses.replace(model.config, members=())
     synth = SynthConfig(**{**cfg.synth, "size": res})
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng([cfg.seed, 0])
