@@ -281,8 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resolution", type=int, help="explicit input side in pixels (a multiple of 14)")
     p.add_argument("--threshold", type=float, help="image score above which an image is anomalous")
     p.add_argument("--views", choices=tuple(TEST_VIEWS),
-                   help="test-time views averaged per image (single: 1 pass, mirror: 2, flips: 4, d4: 8); "
-                        "default: the model's")
+                   help="test-time views averaged per image (single: 1 pass, mirror: 2, flips, turns, "
+                        "diagonals: 4, d4: 8); default: the model's")
     p.add_argument("--tile-size", type=tile_size,
                    help="cut images larger than this many pixels into overlapping tiles of this side, each seen at "
                         "the input resolution (for defects a few pixels wide); 0: whole images; default: the model's")

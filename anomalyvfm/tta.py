@@ -27,6 +27,9 @@ TEST_VIEWS: dict[str, tuple[View, ...]] = {
     "single": (IDENTITY,),  # one pass
     "mirror": (IDENTITY, View(mirror=True)),  # the image and its left-right mirror
     "flips": (IDENTITY, View(mirror=True), View(mirror=True, turns=2), View(turns=2)),  # + up-down mirror, 180° turn
+    "turns": tuple(View(turns=t) for t in range(4)),  # the four quarter turns
+    "diagonals": (IDENTITY, View(mirror=True, turns=1), View(turns=2), View(mirror=True, turns=3)),  # + the mirrors
+    # in the two diagonals, and the half turn
     "d4": tuple(View(m, t) for m in (False, True) for t in range(4)),  # all 8 symmetries of the square
 }
 

@@ -137,7 +137,7 @@ def test_map_smoothing_averages_the_decoder_grid_before_upsampling():
     assert torch.allclose(flat_map, torch.sigmoid(torch.tensor(1.0)))  # borders are not darkened by padding
 
 
-@pytest.mark.parametrize("name", ["mirror", "flips", "d4"])
+@pytest.mark.parametrize("name", ["mirror", "flips", "turns", "diagonals", "d4"])
 def test_test_views_score_an_image_and_its_symmetric_views_alike(tiny_model, name):
     """Under a set of test views an image and any of its views in that set get the same scores and maps turned the
     same way; in a single pass they do not (a random model has no symmetry), so the test fails if the average or a

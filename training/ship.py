@@ -33,7 +33,7 @@ from typing import Sequence
 import numpy as np
 
 from anomalyvfm.cards import build_card
-from anomalyvfm.checkpoint import MODEL_FILES
+from anomalyvfm.checkpoint import MEMBERS_NAME, MODEL_FILES
 from anomalyvfm.model import shipped_checkpoint
 from anomalyvfm.outputs import atomic_write_bytes
 from anomalyvfm.synth.defects import DEFAULT_DEFECTS
@@ -46,8 +46,9 @@ def install(final: Path, target: Path) -> None:
     """Replace ``target`` with the checkpoint files of ``final``."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".ship-"))
-    for name in MODEL_FILES:
-        shutil.copy2(final / name, tmp / name)
+    for name in (*MODEL_FILES, MEMBERS_NAME):
+        if name in MODEL_FILES or (final / name).is_file():  # an ensemble's members too
+            shutil.copy2(final / name, tmp / name)
     if target.exists():
         shutil.rmtree(target)
     tmp.rename(target)
