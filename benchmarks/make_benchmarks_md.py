@@ -754,6 +754,27 @@ def _v2_sections() -> list[str]:
                              "benchmarks/checkpoint_selection.py --run runs/anomalyvfm-vits14-v13-anchor --steps "
                              "250,500,750 --compare runs/v6-flips/model --out benchmarks/results/v13-selection  # with "
                              "v12-selection's runs/v6-flips/model entry and harness folder copied in first")
+            + _table_section("v14-selection/table.md", "Checkpoint selection for ensembles of checkpoints (v14-ensemble)",
+                             "Hypothesis declared before scoring (commit 3637c78): averaging the outputs of several "
+                             "checkpoints reduces the same variance that test views reduce, so at the default's cost "
+                             "(4 passes) an ensemble beats v6 with four views. An ensemble checkpoint holds its other "
+                             "members' adapters and heads (`config.members`, members.safetensors) and averages every "
+                             "member's view-averaged logits; `python -m training.ensemble --config ...` builds one, no "
+                             "training. Candidates (`training/configs/v14-ensemble-*.json`): v6 and v13-anchor step "
+                             "750, two views each (`anchor`); v6 and v2, two views each (`v2`); v6, v2 and v13-anchor "
+                             "steps 250 and 750, one pass each (`four`). Same validation split and rule, against the "
+                             "default (its entry and harness folder copied from the v13 selection). Rejected: every "
+                             "ensemble scores lower (87.3-88.4 vs 89.4) and is worse on magnetic_tile's image AUROC "
+                             "(76.0-78.3 vs 79.5); the passes spent on other checkpoints buy less than the same passes "
+                             "spent on views of v6. Not shipped; report categories not scored; ensembles stay an "
+                             "opt-in format. 224 px, deterministic; 44 min for the three candidates on the 2-core CPU "
+                             "(the test suite shared it for the first 12).",
+                             "for c in anchor v2 four; do python -m training.ensemble --config "
+                             "training/configs/v14-ensemble-$c.json; done && python benchmarks/checkpoint_selection.py "
+                             "--models runs/v14-ensemble/anchor runs/v14-ensemble/v2 runs/v14-ensemble/four --compare "
+                             "runs/v6-flips/model --out benchmarks/results/v14-selection  # v13-anchor's checkpoints "
+                             "from its training command above; v13-selection's runs/v6-flips/model entry and harness "
+                             "folder copied in first")
             + _table_section("threshold-protocol/table.md", "Which synthetic normals set the default threshold",
                              "Every candidate since v6 failed the selection's veto while its AUROCs moved by a point "
                              "or two: the shipped protocol took the 99th percentile of 400 clean generator normals "
