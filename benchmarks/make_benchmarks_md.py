@@ -775,6 +775,29 @@ def _v2_sections() -> list[str]:
                              "runs/v6-flips/model --out benchmarks/results/v14-selection  # v13-anchor's checkpoints "
                              "from its training command above; v13-selection's runs/v6-flips/model entry and harness "
                              "folder copied in first")
+            + _table_section("views4-selection/table.md", "Test-time views: the other four-pass sets (turns, diagonals)",
+                             "Declared before scoring (commit d2a60cd): d4 won the views selection (89.6) but costs 8 "
+                             "passes; its gain over flips may come from the quarter turns, which a four-pass set can "
+                             "hold. The square's symmetries have three subgroups of four: `flips` (the default: "
+                             "mirrors in the two axes, half turn), `turns` (the four quarter turns) and `diagonals` "
+                             "(mirrors in the two diagonals, half turn); the two new ones are copies of the default "
+                             "with that one config field, through the unchanged selection (validation only, "
+                             "imaging-400 thresholds, FPR veto, 0.5-point margin) against the default (its entry and "
+                             "harness folder copied from the v13 selection). Rejected by the margin: both tie the "
+                             "default's score (89.42 and 89.38 vs 89.37). They trade pixel for image AUROC on "
+                             "magnetic_tile (image 81.7 and 82.2 vs 79.5; pixel 84.2 and 84.4 vs 85.9) and flag fewer "
+                             "good parts at their own threshold (11.1% and 9.5% vs 15.3%), but the rule asks for 0.5 "
+                             "points on the mean of the four AUROCs, so the default keeps `flips`; both are opt-in "
+                             "sets (`--views turns`, `--views diagonals`). Report categories not scored. 224 px, "
+                             "deterministic; 27 min for the two candidates on the 2-core CPU.",
+                             "mkdir -p runs/v6-turns runs/v6-diagonals && cp -r anomalyvfm/weights/anomalyvfm-vits14 "
+                             "runs/v6-turns/model && cp -r anomalyvfm/weights/anomalyvfm-vits14 runs/v6-diagonals/model "
+                             "&& python -c \"from anomalyvfm.checkpoint import update_config as u; "
+                             "u('runs/v6-turns/model', test_views='turns'); u('runs/v6-diagonals/model', "
+                             "test_views='diagonals')\" && python benchmarks/checkpoint_selection.py --models "
+                             "runs/v6-turns/model runs/v6-diagonals/model --compare runs/v6-flips/model --out "
+                             "benchmarks/results/views4-selection  # with v13-selection's runs/v6-flips/model entry "
+                             "and harness folder copied in first")
             + _table_section("threshold-protocol/table.md", "Which synthetic normals set the default threshold",
                              "Every candidate since v6 failed the selection's veto while its AUROCs moved by a point "
                              "or two: the shipped protocol took the 99th percentile of 400 clean generator normals "
