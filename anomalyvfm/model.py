@@ -24,7 +24,7 @@ from .profile import ProfileState
 from .scoring import SCORE_RULES, score_outputs
 from .mutual import image_statistic
 from .self_similarity import self_map
-from .tta import TEST_VIEWS, View, apply_view, undo_view
+from .tta import IDENTITY, TEST_VIEWS, View, apply_view, undo_view
 
 __all__ = ["AnomalyVFM", "BackboneMismatchError", "ModelOutput", "load_default", "shipped_checkpoint"]
 
@@ -134,7 +134,7 @@ class AnomalyVFM(nn.Module):
         if not len(self.members):
             return own
         parts = [own] + [m._view_outputs(pixel_values) for m in self.members]
-        return _view_average(parts, (TEST_VIEWS["single"][0],) * len(parts))
+        return _view_average(parts, (IDENTITY,) * len(parts))  # members see the same image
 
     def _view_outputs(self, pixel_values: torch.Tensor) -> ModelOutput:
         views = TEST_VIEWS[self.config.test_views]

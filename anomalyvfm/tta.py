@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["View", "TEST_VIEWS", "apply_view", "undo_view"]
+__all__ = ["IDENTITY", "View", "TEST_VIEWS", "apply_view", "undo_view"]
 
 
 @dataclass(frozen=True)
