@@ -798,6 +798,26 @@ def _v2_sections() -> list[str]:
                              "runs/v6-turns/model runs/v6-diagonals/model --compare runs/v6-flips/model --out "
                              "benchmarks/results/views4-selection  # with v13-selection's runs/v6-flips/model entry "
                              "and harness folder copied in first")
+            + _table_section("v15-selection/table.md", "Checkpoint selection with v6's adapters frozen (v15-frozen)",
+                             "Hypothesis declared before training (commit f8d8bc9): every CPU continuation of v6 "
+                             "failed the veto; if the drift on real good parts comes from the adapters (the "
+                             "features), continuing with v6's adapters frozen (`freeze_adapters`) lets decoder and head "
+                             "learn v12's mix (layouts, stroke faults) and stay within the veto. "
+                             "`training/configs/v15-frozen.json`: v12-circuit with seed 15 and `freeze_adapters`; "
+                             "15.3 min on the 2-core CPU (1.22 s/step; the adapters end bit-identical to v6's; record "
+                             "in benchmarks/results/training/v15-frozen, the loss is flat). Scored with the default's "
+                             "four views against the default, as for v11 to v13. Both candidates pass the veto, the "
+                             "first continuations of v6 to do so (16.8% and 16.3% of good magnetic_tile parts flagged "
+                             "vs 15.3%), which says the earlier drift came from the adapters; but both score lower "
+                             "(88.8 and 88.7 vs 89.4; magnetic_tile image AUROC 78.4 and 78.3 vs 79.5), so the head "
+                             "alone learns nothing the validation split rewards. Not shipped; report categories not "
+                             "scored. 224 px, deterministic; 26 min for the two candidates.",
+                             "python -m training.train --config training/configs/v15-frozen.json && python -c \"from "
+                             "anomalyvfm.checkpoint import update_config as u; [u(f'runs/anomalyvfm-vits14-v15-frozen/"
+                             "checkpoints/step_{s:07d}/model', test_views='flips') for s in (375, 750)]\" && python "
+                             "benchmarks/checkpoint_selection.py --run runs/anomalyvfm-vits14-v15-frozen --steps 375,750 "
+                             "--compare runs/v6-flips/model --out benchmarks/results/v15-selection  # with "
+                             "v13-selection's runs/v6-flips/model entry and harness folder copied in first")
             + _table_section("threshold-protocol/table.md", "Which synthetic normals set the default threshold",
                              "Every candidate since v6 failed the selection's veto while its AUROCs moved by a point "
                              "or two: the shipped protocol took the 99th percentile of 400 clean generator normals "
