@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from .soup import SETTLED, architecture
+from .soup import same_model
 
 
 @dataclass
@@ -34,24 +34,15 @@ def member_label(directory: Path) -> str:
 
 def ensemble(members: Sequence[str | Path], out: str | Path, test_views: str = "single") -> Path:
     """Write the ensemble of ``members`` (checkpoint folders) to ``out`` and return it."""
-    from anomalyvfm.checkpoint import ADAPTER_NAME, CONFIG_NAME, HEADS_NAME, load_weights, read_tensors, save, \
-        set_weights
+    from anomalyvfm.checkpoint import ADAPTER_NAME, HEADS_NAME, load_weights, read_tensors, save, set_weights
     from anomalyvfm.config import AnomalyVFMConfig
     from anomalyvfm.model import AnomalyVFM
 
-    if len(members) < 2:
-        raise ValueError(f"an ensemble needs at least two members, got {len(members)}")
-    dirs = [Path(m) for m in members]
-    configs = [json.loads((d / CONFIG_NAME).read_text()) for d in dirs]
-    ignore = {*SETTLED, "test_views", "members", "self_weight"}  # the ensemble's config decides these for all
-    first = {k: v for k, v in architecture(configs[0]).items() if k not in ignore}
+    # the ensemble's config decides test_views and self_weight for every member
+    dirs, configs = same_model(members, "an ensemble", ignore=("test_views", "members", "self_weight"))
     for d, c in zip(dirs, configs):
         if c.get("members"):
             raise ValueError(f"{d}: already an ensemble; name its members instead")
-        other = {k: v for k, v in architecture(c).items() if k not in ignore}
-        if other != first:
-            diff = sorted(k for k in first if first[k] != other.get(k))
-            raise ValueError(f"{d}: not the same model as {dirs[0]} (differs in {', '.join(diff)})")
     config = AnomalyVFMConfig.from_dict({**configs[0], "test_views": test_views,
                                          "members": [member_label(d) for d in dirs[1:]],
                                          "threshold": 0.5, "threshold_origin": "unset", "normal_stats": {},

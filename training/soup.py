@@ -32,24 +32,31 @@ def architecture(config: dict) -> dict:
     return {k: v for k, v in cfg.to_dict().items() if k not in SETTLED}
 
 
+def same_model(members: Sequence[str | Path], kind: str, ignore: Sequence[str] = ()) -> tuple[list[Path], list[dict]]:
+    """The folders and configs of ``members``, refused unless there are at least two and all have one architecture
+    (``architecture``; the fields in ``ignore`` may differ too). ``kind`` names the result in the error."""
+    from anomalyvfm.checkpoint import CONFIG_NAME
+
+    if len(members) < 2:
+        raise ValueError(f"{kind} needs at least two members, got {len(members)}")
+    dirs = [Path(m) for m in members]
+    configs = [json.loads((d / CONFIG_NAME).read_text()) for d in dirs]
+    shapes = [{k: v for k, v in architecture(c).items() if k not in ignore} for c in configs]
+    for d, other in zip(dirs[1:], shapes[1:]):
+        if other != shapes[0]:
+            diff = sorted(k for k in shapes[0] if shapes[0][k] != other.get(k))
+            raise ValueError(f"{d}: not the same model as {dirs[0]} (differs in {', '.join(diff)})")
+    return dirs, configs
+
+
 def soup(members: Sequence[str | Path], out: str | Path) -> Path:
     """Write the uniform average of ``members`` to ``out`` (a checkpoint folder) and return it."""
     import torch
 
-    from anomalyvfm.checkpoint import (ADAPTER_NAME, CONFIG_NAME, HEADS_NAME, load_weights, read_tensors, save,
-                                       set_weights)
+    from anomalyvfm.checkpoint import ADAPTER_NAME, HEADS_NAME, load_weights, read_tensors, save, set_weights
     from anomalyvfm.model import AnomalyVFM
 
-    if len(members) < 2:
-        raise ValueError(f"a soup needs at least two members, got {len(members)}")
-    dirs = [Path(m) for m in members]
-    configs = [json.loads((d / CONFIG_NAME).read_text()) for d in dirs]
-    first = architecture(configs[0])
-    for d, c in zip(dirs[1:], configs[1:]):
-        other = architecture(c)
-        if other != first:
-            diff = sorted(k for k in first if first[k] != other.get(k))
-            raise ValueError(f"{d}: not the same model as {dirs[0]} (differs in {', '.join(diff)})")
+    dirs, _ = same_model(members, "a soup")
     tensors = {}
     for name in (ADAPTER_NAME, HEADS_NAME):
         parts = [read_tensors(d / name) for d in dirs]
