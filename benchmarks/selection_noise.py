@@ -5,8 +5,8 @@ category's test images, from the per-image scores the selections already stored 
 
 For every selection folder under benchmarks/results (``*-selection`` with a ``summary.json`` whose entries have
 harness parts), each candidate is paired with the checkpoint it was compared against (as the selection's verdict
-names it) on the same images. The images are resampled with replacement, good and defective apart (so each resample keeps
-the category's counts), and for each resample the difference of image AUROC (candidate − compared, each under its
+names it) on the same images. The images are resampled with replacement, good and defective apart (so each resample
+keeps the category's counts), and for each resample the difference of image AUROC (candidate − compared, each under its
 own stored rule's scores) and of the share of good images flagged at each one's own stored threshold is taken.
 The table gives the observed difference and the 2.5-97.5 percentiles. It covers the magnetic_tile half of the
 validation score only: the synthetic pairs' and pixel scores are not stored per image.
