@@ -185,7 +185,8 @@ def test_soup_averages_every_trained_tensor_and_refuses_another_model(tiny_model
     with torch.no_grad():
         for _, p in tiny_model.trainable_parameters():
             p.add_(1.0)
-    tiny_model.config.threshold = 0.7  # settled fields may differ
+    tiny_model.config.threshold = 0.7  # settled fields may differ, self_weight too (training.ship carries it over)
+    tiny_model.config.self_weight = 0.75
     second = tiny_model.save_pretrained(tmp_path / "b")
     out = soup([first, second], tmp_path / "soup")
     for name in (ADAPTER_NAME, HEADS_NAME):

@@ -38,8 +38,8 @@ def ensemble(members: Sequence[str | Path], out: str | Path, test_views: str = "
     from anomalyvfm.config import AnomalyVFMConfig
     from anomalyvfm.model import AnomalyVFM
 
-    # the ensemble's config decides test_views and self_weight for every member
-    dirs, configs = same_model(members, "an ensemble", ignore=("test_views", "members", "self_weight"))
+    # the ensemble's config (the first member's, with its own test_views) decides inference for every member
+    dirs, configs = same_model(members, "an ensemble", ignore=("test_views", "members"))
     for d, c in zip(dirs, configs):
         if c.get("members"):
             raise ValueError(f"{d}: already an ensemble; name its members instead")

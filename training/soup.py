@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-SETTLED = ("weights_sha256", "threshold", "threshold_origin", "normal_stats", "batch_fusion", "trained")
+# written after training: by training, by settling a threshold, and by training.ship, which carries self_weight over
+SETTLED = ("weights_sha256", "threshold", "threshold_origin", "normal_stats", "batch_fusion", "trained", "self_weight")
 
 
 @dataclass
