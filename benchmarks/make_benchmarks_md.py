@@ -837,9 +837,23 @@ def _v2_sections() -> list[str]:
                              "python benchmarks/checkpoint_selection.py --run runs/anomalyvfm-vits14-v16-reseed --steps "
                              "500,750,1000 --compare runs/v6-flips/model --out benchmarks/results/v16-selection  # with "
                              "v15-selection's runs/v6-flips/model entry and harness folder copied in first")
+            + _table_section("v17-selection/table.md", "Checkpoint selection for a soup of two seeds (v17-seed-soup)",
+                             "Declared before scoring (commit 6cec51d): v6 and v16-reseed are one recipe from one start "
+                             "(v2) with two seeds, the setting in which Wortsman et al. (2022) found uniform soups "
+                             "beat their members (v9's soups mixed recipes, or steps of one run). "
+                             "`training/configs/v17-seed-soup.json` averages the shipped v6 (with its four views) and "
+                             "v16's step 750, the step v6 was taken at; no training. Rejected on both counts: it lands "
+                             "between its members, nearer v6 on the score (89.2 vs 89.4 and v16's 88.7) and halfway "
+                             "on the verdict (24.2% of good magnetic_tile parts flagged vs 15.3% and 37.4%). Not "
+                             "shipped; report categories not scored. 224 px, deterministic; 13 min on the 2-core CPU.",
+                             "python -m training.soup --config training/configs/v17-seed-soup.json && python "
+                             "benchmarks/checkpoint_selection.py --models runs/anomalyvfm-vits14-v17-seed-soup "
+                             "--compare runs/v6-flips/model --out benchmarks/results/v17-selection  # v16's "
+                             "checkpoints from its commands above, runs/v6-flips/model a copy of the shipped default; "
+                             "v15-selection's runs/v6-flips/model entry and harness folder copied in first")
             + _table_section("selection-noise/table.md", "How much of a selection's magnetic_tile figures is noise",
-                             "A paired bootstrap over magnetic_tile's 582 test images (2000 resamples, seed 0; good "
-                             "and defective images resampled apart) from the per-image scores every selection above "
+                             "A paired bootstrap over magnetic_tile's 582 test images (2000 resamples, seed 0, the "
+                             "same for every pair; good and defective images resampled apart) from the per-image scores every selection above "
                              "stored; no model is run. Each candidate is paired with the checkpoint its selection "
                              "compared it against: the observed difference (candidate − compared, in points) of image "
                              "AUROC and of the share of good images flagged at each one's own synthetic threshold, "

@@ -6,8 +6,9 @@ category's test images, from the per-image scores the selections already stored 
 For every selection folder under benchmarks/results (``*-selection`` with a ``summary.json`` whose entries have
 harness parts), each candidate is paired with the checkpoint it was compared against (as the selection's verdict
 names it) on the same images. The images are resampled with replacement, good and defective apart (so each resample
-keeps the category's counts), and for each resample the difference of image AUROC (candidate − compared, each under its
-own stored rule's scores) and of the share of good images flagged at each one's own stored threshold is taken.
+keeps the category's counts; every pair sees the same resamples, drawn with --seed), and for each resample the
+difference of image AUROC (candidate − compared, each under its own stored rule's scores) and of the share of good
+images flagged at each one's own stored threshold is taken.
 The table gives the observed difference and the 2.5-97.5 percentiles. It covers the magnetic_tile half of the
 validation score only: the synthetic pairs' and pixel scores are not stored per image.
 """
@@ -74,7 +75,6 @@ def main() -> int:
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "selection-noise")
     args = parser.parse_args()
-    rng = np.random.default_rng(args.seed)
     rows = []
     for folder in sorted(args.results.glob("*-selection"), key=lambda p: (len(p.name), p.name)):
         summary = json.loads((folder / "summary.json").read_text())
@@ -85,7 +85,7 @@ def main() -> int:
         base = load(folder, ref)
         for name in (n for n in names if n != ref):
             d = paired(base, load(folder, name), summary[ref]["threshold"], summary[name]["threshold"],
-                       args.resamples, rng)
+                       args.resamples, np.random.default_rng(args.seed))  # the same resamples for every pair
             rows.append({"selection": folder.name, "compared": ref, "candidate": name, **d})
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "summary.json").write_text(json.dumps(rows, indent=1))
