@@ -61,7 +61,8 @@ def paired(base: tuple, cand: tuple, base_threshold: float, cand_threshold: floa
     lab = labels[idx[0]]  # the same label layout in every resample
     d_auroc = auroc_rows(lab, c[idx]) - auroc_rows(lab, b[idx])
     g = idx[:, :good.size]
-    d_fpr = (c[g] > cand_threshold).mean(1) - (b[g] > base_threshold).mean(1)  # above it, as default_threshold.part_rates
+    # flagged = above the threshold, as default_threshold.part_rates
+    d_fpr = (c[g] > cand_threshold).mean(1) - (b[g] > base_threshold).mean(1)
     obs_auroc = auroc_rows(labels, c[None])[0] - auroc_rows(labels, b[None])[0]
     obs_fpr = (c[good] > cand_threshold).mean() - (b[good] > base_threshold).mean()
     q = lambda d: tuple(100 * np.percentile(d, [2.5, 97.5]))  # noqa: E731
