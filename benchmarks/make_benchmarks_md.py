@@ -859,9 +859,10 @@ def _v2_sections() -> list[str]:
                              "AUROC and of the share of good images flagged at each one's own synthetic threshold, "
                              "with the 2.5-97.5 percentiles. It covers only the magnetic_tile half of the validation "
                              "score (the synthetic pairs' and pixel scores are not stored per image). What it says: the "
-                             "intervals are about ±1-2 points wide for image AUROC and ±2-7 for the FPR, so "
-                             "differences of that size, the veto's 5-point slack included, can come from the image "
-                             "sample alone; v6's win over v2 (+5.2 "
+                             "intervals reach 0.5 to 4.0 points either side for image AUROC (median 1.6; closest for "
+                             "near relatives such as v15) and 1.3 to 7.4 for the FPR (median 5.5), so differences of "
+                             "that size, the veto's 5-point slack included, can come from the image sample alone; "
+                             "v6's win over v2 (+5.2 "
                              "image AUROC, -12.6 FPR) and the FPR rises of v7, v8 and v10 (+33 to +69) are far "
                              "outside it. It does not measure the run-to-run spread of training (v16-reseed above "
                              "does: one more seed moved the FPR by 13-22 points).",
