@@ -827,7 +827,7 @@ def _v2_sections() -> list[str]:
                              "default's four views against the default, as for v11 to v15. Rejected on both counts: "
                              "validation score 87.8-88.7 vs 89.4, and 28-37% of good magnetic_tile parts flagged at "
                              "its own synthetic threshold vs 15.3%. The same recipe with another seed lands where the "
-                             "failed continuations of v6 landed (v11-v13: 88.2-89.0, 26-48%), so much of v6's lead "
+                             "failed continuations of v6 landed (v11-v13: 87.9-89.0, 26-48%), so much of v6's lead "
                              "over them is its seed's, not their recipes' loss (on magnetic_tile, the bootstrap below "
                              "puts v16's differences from v6 at the size of theirs). Not shipped; report categories not scored. "
                              "224 px, deterministic; 40 min for the three candidates.",
