@@ -32,6 +32,11 @@ MARGIN = 0.005  # what a new default must win by
 FPR_SLACK = 0.05  # how many more good validation images a new default may flag at its synthetic threshold
 
 
+def harness_folder(out: Path, name: str) -> Path:
+    """Where a selection in ``out`` keeps the harness run of the candidate named ``name``."""
+    return out / name.replace(" ", "_").replace("/", "_")
+
+
 def validation_fpr(model: Path, harness: Path, imaging_seed: int | None) -> tuple[float, float]:
     """(synthetic threshold, FPR on magnetic_tile's test/good at it) from the candidate's harness parts."""
     from default_threshold import synthetic_threshold, test_rates
@@ -86,13 +91,13 @@ def main() -> int:
     for name, model in candidates.items():
         if name in summary:
             if "validation_FPR" not in summary[name]:  # scored before the veto existed: add the verdict's rate
-                harness = args.out / name.replace(" ", "_").replace("/", "_")
+                harness = harness_folder(args.out, name)
                 summary[name]["threshold"], summary[name]["validation_FPR"] = validation_fpr(
                     model, harness, imaging_seed)
                 path.write_text(json.dumps(summary, indent=1, default=float))
             continue
         rule = json.loads((model / "config.json").read_text())["image_score"]
-        harness = args.out / name.replace(" ", "_").replace("/", "_")
+        harness = harness_folder(args.out, name)
         result = score(model, args.data, harness, pairs, report=False)
         threshold, fpr = validation_fpr(model, harness, imaging_seed)
         summary[name] = {"model": str(model), "rule": rule, **result, "threshold": threshold, "validation_FPR": fpr,

@@ -20,6 +20,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+from checkpoint_selection import harness_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 PART = "parts/magnetic_tile__magnetic_tile__anomalyvfm__k0__s0.json"
@@ -35,7 +36,7 @@ def auroc_rows(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
 
 
 def harness(folder: Path, name: str) -> Path:
-    return folder / name.replace(" ", "_").replace("/", "_") / PART
+    return harness_folder(folder, name) / PART
 
 
 def compared(folder: Path) -> str:
