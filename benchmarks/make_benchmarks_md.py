@@ -829,8 +829,8 @@ def _v2_sections() -> list[str]:
                              "its own synthetic threshold vs 15.3%. The same recipe with another seed lands where the "
                              "failed continuations of v6 landed (v11-v13: 87.9-89.0, 26-48%), so much of v6's lead "
                              "over them is its seed's, not their recipes' loss (on magnetic_tile, the bootstrap below "
-                             "puts v16's differences from v6 at the size of theirs). Not shipped; report categories not scored. "
-                             "224 px, deterministic; 40 min for the three candidates.",
+                             "puts v16's differences from v6 at the size of theirs). Not shipped; report categories "
+                             "not scored. 224 px, deterministic; 40 min for the three candidates.",
                              "python -m training.train --config training/configs/v16-reseed.json && python -c \"from "
                              "anomalyvfm.checkpoint import update_config as u; [u(f'runs/anomalyvfm-vits14-v16-reseed/"
                              "checkpoints/step_{s:07d}/model', test_views='flips') for s in (500, 750, 1000)]\" && "
@@ -853,8 +853,8 @@ def _v2_sections() -> list[str]:
                              "v15-selection's runs/v6-flips/model entry and harness folder copied in first")
             + _table_section("selection-noise/table.md", "How much of a selection's magnetic_tile figures is noise",
                              "A paired bootstrap over magnetic_tile's 582 test images (2000 resamples, seed 0, the "
-                             "same for every pair; good and defective images resampled apart) from the per-image scores every selection above "
-                             "stored; no model is run. Each candidate is paired with the checkpoint its selection "
+                             "same for every pair; good and defective images resampled apart) from the per-image "
+                             "scores every selection above stored; no model is run. Each candidate is paired with the checkpoint its selection "
                              "compared it against: the observed difference (candidate − compared, in points) of image "
                              "AUROC and of the share of good images flagged at each one's own synthetic threshold, "
                              "with the 2.5-97.5 percentiles. It covers only the magnetic_tile half of the validation "
@@ -862,8 +862,7 @@ def _v2_sections() -> list[str]:
                              "intervals reach 0.5 to 4.0 points either side for image AUROC (median 1.6; closest for "
                              "near relatives such as v15) and 1.3 to 7.4 for the FPR (median 5.5), so differences of "
                              "that size, the veto's 5-point slack included, can come from the image sample alone; "
-                             "v6's win over v2 (+5.2 "
-                             "image AUROC, -12.6 FPR) and the FPR rises of v7, v8 and v10 (+33 to +69) are far "
+                             "v6's win over v2 (+5.2 image AUROC, -12.6 FPR) and the FPR rises of v7, v8 and v10 (+33 to +69) are far "
                              "outside it. It does not measure the run-to-run spread of training (v16-reseed above "
                              "does: one more seed moved the FPR by 13-22 points).",
                              "python benchmarks/selection_noise.py")
