@@ -37,12 +37,25 @@ def harness_folder(out: Path, name: str) -> Path:
     return out / name.replace(" ", "_").replace("/", "_")
 
 
-def validation_fpr(model: Path, harness: Path, imaging_seed: int | None) -> tuple[float, float]:
+def validation_fpr(model: Path, harness: Path, imaging_seed: int | None, device: str = "auto"
+                   ) -> tuple[float, float]:
     """(synthetic threshold, FPR on magnetic_tile's test/good at it) from the candidate's harness parts."""
     from default_threshold import synthetic_threshold, test_rates
 
-    threshold, _ = synthetic_threshold(model_dir=str(model), imaging_seed=imaging_seed)
+    threshold, _ = synthetic_threshold(model_dir=str(model), imaging_seed=imaging_seed, device=device)
     return threshold, test_rates(threshold, str(harness))["magnetic_tile/magnetic_tile"]["FPR"]
+
+
+def candidate_entry(model: Path, harness: Path, data: str, pairs: list[dict], imaging_seed: int | None,
+                    device: str = "auto") -> dict:
+    """One candidate's summary entry: its validation scores, threshold and FPR (its harness run kept in ``harness``)."""
+    from training.ablate import score
+
+    rule = json.loads((model / "config.json").read_text())["image_score"]
+    result = score(model, data, harness, pairs, report=False, device=device)
+    threshold, fpr = validation_fpr(model, harness, imaging_seed, device)
+    return {"model": str(model), "rule": rule, **result, "threshold": threshold, "validation_FPR": fpr,
+            "validation_score": validation_score(result, rule)}
 
 
 def decide(candidates: dict[str, tuple[float, float]], base_score: float, base_fpr: float
@@ -60,9 +73,11 @@ def validation_score(result: dict, rule: str) -> float:
 
 
 def main() -> int:
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from multiprocessing import get_context
+
     from default_threshold import IMAGING_SEED
     from synthetic_validation import validation_pairs
-    from training.ablate import score
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, help="a training run: its checkpoints at --steps are the candidates")
@@ -75,6 +90,8 @@ def main() -> int:
     parser.add_argument("--clean-normals", action="store_true",
                         help="thresholds from clean normals, the protocol before the threshold-protocol study")
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda (auto: CUDA where there is one)")
+    parser.add_argument("--jobs", type=int, default=1, help="candidates scored at once, each in its own process")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "v3-selection")
     args = parser.parse_args()
     pairs = validation_pairs(size=args.pairs_size)
@@ -89,21 +106,20 @@ def main() -> int:
     candidates.update({str(m): m for m in args.models})
     imaging_seed = None if args.clean_normals else IMAGING_SEED
     for name, model in candidates.items():
-        if name in summary:
-            if "validation_FPR" not in summary[name]:  # scored before the veto existed: add the verdict's rate
-                harness = harness_folder(args.out, name)
-                summary[name]["threshold"], summary[name]["validation_FPR"] = validation_fpr(
-                    model, harness, imaging_seed)
-                path.write_text(json.dumps(summary, indent=1, default=float))
-            continue
-        rule = json.loads((model / "config.json").read_text())["image_score"]
-        harness = harness_folder(args.out, name)
-        result = score(model, args.data, harness, pairs, report=False)
-        threshold, fpr = validation_fpr(model, harness, imaging_seed)
-        summary[name] = {"model": str(model), "rule": rule, **result, "threshold": threshold, "validation_FPR": fpr,
-                         "validation_score": validation_score(result, rule)}
-        args.out.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(summary, indent=1, default=float))
+        if name in summary and "validation_FPR" not in summary[name]:  # scored before the veto: add its rate
+            summary[name]["threshold"], summary[name]["validation_FPR"] = validation_fpr(
+                model, harness_folder(args.out, name), imaging_seed, args.device)
+            path.write_text(json.dumps(summary, indent=1, default=float))
+    todo = [name for name in candidates if name not in summary]
+    args.out.mkdir(parents=True, exist_ok=True)
+    with ProcessPoolExecutor(max(1, args.jobs), mp_context=get_context("spawn")) as pool:
+        futures = {pool.submit(candidate_entry, candidates[n], harness_folder(args.out, n), args.data, pairs,
+                               imaging_seed, args.device): n for n in todo}
+        for future in as_completed(futures):  # each entry is written as soon as it is scored
+            summary[futures[future]] = future.result()
+            path.write_text(json.dumps(summary, indent=1, default=float))
+    summary = {**{n: r for n, r in summary.items() if n not in todo}, **{n: summary[n] for n in todo}}
+    path.write_text(json.dumps(summary, indent=1, default=float))  # earlier entries first, new ones in order asked
     base = summary[str(args.compare)]
     _, best, wins = decide({n: (r["validation_score"], r["validation_FPR"]) for n, r in summary.items()
                             if n != str(args.compare)}, base["validation_score"], base["validation_FPR"])

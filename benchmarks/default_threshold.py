@@ -31,7 +31,7 @@ RESULTS = "benchmarks/results/zeroshot-224-v6-flips"  # the shipped default's ha
 
 
 def synthetic_threshold(n: int = 400, seed: int = 101, model_dir: str | None = None, size: int | None = None,
-                        resolution: int | None = None, imaging_seed: int | None = IMAGING_SEED
+                        resolution: int | None = None, imaging_seed: int | None = IMAGING_SEED, device: str = "auto"
                         ) -> tuple[float, list[float]]:
     """The 99th percentile of the model's scores on ``n`` generator normals (``anomalyvfm.synth.generator.normals``:
     seen through imaging conditions drawn from ``imaging_seed``, clean if None) drawn at ``size`` px and scored at
@@ -41,8 +41,10 @@ def synthetic_threshold(n: int = 400, seed: int = 101, model_dir: str | None = N
     from anomalyvfm.synth import SynthConfig
     from anomalyvfm.synth.generator import normals
 
+    from anomalyvfm.runinfo import resolve_device
+
     warnings.simplefilter("ignore")
-    model = load_default(model_dir)
+    model = load_default(model_dir).to(resolve_device(device))
     own = resolution_for(default_mode=model.config.mode)
     images = normals(n, seed, SynthConfig(size=size or own), imaging_seed)
     scores = [p.score for p in model.predict(images, batch_size=8, resolution=resolution or own)]

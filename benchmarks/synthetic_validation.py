@@ -32,12 +32,13 @@ def validation_pairs(n: int = N, seed: int = SEED, size: int = 224) -> list[dict
     return list(generate(n, seed=seed, cfg=SynthConfig(size=size)))
 
 
-def evaluate(model_dir: str, pairs: list[dict]) -> dict:
+def evaluate(model_dir: str, pairs: list[dict], device: str = "auto") -> dict:
     """``pair_metrics`` of a checkpoint at its own mode's resolution (224 px for ``fast``, 448 for ``accurate``)."""
     from anomalyvfm.config import resolution_for
     from anomalyvfm.model import load_default
+    from anomalyvfm.runinfo import resolve_device
 
-    model = load_default(model_dir)
+    model = load_default(model_dir).to(resolve_device(device))
     return {**pair_metrics(model, pairs, resolution_for(default_mode=model.config.mode)),
             "image_score": model.config.image_score}
 

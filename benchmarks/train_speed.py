@@ -15,7 +15,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for ``training``
 
-from training.train import TrainConfig, batch, build, train_step  # noqa: E402
+from training.train import TrainConfig, batch, batches, build, train_step  # noqa: E402
 from anomalyvfm.synth import SynthConfig  # noqa: E402
 
 
@@ -24,10 +24,11 @@ def seconds_per_step(cfg: TrainConfig, steps: int) -> tuple[float, float]:
 
     model, optimizer = build(cfg, torch.device("cpu"))
     synth = SynthConfig(**{**cfg.synth, "size": cfg.resolution})
-    train_step(cfg, model, model, optimizer, synth, torch.device("cpu"), 0)  # warm-up
+    micro_batches = batches(TrainConfig(**{**cfg.__dict__, "steps": steps + 1}), synth, 0)
+    train_step(cfg, model, model, optimizer, micro_batches, torch.device("cpu"), 0)  # warm-up
     start = time.perf_counter()
     for step in range(1, steps + 1):
-        train_step(cfg, model, model, optimizer, synth, torch.device("cpu"), step)
+        train_step(cfg, model, model, optimizer, micro_batches, torch.device("cpu"), step)
     total = (time.perf_counter() - start) / steps
     start = time.perf_counter()
     for step in range(steps):

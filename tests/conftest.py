@@ -26,7 +26,12 @@ def offline(monkeypatch, tmp_path_factory):
     def refuse(*args, **kwargs):
         raise OSError("network access is disabled in tests")
 
-    monkeypatch.setattr(socket.socket, "connect", refuse)
+    connect = socket.socket.connect
+
+    def local_only(sock, address):  # unix sockets stay open: worker processes pass tensors through them
+        return connect(sock, address) if sock.family == socket.AF_UNIX else refuse()
+
+    monkeypatch.setattr(socket.socket, "connect", local_only)
     monkeypatch.setattr(socket, "create_connection", refuse)
     torch.manual_seed(0)
     np.random.seed(0)

@@ -51,6 +51,14 @@ def test_resume_after_a_crash_gives_the_same_weights(tmp_path, tiny_backbone_dir
     assert _same(straight, resumed)
 
 
+def test_batches_made_ahead_by_workers_give_the_same_run(tmp_path, tiny_backbone_dir):
+    inline = _weights(train(_config(tmp_path, tiny_backbone_dir, "inline", grad_accum=2)))
+    cfg = _config(tmp_path, tiny_backbone_dir, "ahead", grad_accum=2, workers=2)
+    with pytest.raises(SystemExit):
+        train(cfg, crash_at_step=3)  # resumes from step 2 with a fresh set of workers
+    assert _same(inline, _weights(train(cfg)))
+
+
 def test_resume_after_sigkill_gives_the_same_weights(tmp_path, tiny_backbone_dir):
     steps = 30  # long enough that the kill lands mid-run, not after the end
     straight = _weights(train(TrainConfig(**{**_config(tmp_path, tiny_backbone_dir, "a").__dict__, "steps": steps})))

@@ -78,15 +78,16 @@ def model_resolution(model: Path) -> int:
 
 
 def score(model: Path, data: str, out: Path, pairs: list[dict], report: bool,
-          validation: tuple[str, ...] = VALIDATION) -> dict:
+          validation: tuple[str, ...] = VALIDATION, device: str = "auto") -> dict:
     """Synthetic validation pairs, the validation category and (``report``) the report categories, each at the
-    checkpoint's own mode's resolution."""
+    checkpoint's own mode's resolution, on ``device`` (auto: CUDA where there is one)."""
     from anomalyvfm.benchmark import BenchmarkConfig, config_dict, run_benchmark
     from anomalyvfm.report import write_reports
 
-    result = {"synthetic": _synthetic_validation().evaluate(str(model), pairs), "validation": {}, "report": {}}
-    bench = BenchmarkConfig(data=data, out=str(out), methods=("anomalyvfm",), model=str(model), resolution=model_resolution(model),
-                            datasets=() if report else validation)
+    result = {"synthetic": _synthetic_validation().evaluate(str(model), pairs, device), "validation": {},
+              "report": {}}
+    bench = BenchmarkConfig(data=data, out=str(out), methods=("anomalyvfm",), model=str(model),
+                            resolution=model_resolution(model), datasets=() if report else validation, device=device)
     parts = run_benchmark(bench)
     write_reports(parts, Path(bench.out), config_dict(bench), bench.warnings)
     for p in parts:

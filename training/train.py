@@ -47,6 +47,8 @@ class TrainConfig:
     alpha: float = 0.1  # confidence regulariser α
     image_weight: float = 1.0
     device: str = "auto"  # auto | cpu | cuda
+    workers: int = 0  # processes that synthesise the next batches ahead (0: in the training loop); the batches are
+    # the same either way, so a run's weights do not depend on it
     freeze_adapters: bool = False  # train the decoder and head only (LoRA stays at its identity init)
     refine_masks: bool = False  # keep only mask pixels where frozen-backbone features of good and bad differ
     refine_threshold: float = 0.1  # cosine distance above which a masked pixel is kept
@@ -82,9 +84,10 @@ def _dist() -> tuple[int, int]:
     return 0, 1
 
 
-def batch(cfg: TrainConfig, synth: SynthConfig, step: int, micro: int) -> tuple[torch.Tensor, ...]:
+def batch(cfg: TrainConfig, synth: SynthConfig, step: int, micro: int,
+          rank_world: tuple[int, int] | None = None) -> tuple[torch.Tensor, ...]:
     """The micro-batch for (step, micro) of this rank: a pure function of the indices, so resume is exact."""
-    rank, world = _dist()
+    rank, world = rank_world or _dist()
     pairs = cfg.batch_size // 2
     first = ((step * cfg.grad_accum + micro) * world + rank) * pairs
     images, masks, labels = [], [], []
@@ -102,6 +105,33 @@ def batch(cfg: TrainConfig, synth: SynthConfig, step: int, micro: int) -> tuple[
             pair = slice(2 * j, 2 * j + 2)
             x[pair], m[pair] = apply_view(x[pair], view), apply_view(m[pair], view)
     return x, m, torch.tensor(labels)
+
+
+class _Batches(torch.utils.data.Dataset):
+    """The micro-batches from ``start`` on, in training order, for a ``DataLoader`` whose workers synthesise them."""
+
+    def __init__(self, cfg: TrainConfig, synth: SynthConfig, start: int):
+        self.cfg, self.synth, self.start, self.rank_world = cfg, synth, start, _dist()
+
+    def __len__(self) -> int:
+        return (self.cfg.steps - self.start) * self.cfg.grad_accum
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
+        step, micro = divmod(i, self.cfg.grad_accum)
+        return batch(self.cfg, self.synth, self.start + step, micro, self.rank_world)
+
+
+def batches(cfg: TrainConfig, synth: SynthConfig, start: int):
+    """Yield (step, micro, (x, m, y)) from step ``start`` on: built here, or ahead by ``cfg.workers`` processes."""
+    if cfg.workers == 0:
+        for step in range(start, cfg.steps):
+            for micro in range(cfg.grad_accum):
+                yield step, micro, batch(cfg, synth, step, micro)
+        return
+    loader = torch.utils.data.DataLoader(_Batches(cfg, synth, start), batch_size=None, num_workers=cfg.workers,
+                                         prefetch_factor=4, persistent_workers=False)
+    for i, item in enumerate(loader):
+        yield start + i // cfg.grad_accum, i % cfg.grad_accum, item
 
 
 def refine(model: AnomalyVFM, x: torch.Tensor, m: torch.Tensor, y: torch.Tensor,
@@ -263,15 +293,18 @@ def anchor_loss(out: ModelOutput, anchor: AnomalyVFM, x: torch.Tensor) -> torch.
 
 
 def train_step(cfg: TrainConfig, model: AnomalyVFM, ddp: torch.nn.Module, optimizer: torch.optim.Optimizer,
-               synth: SynthConfig, device: torch.device, step: int,
+               micro_batches, device: torch.device, step: int,
                anchor: AnomalyVFM | None = None) -> dict[str, float]:
-    """One optimiser step over ``grad_accum`` micro-batches; returns the mean losses."""
+    """One optimiser step over the ``grad_accum`` micro-batches that ``micro_batches`` (``batches``) yields next;
+    returns the mean losses."""
     for group in optimizer.param_groups:
         group["lr"] = cfg.lr * lr_factor(cfg, step)
     optimizer.zero_grad(set_to_none=True)
     totals = {"loss": 0.0, "pixel": 0.0, "image": 0.0, **({"anchor": 0.0} if anchor is not None else {})}
     for micro in range(cfg.grad_accum):
-        x, m, y = (t.to(device) for t in batch(cfg, synth, step, micro))
+        at, at_micro, data = next(micro_batches)
+        assert (at, at_micro) == (step, micro), f"batch {at}.{at_micro} arrived for step {step}.{micro}"
+        x, m, y = (t.to(device) for t in data)
         if cfg.refine_masks:
             x, m, y = refine(model, x, m, y, cfg.refine_threshold)
         out = ddp(x)
@@ -310,9 +343,10 @@ def train(cfg: TrainConfig, crash_at_step: int | None = None) -> Path:
     if rank == 0:
         (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
     start = time.perf_counter()
+    micro_batches = batches(cfg, synth, step)
     with tqdm(total=cfg.steps, initial=step, desc="train", unit="step", disable=rank != 0) as bar:
         while step < cfg.steps:
-            totals = train_step(cfg, model, ddp, optimizer, synth, device, step, anchor)
+            totals = train_step(cfg, model, ddp, optimizer, micro_batches, device, step, anchor)
             step += 1
             history.append({"step": step, **totals, "lr": optimizer.param_groups[0]["lr"],
                             "elapsed_s": time.perf_counter() - start})
@@ -337,9 +371,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--config", help="JSON file of TrainConfig fields")
     parser.add_argument("--out")
     parser.add_argument("--steps", type=int)
+    parser.add_argument("--seed", type=int, help="another seed for the config's recipe")
     parser.add_argument("--crash-at-step", type=int, help=argparse.SUPPRESS)  # for the resume test
     args = parser.parse_args(argv)
-    cfg = TrainConfig.from_file(args.config, out=args.out, steps=args.steps)
+    cfg = TrainConfig.from_file(args.config, out=args.out, steps=args.steps, seed=args.seed)
     if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1:
         torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     try:
