@@ -41,10 +41,12 @@ def cache_dir() -> Path:
 
 
 def weights_fingerprint(model: nn.Module) -> str:
-    """sha256 over the model's tensors (names, shapes, float32 bytes) in name order: the same weights give the same
-    fingerprint whatever file format they came from."""
+    """sha256 over the model's tensors (canonical names, shapes, float32 bytes) in name order: the same weights give
+    the same fingerprint whatever file format they came from and whichever transformers release names them."""
+    from .lora import canonical_key
+
     digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
+    for name, tensor in sorted((canonical_key(k), v) for k, v in model.state_dict().items()):
         digest.update(f"{name}:{tuple(tensor.shape)}".encode())
         digest.update(tensor.detach().to(torch.float32).contiguous().cpu().numpy().tobytes())
     return digest.hexdigest()

@@ -54,11 +54,11 @@ def weights_sha256(checkpoint: str | os.PathLike) -> str:
 
 def _weights(model: "AnomalyVFM") -> tuple[dict, dict]:
     """(adapters, heads) of one model, as ``save`` writes them."""
-    from peft import get_peft_model_state_dict
+    from .lora import adapter_state
 
     heads = {k: v.detach().contiguous() for k, v in model.state_dict().items()
              if k.startswith(("decoder.", "image_head."))}
-    return {k: v.detach().contiguous() for k, v in get_peft_model_state_dict(model.backbone).items()}, heads
+    return adapter_state(model.backbone), heads
 
 
 def split_legacy(data: dict) -> tuple[AnomalyVFMConfig, dict]:
@@ -178,10 +178,10 @@ def load_weights(model: "AnomalyVFM", directory: str | os.PathLike) -> None:
 
 
 def set_weights(model: "AnomalyVFM", adapters: dict, heads: dict, where: str) -> None:
-    """Put adapter and head tensors (as ``save`` writes them) into ``model``; every head tensor must fit."""
-    from peft import set_peft_model_state_dict
+    """Put adapter and head tensors (as ``save`` writes them) into ``model``; every tensor must fit."""
+    from .lora import load_adapter_state
 
-    set_peft_model_state_dict(model.backbone, adapters)
+    load_adapter_state(model.backbone, adapters, where)
     missing, unexpected = model.load_state_dict(heads, strict=False)
     missing = [k for k in missing if k.startswith(("decoder.", "image_head."))]
     if missing or unexpected:

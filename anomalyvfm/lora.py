@@ -1,6 +1,8 @@
 """LoRA adapters in every transformer layer of a DINOv2 backbone, through ``peft``.
 
-The projection names differ between transformers 4.x and 5.x; they live here and nowhere else."""
+The projection names differ between transformers releases (``attention.attention.query`` up to 5.17 at least,
+``attention.q_proj`` in 5.24); they live here and nowhere else. Checkpoints and backbone fingerprints use the
+newer (canonical) names, so a checkpoint saved under one release loads under the other."""
 from __future__ import annotations
 
 import re
@@ -15,6 +17,25 @@ _NAMES_V5 = {"query": "attention.q_proj", "key": "attention.k_proj", "value": "a
 _NAMES_V4 = {"query": "attention.attention.query", "key": "attention.attention.key",
              "value": "attention.attention.value", "output": "attention.output.dense",
              "fc1": "mlp.fc1", "fc2": "mlp.fc2"}
+
+
+_TO_CANONICAL = {f".{_NAMES_V4[r]}.": f".{_NAMES_V5[r]}." for r in ("query", "key", "value", "output")}
+
+
+def canonical_key(key: str) -> str:
+    """A backbone or adapter tensor name in the canonical (newer) naming, whichever release wrote it."""
+    for old, new in _TO_CANONICAL.items():
+        key = key.replace(old, new)
+    return key
+
+
+def installed_key(key: str, backbone: nn.Module) -> str:
+    """A canonical tensor name in the naming of the installed transformers (as ``backbone`` shows it)."""
+    if any(n.endswith("encoder.layer.0.attention.q_proj") for n, _ in backbone.named_modules()):
+        return key
+    for old, new in _TO_CANONICAL.items():
+        key = key.replace(new, old)
+    return key
 
 
 def module_names(backbone: nn.Module, roles: tuple[str, ...]) -> list[str]:
@@ -37,6 +58,27 @@ def apply_lora(backbone: nn.Module, cfg: AdapterConfig) -> nn.Module:
     lora = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, use_dora=cfg.use_dora,
                       target_modules=target_regex(backbone, cfg.targets), bias="none")
     return get_peft_model(backbone, lora)
+
+
+def adapter_state(backbone: nn.Module) -> dict:
+    """The adapters' tensors of a ``PeftModel`` backbone, under canonical names (what a checkpoint stores)."""
+    from peft import get_peft_model_state_dict
+
+    return {canonical_key(k): v.detach().contiguous() for k, v in get_peft_model_state_dict(backbone).items()}
+
+
+def load_adapter_state(backbone: nn.Module, tensors: dict, where: str) -> None:
+    """Put stored adapter tensors (either naming) into a ``PeftModel`` backbone; every one must land, and every
+    adapter of the backbone must be given, else a ``ValueError`` names ``where``."""
+    from peft import get_peft_model_state_dict, set_peft_model_state_dict
+
+    tensors = {installed_key(canonical_key(k), backbone): v for k, v in tensors.items()}
+    expected = set(get_peft_model_state_dict(backbone))
+    missing, unexpected = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
+    if missing or unexpected:
+        raise ValueError(f"{where}: adapters do not fit this backbone: missing {missing[:3]}, "
+                         f"unexpected {unexpected[:3]}")
+    set_peft_model_state_dict(backbone, tensors)
 
 
 def count_wrapped_per_layer(model: nn.Module, num_layers: int) -> list[int]:

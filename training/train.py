@@ -254,11 +254,10 @@ def warm_start(model: AnomalyVFM, folder: Path) -> None:
     """Seed ``model`` with a checkpoint's adapters and heads. Where this model's decoder reads more layers, the
     checkpoint's stem weights fill the channels of its own (last) layer and the rest start at zero; where the image
     head sees more inputs, the CLS weights are copied and the extra ones start at zero."""
-    from peft import set_peft_model_state_dict
-
     from anomalyvfm.checkpoint import ADAPTER_NAME, HEADS_NAME, read_tensors
+    from anomalyvfm.lora import load_adapter_state
 
-    set_peft_model_state_dict(model.backbone, read_tensors(folder / ADAPTER_NAME))
+    load_adapter_state(model.backbone, read_tensors(folder / ADAPTER_NAME), str(folder / ADAPTER_NAME))
     own = model.state_dict()
     for name, value in read_tensors(folder / HEADS_NAME).items():
         target = own[name]
