@@ -29,19 +29,22 @@ def canonical_key(key: str) -> str:
     return key
 
 
-def installed_key(key: str, backbone: nn.Module) -> str:
-    """A canonical tensor name in the naming of the installed transformers (as ``backbone`` shows it)."""
-    if any(n.endswith("encoder.layer.0.attention.q_proj") for n, _ in backbone.named_modules()):
-        return key
-    for old, new in _TO_CANONICAL.items():
-        key = key.replace(new, old)
+def _newer_names(backbone: nn.Module) -> bool:
+    """Whether the installed transformers names the projections ``attention.q_proj`` (``backbone`` bare or wrapped)."""
+    return any(n.endswith("encoder.layer.0.attention.q_proj") for n, _ in backbone.named_modules())
+
+
+def _installed_key(key: str, newer: bool) -> str:
+    """A canonical tensor name in the installed naming (``newer``: ``_newer_names`` of the backbone)."""
+    if not newer:
+        for old, new in _TO_CANONICAL.items():
+            key = key.replace(new, old)
     return key
 
 
 def module_names(backbone: nn.Module, roles: tuple[str, ...]) -> list[str]:
     """Per-layer module paths for the given roles, in the naming of the installed transformers."""
-    names = dict(backbone.named_modules())
-    table = _NAMES_V5 if "encoder.layer.0.attention.q_proj" in names else _NAMES_V4
+    table = _NAMES_V5 if _newer_names(backbone) else _NAMES_V4
     return [table[r] for r in roles]
 
 
@@ -72,7 +75,8 @@ def load_adapter_state(backbone: nn.Module, tensors: dict, where: str) -> None:
     adapter of the backbone must be given, else a ``ValueError`` names ``where``."""
     from peft import get_peft_model_state_dict, set_peft_model_state_dict
 
-    tensors = {installed_key(canonical_key(k), backbone): v for k, v in tensors.items()}
+    newer = _newer_names(backbone)
+    tensors = {_installed_key(canonical_key(k), newer): v for k, v in tensors.items()}
     expected = set(get_peft_model_state_dict(backbone))
     missing, unexpected = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
     if missing or unexpected:

@@ -38,10 +38,9 @@ def synthetic_threshold(n: int = 400, seed: int = 101, model_dir: str | None = N
     ``resolution``, and those scores. Both default to the model's own mode's resolution (224 px for ``fast``)."""
     from anomalyvfm.config import resolution_for
     from anomalyvfm.model import load_default
+    from anomalyvfm.runinfo import resolve_device
     from anomalyvfm.synth import SynthConfig
     from anomalyvfm.synth.generator import normals
-
-    from anomalyvfm.runinfo import resolve_device
 
     warnings.simplefilter("ignore")
     model = load_default(model_dir).to(resolve_device(device))

@@ -6,6 +6,7 @@ default training run. Prints a table; all settings in one run so the ratios comp
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import tempfile
 import time
@@ -24,7 +25,7 @@ def seconds_per_step(cfg: TrainConfig, steps: int) -> tuple[float, float]:
 
     model, optimizer = build(cfg, torch.device("cpu"))
     synth = SynthConfig(**{**cfg.synth, "size": cfg.resolution})
-    micro_batches = batches(TrainConfig(**{**cfg.__dict__, "steps": steps + 1}), synth, 0)
+    micro_batches = batches(dataclasses.replace(cfg, steps=steps + 1), synth, 0)
     train_step(cfg, model, model, optimizer, micro_batches, torch.device("cpu"), 0)  # warm-up
     start = time.perf_counter()
     for step in range(1, steps + 1):

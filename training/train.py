@@ -123,14 +123,10 @@ class _Batches(torch.utils.data.Dataset):
 
 def batches(cfg: TrainConfig, synth: SynthConfig, start: int):
     """Yield (step, micro, (x, m, y)) from step ``start`` on: built here, or ahead by ``cfg.workers`` processes."""
-    if cfg.workers == 0:
-        for step in range(start, cfg.steps):
-            for micro in range(cfg.grad_accum):
-                yield step, micro, batch(cfg, synth, step, micro)
-        return
-    loader = torch.utils.data.DataLoader(_Batches(cfg, synth, start), batch_size=None, num_workers=cfg.workers,
-                                         prefetch_factor=4, persistent_workers=False)
-    for i, item in enumerate(loader):
+    data = _Batches(cfg, synth, start)
+    items = (data[i] for i in range(len(data))) if cfg.workers == 0 else torch.utils.data.DataLoader(
+        data, batch_size=None, num_workers=cfg.workers, prefetch_factor=4, persistent_workers=False)
+    for i, item in enumerate(items):
         yield start + i // cfg.grad_accum, i % cfg.grad_accum, item
 
 
