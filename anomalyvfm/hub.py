@@ -1,6 +1,7 @@
 """Publishing checkpoints and profiles to the Hugging Face Hub through ``huggingface_hub``'s upload API."""
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 
@@ -24,7 +25,7 @@ def push_folder(folder: str | os.PathLike, repo_id: str, *, private: bool | None
         card = ModelCard.load(folder / CARD_NAME)
         try:
             card.validate()  # ValueError with the Hub's message when the metadata is bad
-        except OSError:  # the Hub's validator is unreachable (offline): the upload itself will say so
+        except _unreachable():  # the Hub's validator is unreachable (offline): the upload itself will say so
             pass
     api = HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
@@ -32,3 +33,15 @@ def push_folder(folder: str | os.PathLike, repo_id: str, *, private: bool | None
                                        for f in files], commit_message=commit_message, revision=revision,
                              repo_type="model")
     return str(info)
+
+
+def _unreachable() -> tuple[type[BaseException], ...]:
+    """What the Hub client raises when it cannot reach the Hub: OSError (offline mode, requests) and the transport
+    errors of the httpx client that huggingface_hub 1.x/2.x uses, which are not OSErrors."""
+    errors: list[type[BaseException]] = [OSError]
+    for name in ("httpx2", "httpx"):
+        try:
+            errors.append(importlib.import_module(name).TransportError)
+        except (ImportError, AttributeError):
+            pass
+    return tuple(errors)

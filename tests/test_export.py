@@ -147,6 +147,24 @@ def test_push_to_hub_sends_exactly_the_checkpoint_files(tiny_model, monkeypatch)
         "content"]
 
 
+def test_push_goes_on_when_the_card_validator_is_unreachable(tiny_model, monkeypatch):
+    """The HTTP client's connection error (not an OSError) means "offline": the upload itself decides."""
+    import httpx2 as httpx
+    from huggingface_hub import HfApi, repocard
+
+    class Offline:
+        def post(self, url, json, headers):
+            raise httpx.ConnectError("no route to the Hub", request=httpx.Request("POST", url))
+
+    monkeypatch.setattr(repocard, "get_session", lambda: Offline())
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: None)
+    sent = []
+    monkeypatch.setattr(HfApi, "create_commit", lambda self, repo_id, operations, **kw: sent.extend(operations) or
+                        "https://huggingface.co/user/tiny/commit/1")
+    assert tiny_model.push_to_hub("user/tiny", card="---\nlibrary_name: anomalyvfm\n---\n# tiny").endswith("/1")
+    assert "README.md" in {op.path_in_repo for op in sent}
+
+
 def test_push_refuses_a_card_the_hub_rejects_before_uploading(tiny_model, monkeypatch):
     from huggingface_hub import HfApi
 
