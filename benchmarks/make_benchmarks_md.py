@@ -862,14 +862,19 @@ def _v2_sections() -> list[str]:
                              "none of v2's adapters (fixed in commit b472ba7). Two of the four seeds were scored before "
                              "the session's time ran out (17 and 13 min each). Both are rejected on both counts: "
                              "87.5 and 86.7 vs 89.4, and 25.3% and 50.0% of good magnetic_tile parts flagged vs 15.3%. "
-                             "With v16, three other seeds of v6's recipe now score 86.7-88.7 and flag 25-50%, so "
+                             "The GPU runs were not kept, so seed 23 was retrained on the 2-core CPU in a later session "
+                             "(declared in commit b3095e5; 19.3 min, 1.16 s/step, the loss flat from 0.28 as v6's; "
+                             "record in benchmarks/results/training/v18-seeds-s23-cpu) and scored the same way (15 "
+                             "min): rejected on both counts too, 87.5 vs 89.4 and 21.6% flagged vs 15.3%. "
+                             "With v16, four other seeds of v6's recipe now score 86.7-88.7 and flag 21.6-50%, so "
                              "v6 (89.4, 15.3%) is the best draw of its recipe seen, not its typical run. Not "
                              "shipped; report categories not scored. 224 px, deterministic.",
                              "python -m training.train --config training/configs/v18-seeds.json --seed 21 --out "
-                             "runs/v18-seeds-s21  # and seed 22; then copy checkpoints/step_0000750/model to "
-                             "runs/v18-s21-step750 (and s22), set test_views='flips' with "
+                             "runs/v18-seeds-s21  # and seeds 22, 23; then copy checkpoints/step_0000750/model to "
+                             "runs/v18-s21-step750 (and s22, s23), set test_views='flips' with "
                              "anomalyvfm.checkpoint.update_config, and: python benchmarks/checkpoint_selection.py "
-                             "--models runs/v18-s21-step750 runs/v18-s22-step750 --compare runs/v6-flips/model --out "
+                             "--models runs/v18-s21-step750 runs/v18-s22-step750 runs/v18-s23-step750 --compare "
+                             "runs/v6-flips/model --out "
                              "benchmarks/results/v18-selection  # v17-selection's runs/v6-flips/model entry and "
                              "harness folder copied in first")
             + _table_section("v20-gpu-prefilter/table.md",
