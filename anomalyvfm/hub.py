@@ -25,20 +25,23 @@ def push_folder(folder: str | os.PathLike, repo_id: str, *, private: bool | None
         card = ModelCard.load(folder / CARD_NAME)
         try:
             card.validate()  # ValueError with the Hub's message when the metadata is bad
-        except _unreachable():  # the Hub's validator is unreachable (offline): the upload itself will say so
+        except (OSError, *_transport_errors()):  # the Hub's validator is unreachable (offline): the upload says so
             pass
     api = HfApi(token=token)
-    api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-    info = api.create_commit(repo_id, [CommitOperationAdd(path_in_repo=f, path_or_fileobj=str(folder / f))
-                                       for f in files], commit_message=commit_message, revision=revision,
-                             repo_type="model")
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        info = api.create_commit(repo_id, [CommitOperationAdd(path_in_repo=f, path_or_fileobj=str(folder / f))
+                                           for f in files], commit_message=commit_message, revision=revision,
+                                 repo_type="model")
+    except _transport_errors() as e:  # not OSErrors: raised as one, like the Hub client's own offline error
+        raise ConnectionError(f"{repo_id}: could not connect to the Hub ({e})") from e
     return str(info)
 
 
-def _unreachable() -> tuple[type[BaseException], ...]:
-    """What the Hub client raises when it cannot reach the Hub: OSError (offline mode, requests) and the transport
-    errors of the httpx client that huggingface_hub 1.x/2.x uses, which are not OSErrors."""
-    errors: list[type[BaseException]] = [OSError]
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """The errors the Hub client's HTTP library (httpx, or its fork httpx2 in huggingface_hub 2.x) raises when it
+    cannot reach the Hub; unlike the client's own offline error they are not OSErrors."""
+    errors = []
     for name in ("httpx2", "httpx"):
         try:
             errors.append(importlib.import_module(name).TransportError)

@@ -165,6 +165,22 @@ def test_push_goes_on_when_the_card_validator_is_unreachable(tiny_model, monkeyp
     assert "README.md" in {op.path_in_repo for op in sent}
 
 
+def test_push_command_says_in_one_line_that_the_hub_is_unreachable(tiny_checkpoint, monkeypatch, capsys):
+    """The upload's connection error (httpx's, not an OSError) becomes the command's one-line error, exit 2."""
+    import httpx2 as httpx
+    from huggingface_hub import HfApi
+
+    from anomalyvfm.cli import main
+
+    def unreachable(self, repo_id, **kw):
+        raise httpx.ConnectError("Name or service not known", request=httpx.Request("POST", "https://hub"))
+
+    monkeypatch.setattr(HfApi, "create_repo", unreachable)
+    assert main(["push", str(tiny_checkpoint), "--repo", "user/tiny"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "could not connect" in err[0] and "no network" in err[0], err
+
+
 def test_push_refuses_a_card_the_hub_rejects_before_uploading(tiny_model, monkeypatch):
     from huggingface_hub import HfApi
 
