@@ -140,7 +140,11 @@ class AnomalyVFM(nn.Module):
         views = TEST_VIEWS[self.config.test_views]
         if len(views) == 1:
             return self(pixel_values)
-        return _view_average([self(apply_view(pixel_values, v)) for v in views], views)
+        cell = self.patch_size // self.config.decoder.upsample  # input pixels per map cell, for shifted views
+        if any(v.shift != (0, 0) for v in views) and cell * self.config.decoder.upsample != self.patch_size:
+            raise ValueError(f"test_views {self.config.test_views!r} shifts by map cells, which needs the patch size "
+                             f"({self.patch_size}) to be a multiple of decoder.upsample ({self.config.decoder.upsample})")
+        return _view_average([self(apply_view(pixel_values, v, cell)) for v in views], views)
 
     def infer(self, pixel_values: torch.Tensor, resolution: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """``scores(outputs(x))``: what prediction runs per batch (an exported model offers the same call)."""

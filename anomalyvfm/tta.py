@@ -1,25 +1,31 @@
-"""Test-time views: symmetries of the square input whose outputs are mapped back and averaged.
+"""Test-time views: symmetries of the square input, optionally with a half-patch shift, whose outputs are mapped back
+and averaged.
 
 ``AnomalyVFMConfig.test_views`` names a set in ``TEST_VIEWS``; ``AnomalyVFM.outputs`` runs one forward pass per view
-and averages the logits, each view's maps first turned back onto the image. Every view is an element of the square's
-symmetry group (rotations by quarter turns, optionally after a left-right mirror), so any set is exact on square
-inputs, which is what ``predict`` feeds the model (it tiles or resizes to a square).
+and averages the logits, each view's maps first turned back onto the image. A view is an element of the square's
+symmetry group (rotations by quarter turns, optionally after a left-right mirror), exact on square inputs, which is
+what ``predict`` feeds the model (it tiles or resizes to a square), optionally preceded by a shift of the content by
+whole cells of the decoder's map (half a patch each at the default upsampling), which moves the patch grid across the
+content; a shift is not exact: the edge it uncovers is mirrored in, and its map cells are filled from their neighbours.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 __all__ = ["IDENTITY", "View", "TEST_VIEWS", "apply_view", "undo_view"]
 
 
 @dataclass(frozen=True)
 class View:
-    """Mirror left-right (``mirror``), then rotate by ``turns`` quarter turns (counter-clockwise)."""
+    """Shift the content down and right by ``shift`` (rows, columns) map cells, mirror left-right (``mirror``), then
+    rotate by ``turns`` quarter turns (counter-clockwise)."""
 
     mirror: bool = False
     turns: int = 0
+    shift: tuple[int, int] = (0, 0)
 
 
 IDENTITY = View()
@@ -31,6 +37,8 @@ TEST_VIEWS: dict[str, tuple[View, ...]] = {
     "diagonals": (IDENTITY, View(mirror=True, turns=1), View(turns=2), View(mirror=True, turns=3)),  # + the mirrors
     # in the two diagonals, and the half turn
     "d4": tuple(View(m, t) for m in (False, True) for t in range(4)),  # all 8 symmetries of the square
+    "shifted-flips": (IDENTITY, View(mirror=True, shift=(0, 1)), View(mirror=True, turns=2, shift=(1, 0)),
+                      View(turns=2, shift=(1, 1))),  # flips, each mirror at another of the grid's four half-patch phases
 }
 
 
@@ -44,13 +52,30 @@ def _turn(x: torch.Tensor, turns: int) -> torch.Tensor:
     return x.transpose(-2, -1).flip(-1) if turns == 3 else x
 
 
-def apply_view(x: torch.Tensor, view: View) -> torch.Tensor:
-    """``x`` (…, H, W) seen through ``view``."""
+def _shift(x: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """``x`` (B, C, H, W) with its content moved down by ``rows`` and right by ``cols``, the uncovered edge mirrored."""
+    if not rows and not cols:
+        return x
+    height, width = x.shape[-2:]
+    return F.pad(x, (cols, 0, rows, 0), mode="reflect")[..., :height, :width]
+
+
+def _unshift(x: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """The inverse of ``_shift`` on a map; the cells shifted out are filled from their neighbours."""
+    if not rows and not cols:
+        return x
+    return F.pad(x[..., rows:, cols:], (0, cols, 0, rows), mode="replicate")
+
+
+def apply_view(x: torch.Tensor, view: View, cell: int = 1) -> torch.Tensor:
+    """``x`` (…, H, W) seen through ``view``; ``cell``: pixels of ``x`` per map cell (for the shift)."""
+    x = _shift(x, view.shift[0] * cell, view.shift[1] * cell)
     return _turn(x.flip(-1) if view.mirror else x, view.turns)
 
 
 def undo_view(x: torch.Tensor, view: View) -> torch.Tensor:
-    """A map computed on the viewed image, turned back onto the image: the inverse of ``apply_view``."""
+    """A map computed on the viewed image, turned back onto the image: the inverse of ``apply_view`` (up to the edge
+    a shift uncovers)."""
     x = _turn(x, -view.turns)
-    return x.flip(-1) if view.mirror else x
+    return _unshift(x.flip(-1) if view.mirror else x, *view.shift)
 

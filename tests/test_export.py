@@ -20,7 +20,7 @@ def _randomise_adapters(model):
                 p.normal_(std=0.1)
 
 
-@pytest.mark.parametrize("test_views", ["single", "mirror", "d4"])
+@pytest.mark.parametrize("test_views", ["single", "mirror", "d4", "shifted-flips"])
 def test_onnx_export_matches_pytorch_on_maps_and_scores(tiny_model, tmp_path, test_views):
     _randomise_adapters(tiny_model)  # so that the merged LoRA changes the backbone
     tiny_model.config.test_views = test_views  # the views' average is traced into the graph

@@ -184,3 +184,42 @@ def test_a_run_records_its_test_views(tiny_model, tmp_path):
         if flip:  # and the recorded setting is the one that scored
             assert single != plain_score
         plain_score = single
+
+
+def test_shifted_views_move_the_content_by_map_cells_and_come_back():
+    """A shifted view moves the content by whole map cells (``cell`` pixels each) before its mirror and turn, and
+    ``undo_view`` puts a map computed on it back in place: exact away from the edge the shift uncovers."""
+    from anomalyvfm.tta import TEST_VIEWS, View, apply_view, undo_view
+
+    x = torch.arange(2 * 3 * 56 * 56, dtype=torch.float32).reshape(2, 3, 56, 56)
+    down = apply_view(x, View(shift=(1, 0)), cell=7)
+    torch.testing.assert_close(down[..., 7:, :], x[..., :-7, :])  # seven pixels down, none sideways
+    torch.testing.assert_close(down[..., :7, :], x[..., 1:8, :].flip(-2))  # the uncovered edge is mirrored in
+    grid = torch.randn(2, 1, 8, 8)  # a map at cell resolution: cell = 1
+    for view in TEST_VIEWS["shifted-flips"]:
+        back = undo_view(apply_view(grid, view), view)
+        rows, cols = view.shift
+        torch.testing.assert_close(back[..., :8 - rows, :8 - cols], grid[..., :8 - rows, :8 - cols])
+    assert len({v.shift for v in TEST_VIEWS["shifted-flips"]}) == 4  # each view at its own half-patch phase
+
+
+def test_shifted_views_feed_the_model_content_shifted_by_half_a_patch(tiny_model):
+    """The model's shifted views move the input by patch_size // upsample pixels (one cell of its map), so their
+    average is not the plain flips' average, and a patch size that the upsampling does not divide is refused."""
+    from anomalyvfm.tta import TEST_VIEWS, apply_view, undo_view
+
+    torch.manual_seed(2)
+    x = torch.randn(2, 3, 56, 56)
+    tiny_model.config.test_views = "shifted-flips"
+    out = tiny_model.outputs(x)
+    cell = tiny_model.patch_size // tiny_model.config.decoder.upsample
+    tiny_model.config.test_views = "single"
+    parts = [tiny_model(apply_view(x, v, cell)) for v in TEST_VIEWS["shifted-flips"]]
+    expected = torch.stack([undo_view(p.mask_logits, v) for p, v in zip(parts, TEST_VIEWS["shifted-flips"])]).mean(0)
+    torch.testing.assert_close(out.mask_logits, expected)
+    torch.testing.assert_close(out.image_logits, torch.stack([p.image_logits for p in parts]).mean(0))
+    tiny_model.config.test_views = "flips"
+    assert not torch.allclose(tiny_model.outputs(x).image_logits, out.image_logits, atol=1e-6)
+    tiny_model.config.decoder.upsample, tiny_model.config.test_views = 64, "shifted-flips"
+    with pytest.raises(ValueError, match="multiple of decoder.upsample"):
+        tiny_model.outputs(x)
