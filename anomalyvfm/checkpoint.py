@@ -76,6 +76,10 @@ def resolve(name_or_dir: str | os.PathLike, revision: str | None = None) -> Path
         if not (directory / CONFIG_NAME).is_file():
             raise CheckpointError(f"{directory}: not a checkpoint folder (no {CONFIG_NAME})")
         return directory
+    if directory.is_file():
+        hint = (": an ONNX export, which runs with --backend onnx (anomalyvfm.export.OnnxModel)"
+                if directory.suffix.lower() == ".onnx" else "")
+        raise CheckpointError(f"{name_or_dir}: a file, not a checkpoint folder{hint}")
     if looks_local(str(name_or_dir)):
         raise CheckpointError(f"{name_or_dir}: no such checkpoint folder")
     from huggingface_hub import snapshot_download

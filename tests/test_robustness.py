@@ -308,6 +308,16 @@ def test_a_mistyped_local_model_path_is_not_looked_up_on_the_hub(tmp_path, goods
     assert rc == 2 and "no such checkpoint folder" in err and "internet" not in err
 
 
+def test_an_onnx_file_given_as_a_model_says_how_to_run_it(tmp_path, goods, capsys):
+    """An exported model passed without --backend onnx: one line saying it is an ONNX export and how it runs, not
+    'no such checkpoint folder' for a file that is plainly there."""
+    onnx = tmp_path / "model.onnx"
+    onnx.write_bytes(b"not looked at")
+    rc = main(["predict", *goods, "--model", str(onnx), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--backend onnx" in err and str(onnx) in err and len(err.strip().splitlines()) == 1
+
+
 def test_a_backbone_that_brings_code_is_refused(tiny_backbone_dir):
     from anomalyvfm.backbones import load_backbone
     from anomalyvfm.errors import BackboneNotFoundError
