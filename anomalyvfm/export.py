@@ -105,13 +105,21 @@ class OnnxModel:
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+        from .errors import CheckpointError
+
         self.path = Path(path)
         if not self.path.is_file():
-            raise FileNotFoundError(f"{self.path}: no such ONNX file")
-        self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+            hint = (": a checkpoint folder, which runs without --backend onnx (or export it with `anomalyvfm export`)"
+                    if self.path.is_dir() else "")
+            raise CheckpointError(f"{self.path}: no such ONNX file{hint}")
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        except Exception as e:  # noqa: BLE001 - onnxruntime's errors share no base class: one clear line for all
+            raise CheckpointError(f"{self.path}: not a readable ONNX model ({type(e).__name__}: "
+                                  f"{str(e).splitlines()[0] if str(e) else 'no detail'})") from None
         meta = self.session.get_modelmeta().custom_metadata_map
         if "anomalyvfm_config" not in meta:
-            raise ValueError(f"{self.path}: not an anomalyvfm export (no anomalyvfm_config metadata)")
+            raise CheckpointError(f"{self.path}: not an anomalyvfm export (no anomalyvfm_config metadata)")
         from .checkpoint import split_legacy
         from .profile import ProfileState
 

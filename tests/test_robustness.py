@@ -318,6 +318,18 @@ def test_an_onnx_file_given_as_a_model_says_how_to_run_it(tmp_path, goods, capsy
     assert rc == 2 and "--backend onnx" in err and str(onnx) in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("what", ["folder", "damaged", "missing"])
+def test_the_onnx_backend_given_no_onnx_model_says_so_in_one_line(tiny_checkpoint, tmp_path, goods, capsys, what):
+    """--backend onnx with a checkpoint folder, a damaged file or no file: one line naming it, no traceback."""
+    model = {"folder": tiny_checkpoint, "damaged": tmp_path / "bad.onnx", "missing": tmp_path / "none.onnx"}[what]
+    if what == "damaged":
+        model.write_bytes(b"\x08\x07 not a protobuf")
+    rc = main(["predict", *goods, "--backend", "onnx", "--model", str(model), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and str(model) in err and len(err.strip().splitlines()) == 1
+    assert ("without --backend onnx" in err) == (what == "folder")
+
+
 def test_a_backbone_that_brings_code_is_refused(tiny_backbone_dir):
     from anomalyvfm.backbones import load_backbone
     from anomalyvfm.errors import BackboneNotFoundError
