@@ -91,7 +91,11 @@ def build_card(checkpoint: str | Path, results_json: str | Path | None = None, *
     """A ``huggingface_hub.ModelCard`` for a checkpoint folder, with the harness results as its model-index."""
     from huggingface_hub import ModelCard, ModelCardData
 
+    from .errors import CheckpointError
+
     checkpoint = Path(checkpoint)
+    if not (checkpoint / CONFIG_NAME).is_file():
+        raise CheckpointError(f"{checkpoint}: not a checkpoint folder (no {CONFIG_NAME})")
     config = json.loads((checkpoint / CONFIG_NAME).read_text())
     profile = profile_sections(checkpoint)
     if profile is not None:  # a few-shot profile: its own provenance fills what the caller left empty
@@ -99,7 +103,10 @@ def build_card(checkpoint: str | Path, results_json: str | Path | None = None, *
         evaluation = "\n\n".join(x for x in (profile["evaluation"], evaluation) if x)
         limitations = limitations or profile["limitations"]
         summary = summary or "A few-shot anomalyvfm profile: the AnomalyVFM checkpoint adapted to one product."
-    results = json.loads(Path(results_json).read_text()) if results_json else {"rows": []}
+    try:
+        results = json.loads(Path(results_json).read_text()) if results_json else {"rows": []}
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{results_json}: not a benchmark results.json ({e})") from None
     name = checkpoint.name
     data = ModelCardData(library_name="anomalyvfm", license=license, model_name=name,
                          base_model=None if config["backbone"] in ("embedded",) or Path(config["backbone"]).exists()

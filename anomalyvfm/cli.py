@@ -257,10 +257,14 @@ def _card(args: argparse.Namespace) -> int:
     from .cards import build_card
     from .outputs import atomic_write_bytes
 
-    sections = {k: Path(v).read_text() if v else "" for k, v in
-                (("summary", args.summary), ("training", args.training), ("evaluation", args.evaluation),
-                 ("limitations", args.limitations))}
-    card = build_card(args.checkpoint, args.results, repo_or_path=args.repo, **sections)
+    try:
+        sections = {k: Path(v).read_text() if v else "" for k, v in
+                    (("summary", args.summary), ("training", args.training), ("evaluation", args.evaluation),
+                     ("limitations", args.limitations))}
+        card = build_card(args.checkpoint, args.results, repo_or_path=args.repo, **sections)
+    except (OSError, ValueError) as e:  # a missing or unreadable folder, section or results file: one line
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     ModelCard(str(card))  # parses back through huggingface_hub (YAML front matter, model-index)
     out = Path(args.out) if args.out else Path(args.checkpoint) / "README.md"
     atomic_write_bytes(out, str(card).encode())
@@ -382,12 +386,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .errors import BackboneMismatchError, BackboneNotFoundError, CheckpointError
+    from .errors import BackboneMismatchError, BackboneNotFoundError, CheckpointError, DataNotFoundError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (CheckpointError, BackboneNotFoundError, BackboneMismatchError) as e:  # one line, no traceback
+    except (CheckpointError, BackboneNotFoundError, BackboneMismatchError, DataNotFoundError) as e:  # one line
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -12,3 +12,7 @@ class BackboneMismatchError(ValueError):
 
 class CheckpointError(ValueError):
     """A checkpoint folder that cannot be trusted or read: missing, corrupt, tampered with, or asking to run code."""
+
+
+class DataNotFoundError(FileNotFoundError):
+    """A benchmark's data folder that is missing or holds no dataset in a known layout."""

@@ -6,5 +6,7 @@ from pathlib import Path
 
 
 def looks_local(spec: str) -> bool:
-    """A path rather than a hub id: absolute, relative with ./ or ~, a backslash, not exactly one "/", or existing."""
-    return spec.startswith(("/", ".", "~")) or "\\" in spec or spec.count("/") != 1 or Path(spec).exists()
+    """A path rather than a hub id: absolute, relative with ./ or ~, a backslash, not exactly one "/" or one at either
+    end, or existing."""
+    return (spec.startswith(("/", ".", "~")) or spec.endswith("/") or "\\" in spec or spec.count("/") != 1
+            or Path(spec).exists())

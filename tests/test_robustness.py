@@ -330,6 +330,44 @@ def test_the_onnx_backend_given_no_onnx_model_says_so_in_one_line(tiny_checkpoin
     assert ("without --backend onnx" in err) == (what == "folder")
 
 
+@pytest.mark.parametrize("what", ["missing", "empty", "misnamed"])
+def test_a_benchmark_without_its_data_says_why_in_one_line_and_writes_nothing(tmp_path, capsys, what):
+    """A missing data folder, one with no dataset in a known layout, or a --datasets name that is not there: one line
+    naming the folder (and the name), no traceback, no results folder; before, a misnamed dataset ran nothing and
+    exited 0."""
+    data = tmp_path / "data"
+    if what != "missing":
+        (data / "other").mkdir(parents=True)
+    if what == "misnamed":
+        write_image(data / "toy" / "test" / "good" / "g.png")
+        write_image(data / "toy" / "test" / "bad" / "b.png")
+        write_image(data / "toy" / "train" / "good" / "t.png")
+    args = ["benchmark", "--data", str(data), "--methods", "knn", "--out", str(tmp_path / "out")]
+    rc = main(args + (["--datasets", "toyy"] if what == "misnamed" else []))
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and str(data) in err and len(err.splitlines()) == 1
+    assert {"missing": "no such data folder", "empty": "no dataset found", "misnamed": "toyy"}[what] in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("what", ["folder", "results", "section"])
+def test_a_card_for_a_missing_input_says_which_in_one_line(tiny_checkpoint, tmp_path, capsys, what):
+    bad_json = tmp_path / "results.json"
+    bad_json.write_text("{bad")
+    args = {"folder": [str(tmp_path / "nothing")], "results": [str(tiny_checkpoint), "--results", str(bad_json)],
+            "section": [str(tiny_checkpoint), "--summary", str(tmp_path / "none.md")]}[what]
+    rc = main(["card", *args, "--out", str(tmp_path / "card.md")])
+    err = capsys.readouterr().err.strip()
+    named = {"folder": "nothing", "results": "results.json", "section": "none.md"}[what]
+    assert rc == 2 and named in err and len(err.splitlines()) == 1 and not (tmp_path / "card.md").exists()
+
+
+def test_a_local_path_with_a_trailing_slash_is_not_looked_up_on_the_hub():
+    from anomalyvfm.locations import looks_local
+
+    assert looks_local("no-such-model/") and not looks_local("org/model")
+
+
 def test_a_backbone_that_brings_code_is_refused(tiny_backbone_dir):
     from anomalyvfm.backbones import load_backbone
     from anomalyvfm.errors import BackboneNotFoundError

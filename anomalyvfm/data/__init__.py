@@ -26,10 +26,13 @@ def scan(root: str | Path, datasets: Sequence[str] | None = None, max_depth: int
          skipped: list[str] | None = None) -> list[Category]:
     """Find every dataset/category under ``root`` (the root itself may be one). ``datasets`` keeps only the
     named datasets or ``dataset/category`` keys. Categories with no test images are skipped with a warning (also
-    appended to ``skipped`` when given)."""
+    appended to ``skipped`` when given). ``DataNotFoundError`` when ``root`` is missing, holds no dataset, or lacks
+    a named one."""
+    from ..errors import DataNotFoundError
+
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"{root}: no such data folder")
+        raise DataNotFoundError(f"{root}: no such data folder")
     found: list[Category] = []
 
     def visit(folder: Path, depth: int) -> None:
@@ -41,6 +44,13 @@ def scan(root: str | Path, datasets: Sequence[str] | None = None, max_depth: int
                 visit(sub, depth + 1)
 
     visit(root, 0)
+    if not found:
+        raise DataNotFoundError(f"{root}: no dataset found within {max_depth} folder levels in any known layout ("
+                                f"{'; '.join(layout.help for layout in LAYOUTS.values())})")
+    unknown = [name for name in datasets or () if not any(name in (cat.dataset, cat.key) for cat in found)]
+    if unknown:
+        raise DataNotFoundError(f"{root}: no dataset or category named {', '.join(unknown)} (found: "
+                                f"{', '.join(sorted({cat.key for cat in found}))})")
     kept = []
     for cat in found:
         if datasets and cat.dataset not in datasets and cat.key not in datasets:
