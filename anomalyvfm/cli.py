@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .config import MODES, QUANTIZATIONS
-from .cliargs import apply_overrides, device, ints, methods, positive, readable, tile_size
+from .cliargs import apply_overrides, device, finite, ints, methods, positive, rate, readable, resolution, tile_size
 from .methods import METHODS
 from .runinfo import DEVICES
 from .tta import TEST_VIEWS
@@ -137,6 +137,9 @@ def _synth(args: argparse.Namespace) -> int:
 
     cfg = SynthConfig(size=args.size)
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        print(f"error: {out}: exists and is not a folder", file=sys.stderr)
+        return 2
     dataset = to_dataset(args.n, args.seed, cfg)
     dataset.save_to_disk(str(out / "dataset"))
     preview = list(tqdm(generate(min(args.n, 24), args.seed, cfg), total=min(args.n, 24), desc="contact sheet"))
@@ -230,7 +233,11 @@ def _export(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = load_default(args.model)
-    path = export_onnx(model, args.onnx, mode=args.mode, resolution=args.resolution, quantize=args.quantize)
+    try:
+        path = export_onnx(model, args.onnx, mode=args.mode, resolution=args.resolution, quantize=args.quantize)
+    except OSError as e:  # an unwritable or missing place: one line (the export writes beside it, then renames)
+        print(f"error: export to {args.onnx} failed: {e}", file=sys.stderr)
+        return 2
     print(f"{path}: ONNX{f' ({args.quantize})' if args.quantize else ''}, {path.stat().st_size / 2**20:.1f} MiB",
           file=sys.stderr)
     return 0
@@ -282,8 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", help="image files, folders (searched recursively) or glob patterns")
     p.add_argument("--model", help="checkpoint folder or hub id (default: the shipped checkpoint)")
     p.add_argument("--mode", choices=tuple(MODES), help="fast (224 px) or accurate (448 px); default: the model's")
-    p.add_argument("--resolution", type=int, help="explicit input side in pixels (a multiple of 14)")
-    p.add_argument("--threshold", type=float, help="image score above which an image is anomalous")
+    p.add_argument("--resolution", type=resolution, help="explicit input side in pixels (a multiple of 14)")
+    p.add_argument("--threshold", type=finite, help="image score above which an image is anomalous")
     p.add_argument("--views", choices=tuple(TEST_VIEWS),
                    help="test-time views averaged per image (single: 1 pass, mirror: 2, flips, turns, "
                         "diagonals: 4, d4: 8); default: the model's")
@@ -310,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--shots", default="1,4", help="comma-separated k for few-shot methods")
     b.add_argument("--seeds", default="0,1,2", help="comma-separated seeds for drawing the k references")
     b.add_argument("--mode", choices=tuple(MODES), help="fast (224) or accurate (448); default: each method's")
-    b.add_argument("--resolution", type=int, help="explicit input side (multiple of 14)")
+    b.add_argument("--resolution", type=resolution, help="explicit input side (multiple of 14)")
     b.add_argument("--pixel-max-side", type=int, help="compute pixel metrics at this reduced size (faster)")
     b.add_argument("--model", help="checkpoint for the anomalyvfm method")
     b.add_argument("--clip-model", help="open_clip model for winclip (default ViT-B-16-plus-240)")
@@ -320,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=_benchmark)
 
     s = sub.add_parser("synth", help="generate a synthetic anomaly dataset (Hugging Face datasets on disk)")
-    s.add_argument("--n", type=int, required=True, help="number of good/defective pairs")
+    s.add_argument("--n", type=positive, required=True, help="number of good/defective pairs")
     s.add_argument("--out", required=True, help="output folder: dataset/ and contact_sheet.png")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--size", type=int, default=224, help="image side in pixels")
@@ -332,11 +339,11 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--base", help="base checkpoint folder or hub id (default: the shipped checkpoint)")
     f.add_argument("--out", required=True, help="profile folder to write")
     f.add_argument("--mode", choices=tuple(MODES))
-    f.add_argument("--resolution", type=int)
+    f.add_argument("--resolution", type=resolution)
     f.add_argument("--steps", type=int, help="most fine-tuning steps (default: FinetuneConfig.steps)")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--device", choices=DEVICES, default="auto", help="where fine-tuning runs (auto: CUDA if any)")
-    f.add_argument("--fpr", type=float, default=0.01, help="target false-positive rate of the threshold")
+    f.add_argument("--fpr", type=rate, default=0.01, help="target false-positive rate of the threshold")
     f.add_argument("--no-memory", action="store_true", help="no kNN memory of the good images")
     f.add_argument("--golden", action="store_true",
                    help="fixed-position parts: align every image to the first good image and compare position-wise")
@@ -350,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--labels", help="labels.csv downloaded from a run's report.html: OK images recalibrate the "
                                     "threshold, NG images join as defective examples")
     k.add_argument("--defective", nargs="+", help="optional defective images")
-    k.add_argument("--fpr", type=float, default=0.01)
+    k.add_argument("--fpr", type=rate, default=0.01)
     k.add_argument("--views", choices=tuple(TEST_VIEWS),
                    help="test-time views to calibrate (and save) the model with; default: the model's")
     k.add_argument("--tile-size", type=tile_size,
@@ -362,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("model", nargs="?", help="checkpoint/profile folder or hub id (default: the shipped checkpoint)")
     e.add_argument("--onnx", required=True, help="output .onnx file")
     e.add_argument("--mode", choices=tuple(MODES), help="input size of the graph (default: the model's mode)")
-    e.add_argument("--resolution", type=int)
+    e.add_argument("--resolution", type=resolution)
     e.add_argument("--quantize", choices=QUANTIZATIONS,
                    help="int8: dynamic quantization of the MatMul weights (faster on CPU; not within 1e-3 of PyTorch)")
     e.set_defaults(func=_export)

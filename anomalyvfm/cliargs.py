@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from .methods import METHODS
@@ -41,6 +42,36 @@ def positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def resolution(text: str) -> int:
+    """An input side in pixels, as ``anomalyvfm.config.resolution_for`` accepts it (a multiple of 14, at least 28)."""
+    from .config import resolution_for
+
+    try:
+        return resolution_for(resolution=int(text))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e) if text.strip().lstrip("-").isdigit() else
+                                         f"expected a whole number of pixels, got {text!r}") from None
+
+
+def finite(text: str) -> float:
+    """A finite number (a NaN threshold would make every verdict 'normal')."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+def rate(text: str) -> float:
+    """A rate strictly between 0 and 1."""
+    value = finite(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {value:g}")
     return value
 
 

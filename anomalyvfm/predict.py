@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import glob
+import math
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -121,6 +122,9 @@ def iter_predict(model, images: Iterable[ImageInput], batch_size: int = 8, mode:
                                                      model.profile.calibration is not None else "model")
     threshold = cfg.threshold if threshold is None else threshold
     pixel_threshold = cfg.pixel_threshold if pixel_threshold is None else pixel_threshold
+    for name, value in (("threshold", threshold), ("pixel_threshold", pixel_threshold)):
+        if not math.isfinite(value):  # every comparison with a NaN is False: each verdict would read 'normal'
+            raise ValueError(f"{name} must be a finite number, got {value}")
     items = list(images)
     calibration = model.profile.calibration if model.profile is not None else None
     if calibration is not None and calibration.resolution and calibration.resolution != res:

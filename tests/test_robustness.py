@@ -168,6 +168,34 @@ def test_a_bad_batch_size_is_refused_before_anything_runs(value, tmp_path, goods
     assert e.value.code == 2 and "--batch-size" in capsys.readouterr().err and not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("args", [["predict", "IMG", "--threshold", "nan"], ["predict", "IMG", "--resolution", "100"],
+                                  ["predict", "IMG", "--resolution", "abc"], ["benchmark", "--resolution", "0"],
+                                  ["calibrate", "m", "--good", "IMG", "--fpr", "2"], ["synth", "--n", "0"],
+                                  ["finetune", "--good", "IMG", "--fpr", "inf"]])
+def test_a_bad_number_is_refused_by_its_flag_before_anything_runs(args, tmp_path, goods, capsys):
+    """A NaN threshold (every verdict would read 'normal'), a resolution the model cannot take, a rate outside (0, 1)
+    or no pairs: argparse's one line naming the flag, before any model loads or folder is made."""
+    args = [goods[0] if a == "IMG" else a for a in args] + ["--out", str(tmp_path / "o")]
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    flag = next(a for a in args if a.startswith("--") and a != "--good")
+    assert e.value.code == 2 and f"argument {flag}" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_a_nan_threshold_is_refused_by_predict_too(tiny_model, goods):
+    with pytest.raises(ValueError, match="threshold must be a finite number"):
+        tiny_model.predict(goods, threshold=float("nan"))
+
+
+def test_synth_and_export_to_a_place_they_cannot_write_say_so_in_one_line(tiny_checkpoint, tmp_path, capsys):
+    taken = tmp_path / "taken"
+    taken.write_text("a file")
+    assert main(["synth", "--n", "1", "--out", str(taken)]) == 2
+    assert main(["export", str(tiny_checkpoint), "--onnx", str(taken / "m.onnx")]) == 2  # inside a file
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and str(taken) in err[0] and "m.onnx" in err[1] and taken.read_text() == "a file"
+
+
 def test_an_out_that_is_a_file_fails_before_inference(tiny_checkpoint, tmp_path, goods, capsys):
     (tmp_path / "o").write_text("keep me")
     rc, err = _predict([*goods, "--model", str(tiny_checkpoint), "--out", str(tmp_path / "o")], capsys)
