@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Sequence
 
 from .config import MODES, QUANTIZATIONS
-from .cliargs import apply_overrides, device, finite, ints, methods, positive, rate, readable, resolution, tile_size
+from .cliargs import (apply_overrides, count, device, finite, ints, methods, positive, rate, readable, resolution,
+                      tile_size)
 from .methods import METHODS
 from .runinfo import DEVICES
 from .tta import TEST_VIEWS
@@ -135,7 +136,11 @@ def _synth(args: argparse.Namespace) -> int:
     from .outputs import write_png
     from .synth import SynthConfig, contact_sheet, generate, to_dataset
 
-    cfg = SynthConfig(size=args.size)
+    try:
+        cfg = SynthConfig(size=args.size)
+    except ValueError as e:
+        print(f"error: synth: {e}", file=sys.stderr)
+        return 2
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         print(f"error: {out}: exists and is not a folder", file=sys.stderr)
@@ -340,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--out", required=True, help="profile folder to write")
     f.add_argument("--mode", choices=tuple(MODES))
     f.add_argument("--resolution", type=resolution)
-    f.add_argument("--steps", type=int, help="most fine-tuning steps (default: FinetuneConfig.steps)")
+    f.add_argument("--steps", type=count, help="most fine-tuning steps (default: FinetuneConfig.steps)")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--device", choices=DEVICES, default="auto", help="where fine-tuning runs (auto: CUDA if any)")
     f.add_argument("--fpr", type=rate, default=0.01, help="target false-positive rate of the threshold")

@@ -35,14 +35,19 @@ def device(name: str):
         raise SystemExit(f"error: {e}") from None
 
 
-def positive(text: str) -> int:
+def positive(text: str, least: int = 1) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}")
     return value
+
+
+def count(text: str) -> int:
+    """A whole number, 0 allowed."""
+    return positive(text, least=0)
 
 
 def resolution(text: str) -> int:

@@ -171,7 +171,8 @@ def test_a_bad_batch_size_is_refused_before_anything_runs(value, tmp_path, goods
 @pytest.mark.parametrize("args", [["predict", "IMG", "--threshold", "nan"], ["predict", "IMG", "--resolution", "100"],
                                   ["predict", "IMG", "--resolution", "abc"], ["benchmark", "--resolution", "0"],
                                   ["calibrate", "m", "--good", "IMG", "--fpr", "2"], ["synth", "--n", "0"],
-                                  ["finetune", "--good", "IMG", "--fpr", "inf"]])
+                                  ["finetune", "--good", "IMG", "--fpr", "inf"], ["finetune", "--good", "IMG", "--steps",
+                                                                                 "-3"]])
 def test_a_bad_number_is_refused_by_its_flag_before_anything_runs(args, tmp_path, goods, capsys):
     """A NaN threshold (every verdict would read 'normal'), a resolution the model cannot take, a rate outside (0, 1)
     or no pairs: argparse's one line naming the flag, before any model loads or folder is made."""
@@ -190,6 +191,8 @@ def test_a_nan_threshold_is_refused_by_predict_too(tiny_model, goods):
 def test_synth_and_export_to_a_place_they_cannot_write_say_so_in_one_line(tiny_checkpoint, tmp_path, capsys):
     taken = tmp_path / "taken"
     taken.write_text("a file")
+    assert main(["synth", "--n", "1", "--size", "10", "--out", str(tmp_path / "s")]) == 2  # below the generator's least
+    assert capsys.readouterr().err.count("\n") == 1 and not (tmp_path / "s").exists()
     assert main(["synth", "--n", "1", "--out", str(taken)]) == 2
     assert main(["export", str(tiny_checkpoint), "--onnx", str(taken / "m.onnx")]) == 2  # inside a file
     err = capsys.readouterr().err.strip().splitlines()
