@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .config import MODES, QUANTIZATIONS
-from .cliargs import (apply_overrides, count, device, finite, ints, methods, positive, rate, readable, resolution,
+from .cliargs import (count, device, finite, ints, methods, positive, predict_model, rate, readable, resolution,
                       tile_size)
 from .methods import METHODS
 from .runinfo import DEVICES
@@ -19,7 +19,6 @@ from .tta import TEST_VIEWS
 def _predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .model import load_default, shipped_checkpoint
     from .outputs import OutputError, ResultsWriter
     from .predict import collect_inputs, iter_predict
 
@@ -28,35 +27,9 @@ def _predict(args: argparse.Namespace) -> int:
     if not paths:
         print(f"error: no images found in {' '.join(args.paths)}", file=sys.stderr)
         return 2
-    if args.backend == "onnx":
-        from .export import OnnxModel
-
-        if not args.model:
-            print("error: --backend onnx needs --model FILE.onnx (made by `anomalyvfm export`)", file=sys.stderr)
-            return 2
-        model = OnnxModel(args.model)
-        if args.resolution is None and args.mode is None:
-            args.resolution = model.resolution
-    else:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # library chatter; the one warning that matters is printed below
-            model = load_default(args.model)
-        model.to(device(args.device))
-    if not apply_overrides(model, args):
+    model = predict_model(args)
+    if model is None:
         return 2
-    if not model.config.trained:
-        print("warning: this model's decoder and head are UNTRAINED (config.trained is false), so its scores and "
-              "heatmaps are not meaningful", file=sys.stderr)
-    calibrated = model.config.threshold_origin == "calibrated" or (model.profile is not None and
-                                                                  model.profile.calibration is not None)
-    if not (calibrated or args.batch_mode or args.threshold is not None):
-        print(f"warning: the verdicts are UNCALIBRATED for your product: the threshold "
-              f"({model.config.threshold:g}, {model.config.threshold_origin}) was not chosen on it; on real test sets "
-              f"the default checkpoint's synthetic threshold flagged 0.3-53% of good parts (BENCHMARKS.md, 'Default "
-              f"threshold'). Calibrate "
-              f"it on good images of the line: anomalyvfm calibrate {args.model or shipped_checkpoint()} --good "
-              f"GOOD_DIR --out PROFILE (then --model PROFILE), or score a whole batch with --batch-mode mutual",
-              file=sys.stderr)
     if args.batch_mode == "mutual" and (args.backend == "onnx" or args.threshold is not None or args.views):
         print("error: --batch-mode mutual runs the PyTorch model in a single pass and sets its own threshold from "
               "the batch (no --backend onnx, no --threshold, no --views)", file=sys.stderr)

@@ -1,9 +1,11 @@
-"""Argument types and input checks of the ``anomalyvfm`` command line: each turns a bad value into one line."""
+"""Argument types and input checks of the ``anomalyvfm`` command line: each turns a bad value into one line; and
+``predict``'s model, loaded from its arguments."""
 from __future__ import annotations
 
 import argparse
 import math
 import sys
+import warnings
 
 from .methods import METHODS
 
@@ -24,6 +26,44 @@ def apply_overrides(model, args: argparse.Namespace) -> bool:
                   file=sys.stderr)
         setattr(model.config, key, value)
     return True
+
+
+def predict_model(args: argparse.Namespace):
+    """The model ``predict`` runs (an ONNX export with ``--backend onnx``, else a checkpoint, profile or the
+    default) with ``--views`` and ``--tile-size`` applied, after warning about an untrained model or a threshold
+    not chosen on the user's product; None, after an error line, where they cannot be applied."""
+    from .model import load_default, shipped_checkpoint
+
+    if args.backend == "onnx":
+        from .export import OnnxModel
+
+        if not args.model:
+            print("error: --backend onnx needs --model FILE.onnx (made by `anomalyvfm export`)", file=sys.stderr)
+            return None
+        model = OnnxModel(args.model)
+        if args.resolution is None and args.mode is None:
+            args.resolution = model.resolution
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # library chatter; the one warning that matters is printed below
+            model = load_default(args.model)
+        model.to(device(args.device))
+    if not apply_overrides(model, args):
+        return None
+    if not model.config.trained:
+        print("warning: this model's decoder and head are UNTRAINED (config.trained is false), so its scores and "
+              "heatmaps are not meaningful", file=sys.stderr)
+    calibrated = model.config.threshold_origin == "calibrated" or (model.profile is not None and
+                                                                  model.profile.calibration is not None)
+    if not (calibrated or args.batch_mode or args.threshold is not None):
+        print(f"warning: the verdicts are UNCALIBRATED for your product: the threshold "
+              f"({model.config.threshold:g}, {model.config.threshold_origin}) was not chosen on it; on real test sets "
+              f"the default checkpoint's synthetic threshold flagged 0.3-53% of good parts (BENCHMARKS.md, 'Default "
+              f"threshold'). Calibrate "
+              f"it on good images of the line: anomalyvfm calibrate {args.model or shipped_checkpoint()} --good "
+              f"GOOD_DIR --out PROFILE (then --model PROFILE), or score a whole batch with --batch-mode mutual",
+              file=sys.stderr)
+    return model
 
 
 def device(name: str):
