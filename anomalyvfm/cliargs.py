@@ -95,10 +95,13 @@ def resolution(text: str) -> int:
     from .config import resolution_for
 
     try:
-        return resolution_for(resolution=int(text))
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of pixels, got {text!r}") from None
+    try:
+        return resolution_for(resolution=value)
     except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e) if text.strip().lstrip("-").isdigit() else
-                                         f"expected a whole number of pixels, got {text!r}") from None
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def finite(text: str) -> float:

@@ -38,7 +38,7 @@ TEST_VIEWS: dict[str, tuple[View, ...]] = {
     # in the two diagonals, and the half turn
     "d4": tuple(View(m, t) for m in (False, True) for t in range(4)),  # all 8 symmetries of the square
     "shifted-flips": (IDENTITY, View(mirror=True, shift=(0, 1)), View(mirror=True, turns=2, shift=(1, 0)),
-                      View(turns=2, shift=(1, 1))),  # flips, each mirror at another of the grid's four half-patch phases
+                      View(turns=2, shift=(1, 1))),  # flips, its other views at the grid's other half-patch phases
 }
 
 

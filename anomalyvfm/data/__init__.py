@@ -22,6 +22,11 @@ def _read(folder: Path, depth: int) -> list[Category] | None:
     return None
 
 
+def _named(cat: Category, names: Sequence[str]) -> bool:
+    """Whether ``names`` holds the category's dataset or its ``dataset/category`` key."""
+    return cat.dataset in names or cat.key in names
+
+
 def scan(root: str | Path, datasets: Sequence[str] | None = None, max_depth: int = 3,
          skipped: list[str] | None = None) -> list[Category]:
     """Find every dataset/category under ``root`` (the root itself may be one). ``datasets`` keeps only the
@@ -47,13 +52,13 @@ def scan(root: str | Path, datasets: Sequence[str] | None = None, max_depth: int
     if not found:
         raise DataNotFoundError(f"{root}: no dataset found within {max_depth} folder levels in any known layout ("
                                 f"{'; '.join(layout.help for layout in LAYOUTS.values())})")
-    unknown = [name for name in datasets or () if not any(name in (cat.dataset, cat.key) for cat in found)]
+    unknown = [name for name in datasets or () if not any(_named(cat, (name,)) for cat in found)]
     if unknown:
         raise DataNotFoundError(f"{root}: no dataset or category named {', '.join(unknown)} (found: "
                                 f"{', '.join(sorted({cat.key for cat in found}))})")
     kept = []
     for cat in found:
-        if datasets and cat.dataset not in datasets and cat.key not in datasets:
+        if datasets and not _named(cat, datasets):
             continue
         if not cat.test:
             message = f"{root}: category {cat.key} has no test images; skipped"
