@@ -108,6 +108,10 @@ class AnomalyVFMConfig:
     test_views: str = "single"  # test-time views, a key of anomalyvfm.tta.TEST_VIEWS: ``infer`` averages the logits
     # of the image seen through each ("mirror": the image and its left-right mirror, twice the cost of one pass);
     # batch mode and the few-shot memory use the image alone
+    edge_pad: int = 0  # patches of mirrored border added around each input at test time (``outputs``), the maps and
+    # tokens cropped back to the image: the image's own edge then lies inside the network's field instead of at the
+    # edge of its grid (0: none; 1 costs 18²/16² of the patches at 224 px); batch mode and the few-shot memory use
+    # the image alone
     members: tuple[str, ...] = ()  # an ensemble: the other checkpoints this one holds (their names and weights'
     # sha256, for provenance), each the same architecture, their adapters and heads in members.safetensors;
     # ``outputs`` averages the logits of this model and every member, each over ``test_views`` (cost: one pass per
@@ -145,6 +149,8 @@ class AnomalyVFMConfig:
 
         if self.test_views not in TEST_VIEWS:
             raise ValueError(f"test_views must be one of {tuple(TEST_VIEWS)}, got {self.test_views!r}")
+        if self.edge_pad < 0:
+            raise ValueError(f"edge_pad must be >= 0 patches, got {self.edge_pad}")
         if self.top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {self.top_k}")
         if self.threshold_origin not in THRESHOLD_ORIGINS:

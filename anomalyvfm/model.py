@@ -64,6 +64,15 @@ def _view_average(outs: list[ModelOutput], views: tuple[View, ...]) -> ModelOutp
                        outs[0].patch_tokens, mean("self_scores"), outs[0].features)
 
 
+def _crop_tokens(feats: Features, side: int, pad: int) -> Features:
+    """``feats`` of a (side × side) patch grid with only its inner (side − 2·pad)² patches."""
+    def crop(tokens: torch.Tensor) -> torch.Tensor:
+        grid = tokens.reshape(tokens.shape[0], side, side, -1)[:, pad:side - pad, pad:side - pad]
+        return grid.reshape(tokens.shape[0], -1, tokens.shape[-1])
+
+    return Features(feats.cls, crop(feats.last), [crop(t) for t in feats.layers])
+
+
 class AnomalyVFM(nn.Module):
     """Zero-shot anomaly detector. ``forward`` gives logits; ``predict`` gives scores, verdicts and maps. A few-shot
     profile is the same model with a ``profile`` (``ProfileState``: memory, fusion weight, calibration)."""
@@ -94,25 +103,32 @@ class AnomalyVFM(nn.Module):
         self._merged = False
 
     # ---- forward -------------------------------------------------------------------------------------------------
-    def forward(self, pixel_values: torch.Tensor, extra_layers: tuple[int, ...] = ()) -> ModelOutput:
+    def forward(self, pixel_values: torch.Tensor, extra_layers: tuple[int, ...] = (), pad: int = 0) -> ModelOutput:
         """Logits, memory tokens and (when the configured rule needs them) self-similarity scores; ``extra_layers``
-        also returns those layers' patch tokens (``out.features``), from the same backbone pass."""
+        also returns those layers' patch tokens (``out.features``), from the same backbone pass. ``pad``: patches of
+        mirrored border added around the input, every map and token grid cropped back to the input's own."""
         layers = self.config.decoder.layers
         with_self = SCORE_RULES[self.config.image_score].needs_self
         own = tuple(max(i, -self.num_layers) for i in self.config.self_similarity.layers) if with_self else ()
         wanted = tuple(dict.fromkeys(layers + own + tuple(extra_layers)))
-        feats = extract(self.backbone, pixel_values, wanted)
         b, _, height, width = pixel_values.shape
         if height != width:
             raise ValueError(f"AnomalyVFM takes square inputs (predict tiles or resizes to one), got {height}x{width}")
+        if pad:
+            pixel_values = F.pad(pixel_values, (pad * self.patch_size,) * 4, mode="reflect")
+        feats = extract(self.backbone, pixel_values, wanted)
+        side = pixel_values.shape[-1] // self.patch_size
         grid = torch.cat([feats.layers[wanted.index(i)] for i in layers], dim=-1)
-        grid = grid.transpose(1, 2).reshape(b, -1, height // self.patch_size, width // self.patch_size)
-        mask_logits, confidence_logits = self.decoder(grid)
+        mask_logits, confidence_logits = self.decoder(grid.transpose(1, 2).reshape(b, -1, side, side))
+        if pad:
+            feats = _crop_tokens(feats, side, pad)
+            cut = pad * self.config.decoder.upsample
+            mask_logits, confidence_logits = (m[..., cut:-cut, cut:-cut] for m in (mask_logits, confidence_logits))
         self_scores = None
         if with_self:  # a training-free score: no gradient flows through it
             with torch.no_grad():
                 own_map = self_map([feats.layers[wanted.index(i)] for i in own], self.config.self_similarity,
-                                   height // self.patch_size)
+                                   side - 2 * pad)
                 self_scores = image_statistic(own_map, self.config.self_similarity.statistic)
         extra = None
         if extra_layers:
@@ -127,8 +143,8 @@ class AnomalyVFM(nn.Module):
         return score_outputs(out, resolution, self.config, state=self.profile if profile is None else profile)
 
     def outputs(self, pixel_values: torch.Tensor) -> ModelOutput:
-        """The outputs that prediction scores: ``forward`` on each of ``config.test_views`` (``anomalyvfm.tta``),
-        the logits averaged (the memory tokens stay the image's own), then, for an ensemble, averaged with each
+        """The outputs that prediction scores: ``forward`` (with ``config.edge_pad``) on each of
+        ``config.test_views`` (``anomalyvfm.tta``), the logits averaged (the memory tokens stay the image's own), then, for an ensemble, averaged with each
         member's outputs (the memory tokens stay this model's)."""
         own = self._view_outputs(pixel_values)
         if not len(self.members):
@@ -137,14 +153,14 @@ class AnomalyVFM(nn.Module):
         return _view_average(parts, (IDENTITY,) * len(parts))  # members see the same image
 
     def _view_outputs(self, pixel_values: torch.Tensor) -> ModelOutput:
-        views = TEST_VIEWS[self.config.test_views]
+        views, pad = TEST_VIEWS[self.config.test_views], self.config.edge_pad
         if len(views) == 1:
-            return self(pixel_values)
+            return self(pixel_values, pad=pad)
         cell = self.patch_size // self.config.decoder.upsample  # input pixels per map cell, for shifted views
         if any(v.shift != (0, 0) for v in views) and cell * self.config.decoder.upsample != self.patch_size:
             raise ValueError(f"test_views {self.config.test_views!r} shifts by map cells, which needs the patch size "
                              f"({self.patch_size}) to be a multiple of decoder.upsample ({self.config.decoder.upsample})")
-        return _view_average([self(apply_view(pixel_values, v, cell)) for v in views], views)
+        return _view_average([self(apply_view(pixel_values, v, cell), pad=pad) for v in views], views)
 
     def infer(self, pixel_values: torch.Tensor, resolution: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """``scores(outputs(x))``: what prediction runs per batch (an exported model offers the same call)."""

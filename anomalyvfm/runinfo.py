@@ -74,6 +74,7 @@ def run_metadata(model, *, model_id: str | None, resolution: int, mode: str | No
         "profile": profile is not None,
         "image_score": "batch" if batch_mode else cfg.image_score,
         "test_views": "single" if batch_mode else cfg.test_views,  # batch mode scores a single pass
+        "edge_pad": 0 if batch_mode else cfg.edge_pad,  # patches of mirrored border (batch mode: the image alone)
         "ensemble_members": 0 if batch_mode else len(cfg.members),  # other checkpoints averaged in (batch mode:
         # the first alone)
         "threshold": 0.5 if (batch_mode or calibration is not None) and threshold is None else

@@ -20,10 +20,12 @@ def _randomise_adapters(model):
                 p.normal_(std=0.1)
 
 
-@pytest.mark.parametrize("test_views", ["single", "mirror", "d4", "shifted-flips"])
-def test_onnx_export_matches_pytorch_on_maps_and_scores(tiny_model, tmp_path, test_views):
+@pytest.mark.parametrize("test_views, edge_pad", [("single", 0), ("mirror", 0), ("d4", 0), ("shifted-flips", 0),
+                                                   ("flips", 1)])
+def test_onnx_export_matches_pytorch_on_maps_and_scores(tiny_model, tmp_path, test_views, edge_pad):
     _randomise_adapters(tiny_model)  # so that the merged LoRA changes the backbone
     tiny_model.config.test_views = test_views  # the views' average is traced into the graph
+    tiny_model.config.edge_pad = edge_pad  # and so are the mirrored border and the crop
     images = _images(tmp_path)
     expected = tiny_model.predict(images, resolution=56)
     onnx = OnnxModel(export_onnx(tiny_model, tmp_path / "m.onnx", resolution=56))

@@ -223,3 +223,39 @@ def test_shifted_views_feed_the_model_content_shifted_by_half_a_patch(tiny_model
     tiny_model.config.decoder.upsample, tiny_model.config.test_views = 64, "shifted-flips"
     with pytest.raises(ValueError, match="multiple of decoder.upsample"):
         tiny_model.outputs(x)
+
+
+def test_edge_pad_mirrors_a_border_in_and_crops_every_output_back(tiny_backbone_dir):
+    """With ``edge_pad`` the backbone sees the input with a mirrored border of that many patches; the maps and
+    tokens are the padded pass's, cropped back to the input's own cells; the image head reads the cropped map."""
+    from anomalyvfm import AnomalyVFM, AnomalyVFMConfig
+    from anomalyvfm.features import extract
+
+    torch.manual_seed(0)
+    model = AnomalyVFM(AnomalyVFMConfig(backbone=str(tiny_backbone_dir), top_k=10,
+                                        decoder={"image_head": "cls+map"})).eval()
+    torch.manual_seed(3)
+    x = torch.randn(2, 3, 56, 56)
+    seen = []
+    hook = model.backbone.register_forward_pre_hook(lambda m, a, k: seen.append(k["pixel_values"].shape[-1]),
+                                                    with_kwargs=True)
+    with torch.no_grad():
+        plain = model(x)
+        model.config.edge_pad = 1
+        padded = model.outputs(x)
+        whole = model(torch.nn.functional.pad(x, (14,) * 4, mode="reflect"))  # the padded input, nothing cropped
+    hook.remove()
+    assert seen == [56, 84, 84]  # one patch (14 px) of border on each side
+    cut = model.config.decoder.upsample
+    assert padded.mask_logits.shape == plain.mask_logits.shape and padded.patch_tokens.shape == plain.patch_tokens.shape
+    torch.testing.assert_close(padded.mask_logits, whole.mask_logits[..., cut:-cut, cut:-cut])
+    torch.testing.assert_close(padded.confidence_logits, whole.confidence_logits[..., cut:-cut, cut:-cut])
+    inner = whole.patch_tokens.reshape(2, 6, 6, -1)[:, 1:5, 1:5].reshape(2, 16, -1)
+    torch.testing.assert_close(padded.patch_tokens, inner)
+    with torch.no_grad():  # the head reads the padded pass's CLS token and the cropped map's statistics
+        cls = extract(model.backbone, torch.nn.functional.pad(x, (14,) * 4, mode="reflect")).cls
+        torch.testing.assert_close(padded.image_logits, model.image_head(cls, padded.mask_logits))
+    assert not torch.allclose(padded.image_logits, whole.image_logits)
+    assert not torch.allclose(padded.mask_logits, plain.mask_logits)
+    with pytest.raises(ValueError, match="edge_pad"):
+        AnomalyVFMConfig(edge_pad=-1)
