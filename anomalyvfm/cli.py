@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -374,11 +376,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .errors import BackboneMismatchError, BackboneNotFoundError, CheckpointError, DataNotFoundError
 
     args = build_parser().parse_args(argv)
+    stop = threading.current_thread() is threading.main_thread()  # a stop request (SIGTERM) ends the run as Ctrl-C
+    previous = signal.signal(signal.SIGTERM, _interrupt) if stop else None  # does: what was finished is closed
     try:
         return args.func(args)
     except (CheckpointError, BackboneNotFoundError, BackboneMismatchError, DataNotFoundError) as e:  # one line
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: what was finished is kept (predict marks run.json 'interrupted'; benchmark resumes "
+              "from its --out)", file=sys.stderr)
+        return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -257,8 +257,8 @@ def test_a_run_killed_midway_keeps_every_row_it_finished(tiny_checkpoint, tmp_pa
         return real_add(self, p)
 
     monkeypatch.setattr(outputs.ResultsWriter, "add", add_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        main(["predict", *paths, "--model", str(tiny_checkpoint), "--out", str(tmp_path / "o"), "--batch-size", "2"])
+    assert main(["predict", *paths, "--model", str(tiny_checkpoint), "--out", str(tmp_path / "o"),
+                 "--batch-size", "2"]) == 130  # one line, no traceback
     rows = _rows(tmp_path / "o")
     assert [r["path"] for r in rows] == paths[:3] and all(r["score"] for r in rows)
     assert len((tmp_path / "o" / "results.jsonl").read_text().splitlines()) == 3
@@ -521,3 +521,36 @@ def test_a_mistyped_local_backbone_path_is_not_looked_up_on_the_hub(tmp_path):
 
     with pytest.raises(BackboneNotFoundError, match="no such backbone folder"):
         load_backbone(str(tmp_path / "no-such-backbone"))
+
+
+def test_a_stop_request_closes_the_run_like_ctrl_c(tiny_checkpoint, tmp_path, capsys, monkeypatch):
+    """SIGTERM (a service stop, a killed container) mid-run: the finished rows stay, run.json says 'interrupted',
+    the report is written, the lock released, and the command exits 130 with one line."""
+    import os
+    import signal
+
+    import anomalyvfm.outputs as outputs
+
+    paths = [str(write_image(tmp_path / "in" / f"{i}.png", seed=i)) for i in range(5)]
+    real_add, seen = outputs.ResultsWriter.add, []
+
+    def add_then_stop(self, p):
+        if len(seen) == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        seen.append(p.name)
+        return real_add(self, p)
+
+    def before(signum, frame):  # the caller's handler; without main's own, the signal would end up here
+        raise RuntimeError("SIGTERM reached the caller's handler")
+
+    monkeypatch.setattr(outputs.ResultsWriter, "add", add_then_stop)
+    original = signal.signal(signal.SIGTERM, before)
+    try:
+        code = main(["predict", *paths, "--model", str(tiny_checkpoint), "--out", str(tmp_path / "o"),
+                     "--batch-size", "2"])
+    finally:
+        assert signal.signal(signal.SIGTERM, original) is before  # main gave the caller's handler back
+    assert code == 130 and "interrupted" in capsys.readouterr().err
+    assert [r["path"] for r in _rows(tmp_path / "o")] == paths[:3]  # the rows finished before the signal
+    assert json.loads((tmp_path / "o" / "run.json").read_text())["status"] == "interrupted"
+    assert (tmp_path / "o" / "report.html").is_file() and not (tmp_path / "o" / outputs.LOCK).exists()
