@@ -376,16 +376,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .errors import BackboneMismatchError, BackboneNotFoundError, CheckpointError, DataNotFoundError
 
     args = build_parser().parse_args(argv)
-    stop = threading.current_thread() is threading.main_thread()  # a stop request (SIGTERM) ends the run as Ctrl-C
-    previous = signal.signal(signal.SIGTERM, _interrupt) if stop else None  # does: what was finished is closed
+    in_main = threading.current_thread() is threading.main_thread()  # only there can a handler be set
+    previous = signal.signal(signal.SIGTERM, _interrupt) if in_main else None  # a stop request ends it as Ctrl-C
     try:
         return args.func(args)
     except (CheckpointError, BackboneNotFoundError, BackboneMismatchError, DataNotFoundError) as e:  # one line
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: what was finished is kept (predict marks run.json 'interrupted'; benchmark resumes "
-              "from its --out)", file=sys.stderr)
+        print("interrupted: what was finished is kept (run.json says so; benchmark resumes from --out)",
+              file=sys.stderr)
         return 130
     finally:
         if previous is not None:
@@ -393,7 +393,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
+    raise KeyboardInterrupt  # so that every open writer closes what was finished, as after Ctrl-C
 
 
 if __name__ == "__main__":

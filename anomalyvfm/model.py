@@ -144,8 +144,8 @@ class AnomalyVFM(nn.Module):
 
     def outputs(self, pixel_values: torch.Tensor) -> ModelOutput:
         """The outputs that prediction scores: ``forward`` (with ``config.edge_pad``) on each of
-        ``config.test_views`` (``anomalyvfm.tta``), the logits averaged (the memory tokens stay the image's own), then, for an ensemble, averaged with each
-        member's outputs (the memory tokens stay this model's)."""
+        ``config.test_views`` (``anomalyvfm.tta``), the logits averaged (the memory tokens stay the image's own),
+        then, for an ensemble, averaged with each member's outputs (the memory tokens stay this model's)."""
         own = self._view_outputs(pixel_values)
         if not len(self.members):
             return own
