@@ -4,7 +4,7 @@ labels a person exports from it (``read_labels``).
 The page is one self-contained file (inline CSS and script, no network, links relative to its folder): a header
 with the run's metadata, then one row per image with its thumbnail, overlay, score, verdict and regions. It sorts
 by any column, filters by verdict, and lets a person mark each image OK or NG and download those labels as CSV
-(``path,label``), which ``anomalyvfm calibrate PROFILE --labels labels.csv`` reads back (``read_labels``)."""
+(``path,label``; absolute paths, resolved when the page is written), which ``anomalyvfm calibrate PROFILE --labels labels.csv`` reads back (``read_labels``)."""
 from __future__ import annotations
 
 import csv
@@ -41,7 +41,7 @@ def _row_html(i: int, row: dict) -> str:
     detail = e(row["error"]) if row.get("error") else e(_regions_text(row.get("regions")))
     name = e(row["path"])
     radios = "".join(f'<label><input type="radio" name="l{i}" value="{v}"> {v}</label> ' for v in LABELS)
-    return (f'<tr data-path="{name}" data-score="{"" if row.get("score") is None else row["score"]}" '
+    return (f'<tr data-path="{name}" data-file="{e(os.path.abspath(row["path"]))}" data-score="{"" if row.get("score") is None else row["score"]}" '
             f'data-verdict="{verdict}" data-index="{i}"><td class="idx">{i + 1}</td><td>{thumb}</td><td>{over}</td>'
             f'<td class="path">{name}</td><td class="score">{score}</td><td class="verdict {verdict}">{verdict}</td>'
             f'<td class="regions">{detail}</td><td class="label">{radios}</td></tr>')
@@ -117,7 +117,7 @@ filter.addEventListener('change',applyFilter); applyFilter();
 function csvCell(s){return /[",\\n]/.test(s)?'"'+s.replace(/"/g,'""')+'"':s;}
 window.labelsCsv=function(){let text='path,label\\n';
   rows().slice().sort((a,b)=>a.dataset.index-b.dataset.index).forEach(tr=>{const l=labels[tr.dataset.path];
-    if(l) text+=csvCell(tr.dataset.path)+','+l+'\\n';}); return text;};
+    if(l) text+=csvCell(tr.dataset.file)+','+l+'\\n';}); return text;};
 document.getElementById('download').addEventListener('click',()=>{
   const blob=new Blob([labelsCsv()],{type:'text/csv'}); const a=document.createElement('a');
   a.href=URL.createObjectURL(blob); a.download='labels.csv'; document.body.appendChild(a); a.click(); a.remove();});

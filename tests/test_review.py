@@ -88,10 +88,11 @@ def _chromium() -> str:
     return path
 
 
-def test_report_in_a_real_browser_sorts_filters_and_exports_labels(tmp_path):
+def test_report_in_a_real_browser_sorts_filters_and_exports_labels(tmp_path, monkeypatch):
     """Headless Chromium loads report.html from disk: one row per image, sorting by score, the verdict filter and
-    the OK/NG labels downloaded as CSV."""
+    the OK/NG labels downloaded as CSV, with each image's absolute path (the CSV works from any folder)."""
     playwright = pytest.importorskip("playwright.sync_api")
+    monkeypatch.chdir(tmp_path)  # where the run was: its relative paths start here
     rows = [{"path": f"parts/p{i}.png", "score": s, "verdict": v, "threshold": 0.5, "regions": [], "image": None,
              "error": None} for i, (s, v) in enumerate([(0.2, "normal"), (0.9, "anomalous"), (0.6, "anomalous"),
                                                         (0.1, "normal")])]
@@ -133,9 +134,11 @@ def test_report_in_a_real_browser_sorts_filters_and_exports_labels(tmp_path):
             assert fresh.inner_text("#labelled") == "0 labelled" and "labels=" not in fresh.url
         finally:
             browser.close()
-    assert download.read_text().splitlines() == ["path,label", "parts/p0.png,OK", "parts/p1.png,NG", "parts/p3.png,OK"]
-    tmp_path.joinpath("parts").mkdir()
-    assert [len(x) for x in read_labels(download)] == [2, 1]
+    parts = tmp_path.resolve() / "parts"
+    assert download.read_text().splitlines() == ["path,label", f"{parts / 'p0.png'},OK", f"{parts / 'p1.png'},NG",
+                                                 f"{parts / 'p3.png'},OK"]
+    monkeypatch.chdir(parts.parent.parent)  # calibrate run from elsewhere still finds them
+    assert read_labels(download) == ([str(parts / "p0.png"), str(parts / "p3.png")], [str(parts / "p1.png")])
 
 
 def test_write_report_from_the_api(tiny_model, tmp_path):
