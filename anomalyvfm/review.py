@@ -4,7 +4,8 @@ labels a person exports from it (``read_labels``).
 The page is one self-contained file (inline CSS and script, no network, links relative to its folder): a header
 with the run's metadata, then one row per image with its thumbnail, overlay, score, verdict and regions. It sorts
 by any column, filters by verdict, and lets a person mark each image OK or NG and download those labels as CSV
-(``path,label``; absolute paths, resolved when the page is written), which ``anomalyvfm calibrate PROFILE --labels labels.csv`` reads back (``read_labels``)."""
+(``path,label``; absolute paths, resolved when the page is written), which ``anomalyvfm calibrate PROFILE
+--labels labels.csv`` reads back (``read_labels``)."""
 from __future__ import annotations
 
 import csv
