@@ -41,9 +41,11 @@ def _row_html(i: int, row: dict) -> str:
     verdict = row.get("verdict", "error")
     detail = e(row["error"]) if row.get("error") else e(_regions_text(row.get("regions")))
     name = e(row["path"])
+    file = e(os.path.abspath(row["path"]))  # what the labels CSV names, so that it works from any folder
     radios = "".join(f'<label><input type="radio" name="l{i}" value="{v}"> {v}</label> ' for v in LABELS)
-    return (f'<tr data-path="{name}" data-file="{e(os.path.abspath(row["path"]))}" data-score="{"" if row.get("score") is None else row["score"]}" '
-            f'data-verdict="{verdict}" data-index="{i}"><td class="idx">{i + 1}</td><td>{thumb}</td><td>{over}</td>'
+    return (f'<tr data-path="{name}" data-file="{file}" '
+            f'data-score="{"" if row.get("score") is None else row["score"]}" data-verdict="{verdict}" '
+            f'data-index="{i}"><td class="idx">{i + 1}</td><td>{thumb}</td><td>{over}</td>'
             f'<td class="path">{name}</td><td class="score">{score}</td><td class="verdict {verdict}">{verdict}</td>'
             f'<td class="regions">{detail}</td><td class="label">{radios}</td></tr>')
 
