@@ -233,6 +233,39 @@ def test_symmetry_augment_turns_each_pair_and_its_mask_alike():
     assert any(v != TEST_VIEWS["d4"][0] for v in used)
 
 
+def test_hard_normals_trains_on_each_slots_pair_whose_good_image_scores_highest(tmp_path, tiny_backbone_dir):
+    """With ``hard_normals`` K each pair slot draws K candidate pairs, the first being the slot's pair without
+    mining; ``hardest_pairs`` keeps, per slot, the (good, bad) pair whose good image the model scores highest; a
+    mined run trains end to end."""
+    from types import SimpleNamespace
+
+    from anomalyvfm.synth import SynthConfig
+    from training.train import batch, hardest_pairs
+
+    synth = SynthConfig(size=56)
+    plain = batch(TrainConfig(batch_size=4, seed=5), synth, 0, 0)
+    mined = batch(TrainConfig(batch_size=4, seed=5, hard_normals=3), synth, 0, 0)
+    assert mined[0].shape[0] == 12 and mined[2].tolist() == [0.0, 1.0] * 6
+    assert torch.equal(mined[0][0:2], plain[0][0:2]) and torch.equal(mined[0][6:8], plain[0][2:4])
+    assert not torch.equal(mined[0][2:4], mined[0][0:2])
+
+    def brightness(x):  # a stand-in model: an image's score is its mean
+        return SimpleNamespace(image_logits=x.mean((1, 2, 3)).unsqueeze(1))
+
+    x, m, y = hardest_pairs(brightness, *mined, candidates=3)
+    means = mined[0][0::2].mean((1, 2, 3)).reshape(2, 3)
+    for slot, pick in enumerate(means.argmax(1).tolist()):
+        rows = slice(2 * (3 * slot + pick), 2 * (3 * slot + pick) + 2)
+        assert torch.equal(x[2 * slot:2 * slot + 2], mined[0][rows]) and torch.equal(m[2 * slot:2 * slot + 2],
+                                                                                      mined[1][rows])
+    assert y.tolist() == [0.0, 1.0, 0.0, 1.0]
+    assert hardest_pairs(brightness, *plain, candidates=1)[0] is plain[0]
+    with pytest.raises(ValueError, match="hard_normals"):
+        TrainConfig(hard_normals=0)
+    final = train(_config(tmp_path, tiny_backbone_dir, "mined", hard_normals=2))
+    assert (final / "heads.safetensors").exists()
+
+
 def test_an_anchored_run_starts_at_its_anchor_and_is_pulled_back_to_it(tiny_checkpoint, tiny_backbone_dir, tmp_path):
     """With ``anchor_to`` its own seed, the anchor term is zero at step 0; once the head drifts it is positive and
     its gradient pushes the head back; a run logs it."""

@@ -65,8 +65,14 @@ class TrainConfig:
     # held near (Bernoulli KL on image and mask logits): a continued run learns new defects without moving its
     # verdict on good parts
     anchor_weight: float = 1.0
+    hard_normals: int = 1  # candidate pairs drawn per pair slot; the one whose good image the model scores highest
+    # right now is trained on (online hard-negative mining of normals; 1: off, the batches of earlier runs)
     model: dict = field(default_factory=dict)  # AnomalyVFMConfig fields
     synth: dict = field(default_factory=dict)  # SynthConfig fields
+
+    def __post_init__(self) -> None:
+        if self.hard_normals < 1:
+            raise ValueError(f"hard_normals must be >= 1, got {self.hard_normals}")
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, **overrides) -> "TrainConfig":
@@ -92,17 +98,18 @@ def batch(cfg: TrainConfig, synth: SynthConfig, step: int, micro: int,
     first = ((step * cfg.grad_accum + micro) * world + rank) * pairs
     images, masks, labels = [], [], []
     for i in range(first, first + pairs):
-        s = make_pair(np.random.default_rng([cfg.seed, i]), synth)
-        images += [s["good"], s["bad"]]
-        masks += [np.zeros_like(s["mask"]), s["mask"]]
-        labels += [0.0, 1.0]
+        for c in range(cfg.hard_normals):  # candidate 0 is the slot's pair without mining
+            s = make_pair(np.random.default_rng([cfg.seed, i] + ([2, c] if c else [])), synth)
+            images += [s["good"], s["bad"]]
+            masks += [np.zeros_like(s["mask"]), s["mask"]]
+            labels += [0.0, 1.0]
     x = normalize(np.stack(images), IMAGENET_MEAN, IMAGENET_STD)
     m = torch.from_numpy(np.stack(masks)).float().div_(255.0).unsqueeze(1)
     if cfg.symmetry_augment:
         views = TEST_VIEWS["d4"]
         for j, i in enumerate(range(first, first + pairs)):
             view = views[np.random.default_rng([cfg.seed, i, 1]).integers(len(views))]
-            pair = slice(2 * j, 2 * j + 2)
+            pair = slice(2 * cfg.hard_normals * j, 2 * cfg.hard_normals * (j + 1))
             x[pair], m[pair] = apply_view(x[pair], view), apply_view(m[pair], view)
     return x, m, torch.tensor(labels)
 
@@ -279,6 +286,18 @@ def load_anchor(cfg: TrainConfig, device: torch.device) -> AnomalyVFM | None:
     return anchor
 
 
+def hardest_pairs(model: AnomalyVFM, x: torch.Tensor, m: torch.Tensor, y: torch.Tensor,
+                  candidates: int) -> tuple[torch.Tensor, ...]:
+    """Of each slot's ``candidates`` (good, bad) pairs, the one whose good image ``model`` scores highest now."""
+    if candidates == 1:
+        return x, m, y
+    with torch.no_grad():
+        logits = model(x[0::2]).image_logits.reshape(-1, candidates)
+    first = (torch.arange(len(logits), device=x.device) * candidates + logits.argmax(1)) * 2
+    rows = torch.stack([first, first + 1], 1).flatten()
+    return x[rows], m[rows], y[rows]
+
+
 def anchor_loss(out: ModelOutput, anchor: AnomalyVFM, x: torch.Tensor) -> torch.Tensor:
     """KL between ``anchor``'s and the run's image and mask probabilities on the good images (even rows)."""
     with torch.no_grad():
@@ -299,7 +318,7 @@ def train_step(cfg: TrainConfig, model: AnomalyVFM, ddp: torch.nn.Module, optimi
     for micro in range(cfg.grad_accum):
         at, at_micro, data = next(micro_batches)
         assert (at, at_micro) == (step, micro), f"batch {at}.{at_micro} arrived for step {step}.{micro}"
-        x, m, y = (t.to(device) for t in data)
+        x, m, y = hardest_pairs(model, *(t.to(device) for t in data), cfg.hard_normals)
         if cfg.refine_masks:
             x, m, y = refine(model, x, m, y, cfg.refine_threshold)
         out = ddp(x)
