@@ -955,6 +955,32 @@ def _v2_sections() -> list[str]:
                              "models out, set test_views='flips', and: python benchmarks/checkpoint_selection.py "
                              "--models <them> --compare <a copy of the shipped default> --device cuda --jobs 25 "
                              "--out benchmarks/results/v20-gpu-prefilter")
+            + _table_section("v21-selection/table.md",
+                             "Checkpoint selection with hard normals mined online (v21-hard-normals)",
+                             "Hypothesis declared before training (commit 9633ee2): real good parts are flagged for "
+                             "benign structure that the synthetic normals the model finds easy lack, so training on "
+                             "its hardest normals lowers its scores on real good parts. `hard_normals` K: each pair "
+                             "slot draws K candidate pairs (the first the slot's usual pair) and trains on the one "
+                             "whose good image the current model scores highest, with its defective twin. "
+                             "`training/configs/v21-hard-normals.json`: v6's recipe and seed (v2 continued for 1000 "
+                             "steps at lr 2e-4, `imaging_fraction` 0.5, seed 3) with K = 3; 34.1 min on the 2-core "
+                             "CPU (2.05 s/step against v16's 1.23: the extra pairs are drawn and scored; record in "
+                             "benchmarks/results/training/v21-hard-normals, the loss flat near 0.30 against v16's "
+                             "0.28). Scored with the default's four views against the default, as for v11 to v18. "
+                             "Rejected on both counts: validation score 87.6 at both steps vs 89.4 (inside the "
+                             "86.7-88.7 of v6's recipe with other seeds), and 33.7% and 38.4% of good magnetic_tile "
+                             "parts flagged at its own synthetic threshold vs 15.3%. Why the verdict moved the wrong "
+                             "way: mining pulls down the top of the synthetic normals' scores, which is what sets "
+                             "the threshold (0.5360 and 0.5487 vs 0.5977), while good magnetic_tile parts barely "
+                             "move (mean score 0.517 and 0.538 vs 0.524). Not shipped; report categories not "
+                             "scored. 224 px, deterministic; 26 min for the two candidates.",
+                             "python -m training.train --config training/configs/v21-hard-normals.json && python -c "
+                             "\"from anomalyvfm.checkpoint import update_config as u; "
+                             "[u(f'runs/anomalyvfm-vits14-v21-hard-normals/checkpoints/step_{s:07d}/model', "
+                             "test_views='flips') for s in (750, 1000)]\" && python "
+                             "benchmarks/checkpoint_selection.py --run runs/anomalyvfm-vits14-v21-hard-normals "
+                             "--steps 750,1000 --compare runs/v6-flips/model --out benchmarks/results/v21-selection  "
+                             "# with edgepad-selection's runs/v6-flips/model entry and harness folder copied in first")
             + _table_section("selection-noise/table.md", "How much of a selection's magnetic_tile figures is noise",
                              "A paired bootstrap over magnetic_tile's 582 test images (2000 resamples, seed 0, the "
                              "same for every pair; good and defective images resampled apart) from the per-image "
@@ -964,7 +990,7 @@ def _v2_sections() -> list[str]:
                              "with the 2.5-97.5 percentiles. It covers only the magnetic_tile half of the validation "
                              "score (the synthetic pairs' and pixel scores are not stored per image). What it says: the "
                              "intervals reach 0.5 to 4.0 points either side for image AUROC (median 1.6; closest for "
-                             "near relatives such as v15) and 1.3 to 7.4 for the FPR (median 5.3), so differences of "
+                             "near relatives such as v15) and 1.3 to 7.4 for the FPR (median 5.5), so differences of "
                              "that size, the veto's 5-point slack included, can come from the image sample alone; "
                              "v6's win over v2 (+5.2 image AUROC, -12.6 FPR) and the FPR rises of v7, v8 and v10 (+33 to +69) are far "
                              "outside it. It does not measure the run-to-run spread of training (v16-reseed above "
