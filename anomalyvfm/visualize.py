@@ -84,10 +84,7 @@ def overlay(rgb: np.ndarray, anomaly_map: np.ndarray, mask: np.ndarray | None = 
     _outline(out, truth, TRUTH, width)
     _outline(out, mask, PREDICTED, width)
     out = np.concatenate([out, colour_bar(h, pixel_threshold)], axis=1)
-    banner_h = 30
     colour = {"anomalous": ANOMALOUS_BANNER, "normal": NORMAL_BANNER}.get(verdict or "", ERROR_BANNER)
-    banner = np.empty((banner_h, out.shape[1], 3), np.uint8)
-    banner[:] = colour
     parts = [(verdict or "").upper()]
     if score is not None:
         parts.append(f"score {score:.3f}")
@@ -95,8 +92,32 @@ def overlay(rgb: np.ndarray, anomaly_map: np.ndarray, mask: np.ndarray | None = 
         parts.append(f"thr {threshold:.3f}")
     if label:
         parts.append(label)
-    _text(banner, "   ".join(p for p in parts if p), (8, 21), 0.55, thickness=1 + (out.shape[1] > 300))
-    return np.concatenate([banner, out], axis=0)
+    return np.concatenate([banner([p for p in parts if p], out.shape[1], colour), out], axis=0)
+
+
+def banner(parts: list[str], width: int, colour: tuple[int, int, int], scale: float = 0.55,
+           wrap_at: float = 0.4) -> np.ndarray:
+    """A band ``width`` pixels wide holding ``parts``: on one line while the text fits at ``wrap_at`` scale or
+    larger, else on more lines, each part whole; the scale shrinks until every line fits inside the picture."""
+    thickness = 1 + (width > 300)
+
+    def fits(text: str, at: float) -> bool:
+        return cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, at, thickness)[0][0] <= width - 16
+
+    lines = [parts]
+    while not fits("   ".join(lines[-1]), wrap_at) and len(lines[-1]) > 1:
+        words = lines.pop()
+        cut = max([1] + [i for i in range(2, len(words)) if fits("   ".join(words[:i]), wrap_at)])
+        lines += [words[:cut], words[cut:]]
+    texts = ["   ".join(line) for line in lines]
+    while scale > 0.2 and not all(fits(text, scale) for text in texts):
+        scale = round(scale - 0.05, 2)
+    step = int(round(40 * scale))
+    band = np.empty((30 + step * (len(texts) - 1), width, 3), np.uint8)
+    band[:] = colour
+    for i, text in enumerate(texts):
+        _text(band, text, (8, 21 + step * i), scale, thickness=thickness)
+    return band
 
 
 def thumbnail(rgb: np.ndarray, side: int = 160) -> np.ndarray:

@@ -20,7 +20,7 @@ def test_overlay_colours_only_where_the_map_is_high_and_outlines_the_region():
     amap[40:60, 40:60] = 0.9
     mask = amap > 0.5
     out = overlay(rgb, amap, mask, score=0.8, threshold=0.6, verdict="anomalous", side=100)
-    body = out[30:130, :100]  # under the 30-px banner, left of the colour bar
+    body = out[-100:, :100]  # under the banner, left of the colour bar
     assert (body[5:30, 5:30] == 128).all()  # low map: the part keeps its own colour
     assert np.abs(body[45:55, 45:55].astype(int) - 128).max() > 40  # high map: coloured
     assert (body[38:62, 38:62] == (255, 40, 40)).all(axis=2).any()  # the region's red outline
@@ -28,6 +28,22 @@ def test_overlay_colours_only_where_the_map_is_high_and_outlines_the_region():
     assert display_scale(np.array([0.0, 0.3, 0.6, 1.0]), 0.3).tolist() == [0.0, 0.5, pytest.approx(0.7143, abs=1e-3),
                                                                           1.0]
     assert MAX_ALPHA < 1
+
+
+@pytest.mark.parametrize("shape, side, lines", [((100, 400), 512, 1), ((400, 100), 240, 4), ((600, 60), 240, 4)])
+def test_the_banner_text_stays_inside_the_picture_however_narrow(shape, side, lines):
+    """A narrow picture's banner wraps (each part whole) and shrinks its text instead of cutting it off at the
+    right edge; a wide one keeps its single 30-px line."""
+    import cv2
+
+    h, w = shape
+    out = overlay(np.full((h, w, 3), 128, np.uint8), np.zeros((h, w), np.float32), score=0.923, threshold=0.5977,
+                  verdict="anomalous", side=side, label="bottom · scratch")
+    band = out[:out.shape[0] - round(h * side / max(h, w))]
+    ink = (band != (190, 30, 30)).any(axis=2)
+    assert ink.any() and not ink[:, -6:].any() and not ink[-2:].any()  # ink only well inside the band
+    assert cv2.connectedComponents(ink.any(axis=1).astype(np.uint8))[0] - 1 == lines  # lines of text
+    assert (band.shape[0] == 30) == (lines == 1)
 
 
 def test_predict_writes_run_metadata_every_row_points_to(tiny_checkpoint, tmp_path):
