@@ -98,7 +98,7 @@ def overlay(rgb: np.ndarray, anomaly_map: np.ndarray, mask: np.ndarray | None = 
 def banner(parts: list[str], width: int, colour: tuple[int, int, int], scale: float = 0.55,
            wrap_at: float = 0.4) -> np.ndarray:
     """A band ``width`` pixels wide holding ``parts``: on one line while the text fits at ``wrap_at`` scale or
-    larger, else on more lines, each part whole; the scale shrinks until every line fits inside the picture."""
+    larger, else on more lines, each part whole; the scale shrinks (not below 0.2) until every line fits."""
     thickness = 1 + (width > 300)
 
     def fits(text: str, at: float) -> bool:
