@@ -129,7 +129,7 @@ def write_grid(path: Path, samples, scored, images, title: str, n: int = 4) -> N
     from PIL import Image
 
     from .outputs import write_png
-    from .visualize import overlay
+    from .visualize import banner, overlay
 
     ranked = sorted(samples, key=lambda s: scored[str(s.path)].score, reverse=True)
     picks = ranked[:n] + ranked[-n:] if len(ranked) > 2 * n else ranked
@@ -152,9 +152,8 @@ def write_grid(path: Path, samples, scored, images, title: str, n: int = 4) -> N
     while len(tiles) % per_row:
         tiles.append(np.full_like(tiles[0], 255))
     grid = np.concatenate([np.concatenate(tiles[r:r + per_row], axis=1) for r in range(0, len(tiles), per_row)])
-    head = np.full((28, grid.shape[1], 3), 255, np.uint8)
-    cv2.putText(head, f"{title}  (banner colour = true label; red outline = map > 0.5; white = ground truth)",
-                (6, 19), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    head = banner([title, "(banner colour = true label; red outline = map > 0.5; white = ground truth)"],
+                  grid.shape[1], (255, 255, 255), scale=0.5, ink=(0, 0, 0), thickness=1)
     write_png(path, np.concatenate([head, grid]))
 
 

@@ -96,10 +96,12 @@ def overlay(rgb: np.ndarray, anomaly_map: np.ndarray, mask: np.ndarray | None = 
 
 
 def banner(parts: list[str], width: int, colour: tuple[int, int, int], scale: float = 0.55,
-           wrap_at: float = 0.4) -> np.ndarray:
-    """A band ``width`` pixels wide holding ``parts``: on one line while the text fits at ``wrap_at`` scale or
-    larger, else on more lines, each part whole; the scale shrinks (not below 0.2) until every line fits."""
-    thickness = 1 + (width > 300)
+           wrap_at: float = 0.4, ink: tuple[int, int, int] = (255, 255, 255),
+           thickness: int | None = None) -> np.ndarray:
+    """A band ``width`` pixels wide holding ``parts`` in ``ink``: on one line while the text fits at ``wrap_at``
+    scale or larger, else on more lines, each part whole; the scale shrinks (not below 0.2) until every line fits.
+    ``thickness`` None: 2 on a band over 300 px wide, else 1."""
+    thickness = thickness or 1 + (width > 300)
 
     def fits(text: str, at: float) -> bool:
         return cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, at, thickness)[0][0] <= width - 16
@@ -116,7 +118,7 @@ def banner(parts: list[str], width: int, colour: tuple[int, int, int], scale: fl
     band = np.empty((30 + step * (len(texts) - 1), width, 3), np.uint8)
     band[:] = colour
     for i, text in enumerate(texts):
-        _text(band, text, (8, 21 + step * i), scale, thickness=thickness)
+        _text(band, text, (8, 21 + step * i), scale, ink, thickness)
     return band
 
 

@@ -46,6 +46,28 @@ def test_the_banner_text_stays_inside_the_picture_however_narrow(shape, side, li
     assert (band.shape[0] == 30) == (lines == 1)
 
 
+def test_a_grid_of_tall_images_keeps_its_whole_heading(tmp_path):
+    """The benchmark grid's heading (title and legend) wraps inside the grid when tall tiles make it narrow."""
+    from types import SimpleNamespace
+
+    import cv2
+
+    from anomalyvfm.report import write_grid
+
+    samples, scored, images = [], {}, {}
+    for i in range(4):
+        path = tmp_path / f"{i}.png"
+        samples.append(SimpleNamespace(path=path, label=i % 2, defect="crack" if i % 2 else "good", mask=None))
+        scored[str(path)] = SimpleNamespace(score=i / 4, anomaly_map=np.zeros((300, 60), np.float32))
+        images[str(path)] = np.full((300, 60, 3), 128, np.uint8)
+    write_grid(tmp_path / "grid.png", samples, scored, images, "magnetic_tile/magnetic_tile - anomalyvfm k=0 seed=0")
+    grid = np.asarray(Image.open(tmp_path / "grid.png").convert("RGB"))
+    head = grid[:np.flatnonzero((grid == (190, 30, 30)).all(axis=2).any(axis=1))[0] - 4]  # above the tiles
+    ink = (head != 255).any(axis=2)
+    assert ink.any() and not ink[:, -6:].any()  # the heading stops short of the right edge
+    assert cv2.connectedComponents(ink.any(axis=1).astype(np.uint8))[0] - 1 >= 2  # on two lines or more
+
+
 def test_predict_writes_run_metadata_every_row_points_to(tiny_checkpoint, tmp_path):
     for i in range(3):
         write_image(tmp_path / "in" / f"{i}.png", seed=i)
