@@ -971,8 +971,8 @@ def _v2_sections() -> list[str]:
                              "86.7-88.7 of v6's recipe with other seeds), and 33.7% and 38.4% of good magnetic_tile "
                              "parts flagged at its own synthetic threshold vs 15.3%. Why the verdict moved the wrong "
                              "way: mining pulls down the top of the synthetic normals' scores, which is what sets "
-                             "the threshold (0.5360 and 0.5487 vs 0.5977), while good magnetic_tile parts barely "
-                             "move (mean score 0.517 and 0.538 vs 0.524). Not shipped; report categories not "
+                             "the threshold (0.5360 and 0.5487 vs 0.5977), and the real good parts are not pulled "
+                             "down with it, so more of them lie above it. Not shipped; report categories not "
                              "scored. 224 px, deterministic; 26 min for the two candidates.",
                              "python -m training.train --config training/configs/v21-hard-normals.json && python -c "
                              "\"from anomalyvfm.checkpoint import update_config as u; "
