@@ -63,8 +63,10 @@ def result_row(p, heatmap_name: str | None = None, run_id: str | None = None) ->
     largest one's area in %), its PNGs' name and the run (run.json's ``run_id``) that produced it."""
     regions = [r.to_dict() for r in (p.regions or [])]
     threshold = getattr(p, "threshold", None)
-    return {"path": p.name, "score": None if p.error else round(float(p.score), 6), "verdict": verdict_of(p),
-            "threshold": None if p.error or threshold is None else round(float(threshold), 6),
+    # scores and thresholds at full precision: a profile's scores crowd near 0 and 1, where six decimals would tie
+    # images that rank apart and could show a flagged score equal to its threshold
+    return {"path": p.name, "score": None if p.error else float(p.score), "verdict": verdict_of(p),
+            "threshold": None if p.error or threshold is None else float(threshold),
             "rule": p.rule, "threshold_source": p.threshold_source, "regions": None if p.error else regions,
             "image": heatmap_name, "run_id": run_id, "error": p.error}
 

@@ -554,3 +554,22 @@ def test_a_stop_request_closes_the_run_like_ctrl_c(tiny_checkpoint, tmp_path, ca
     assert [r["path"] for r in _rows(tmp_path / "o")] == paths[:3]  # the rows finished before the signal
     assert json.loads((tmp_path / "o" / "run.json").read_text())["status"] == "interrupted"
     assert (tmp_path / "o" / "report.html").is_file() and not (tmp_path / "o" / outputs.LOCK).exists()
+
+
+def test_results_keep_scores_that_differ_far_below_six_decimals_apart(tmp_path):
+    """A profile's scores crowd near 0 and 1: results.csv and results.jsonl keep every score and threshold exactly,
+    so images rank as they were scored and a flagged score never reads equal to its threshold."""
+    from types import SimpleNamespace
+
+    from anomalyvfm.outputs import ResultsWriter
+
+    scores = [3.1e-06, 3.4e-06, 0.5 + 2e-9, 1 - 4e-12, 1 - 3e-12]
+    with ResultsWriter(tmp_path / "out", images=False) as writer:
+        for i, s in enumerate(scores):
+            writer.add(SimpleNamespace(name=f"{i}.png", ok=True, error=None, score=s, is_anomalous=s > 0.5,
+                                       threshold=0.5, rule="memory", threshold_source="calibration", regions=[],
+                                       image=None))
+    rows = list(csv.DictReader(open(tmp_path / "out" / "results.csv")))
+    assert [float(r["score"]) for r in rows] == scores
+    assert [json.loads(line)["score"] for line in open(tmp_path / "out" / "results.jsonl")] == scores
+    assert float(rows[2]["score"]) > float(rows[2]["threshold"]) and rows[2]["verdict"] == "anomalous"
