@@ -51,7 +51,7 @@ def predict_batch(model, images: Sequence[ImageInput], *, batch_size: int = 8, m
                   keep_images: bool = False, progress: bool = False, references: Sequence[ImageInput] = ()
                   ) -> tuple[list[Prediction], BatchReport]:
     """Score a batch as a whole (see ``anomalyvfm.batch``). Returns one ``Prediction`` per input, in order (unreadable
-    inputs get ``error``), and the batch's report (agreement, mutual weight, threshold, estimated FPR, fraction
+    inputs get ``error``), and the batch's report (agreement, mutual weight, threshold, target FPR, fraction
     flagged, warnings). Each scored image's ``scores`` holds the model's score, the mutual score, their robust
     z-scores and the fused one; its ``score`` is the 0–1 deviation with the batch threshold at 0.5.
     ``references``: known good images (a profile's, say) that join the mutual comparison as extra members of the
