@@ -195,7 +195,8 @@ class AnomalyVFM(nn.Module):
                 batch_mode: str | None = None, batch_config=None, **kwargs):
         """Score images (paths, PIL images or arrays). Returns one ``Prediction`` per input, in order; an input
         that can't be read gets ``error`` set instead of stopping the batch. With ``out``, the results folder
-        (results.csv/.jsonl, heatmaps, overlays) is written too, as ``anomalyvfm predict`` writes it.
+        (results.csv/.jsonl, heatmaps, overlays) is written too, as ``anomalyvfm predict`` writes it; the inputs are
+        held only while they are drawn, unless ``keep_images=True``.
         ``batch_mode="mutual"`` scores the images as one batch: mutual scoring fused with the model, verdicts from
         the batch's own score distribution (``anomalyvfm.batch``; its warnings are issued as warnings). See
         ``anomalyvfm.predict.iter_predict`` for the other options."""
@@ -203,7 +204,8 @@ class AnomalyVFM(nn.Module):
 
         if batch_mode not in (None, "mutual"):
             raise ValueError(f"batch_mode must be None or 'mutual', got {batch_mode!r}")
-        kwargs["keep_images"] = kwargs.get("keep_images", False) or out is not None  # the writer draws overlays
+        keep = kwargs.get("keep_images", False)
+        kwargs["keep_images"] = keep or out is not None  # the writer draws overlays
         if batch_mode == "mutual":
             from .batch_predict import predict_batch
 
@@ -223,8 +225,14 @@ class AnomalyVFM(nn.Module):
                                                                                self.config.mode),
                                 mode=kwargs.get("mode"), batch_mode=batch_mode, device=self.device,
                                 threshold=kwargs.get("threshold"))
+        kept = []
         with ResultsWriter(out, metadata=metadata) as writer:
-            return [writer.add(p) for p in results]
+            for p in results:
+                writer.add(p)
+                if not keep:  # drawn: the input goes, or a long run would hold every image in memory
+                    p.image = None
+                kept.append(p)
+        return kept
 
     # ---- persistence: the format lives in anomalyvfm.checkpoint --------------------------------------------------
     def save_pretrained(self, directory: str | os.PathLike) -> Path:

@@ -166,9 +166,14 @@ def test_output_names_never_collide():
 
 
 def test_predict_with_out_and_keep_images_together(tiny_model, tmp_path):
+    """With ``out`` the writer draws each input, then the results let it go unless ``keep_images=True``: a long run
+    through the Python API must not hold every input image in memory."""
     image = write_image(tmp_path / "a.png", seed=3)
-    [result] = tiny_model.predict([image], resolution=56, out=tmp_path / "o", keep_images=False)
-    assert result.ok and (tmp_path / "o" / "overlays" / "a.png").is_file()
+    for keep in (False, True):
+        [result] = tiny_model.predict([image], resolution=56, out=tmp_path / str(keep), keep_images=keep)
+        assert result.ok and (tmp_path / str(keep) / "overlays" / "a.png").is_file()
+        assert (result.image is not None) == keep
+    assert all(r.image is None for r in tiny_model.predict([image] * 2, resolution=56, out=tmp_path / "default"))
 
 
 @pytest.mark.parametrize("name", ["anomalyvfm", "anomalyvfm-fewshot", "anomalyvfm-batch", "anomalyvfm-fewshot-batch",
