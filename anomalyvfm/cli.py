@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Sequence
 
 from .config import MODES, QUANTIZATIONS
-from .cliargs import (count, device, finite, ints, methods, positive, predict_model, rate, readable, resolution,
-                      tile_size)
+from .cliargs import (calibration_inputs, calibration_target, count, device, finite, ints, methods, positive,
+                      predict_model, rate, readable, resolution, tile_size)
 from .methods import METHODS
 from .runinfo import DEVICES
 from .tta import TEST_VIEWS
@@ -168,8 +168,11 @@ def _finetune(args: argparse.Namespace) -> int:
 def _calibrate(args: argparse.Namespace) -> int:
     from .fewshot import recalibrate
     from .model import load_default
-    from .predict import collect_inputs
 
+    target = calibration_target(args.model, args.out)
+    inputs = calibration_inputs(args) if target is not None else None
+    if inputs is None:
+        return 2
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = load_default(args.model)
@@ -177,29 +180,8 @@ def _calibrate(args: argparse.Namespace) -> int:
         model.config.test_views = args.views
     if args.tile_size is not None:  # likewise this tiling
         model.config.tile_size = args.tile_size
-    if not (args.good or args.labels):
-        print("error: calibrate needs --good images or --labels labels.csv (exported from report.html)",
-              file=sys.stderr)
-        return 2
-    good = readable(collect_inputs(args.good), "good") if args.good else []
-    bad = readable(collect_inputs(args.defective), "defective") if args.defective else []
-    if args.labels:
-        from .review import read_labels
-
-        try:
-            ok, ng = read_labels(args.labels)
-        except (OSError, ValueError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        good += readable(ok, "good (labelled OK)")
-        bad += readable(ng, "defective (labelled NG)")
-        print(f"{args.labels}: {len(ok)} images labelled OK, {len(ng)} labelled NG", file=sys.stderr)
-    bad = bad or None
-    if len(good) < 2:
-        print(f"error: calibration needs at least 2 readable good images, found {len(good)}", file=sys.stderr)
-        return 2
-    cal = recalibrate(model, good, args.fpr, bad)
-    out = model.save_pretrained(args.out or args.model)
+    cal = recalibrate(model, inputs[0], args.fpr, inputs[1])
+    out = model.save_pretrained(target)
     print(f"{out}: threshold at raw score {cal.threshold:.4f} from {cal.n_good} good"
           f"{f' and {cal.n_defective} defective' if cal.n_defective else ''} images (target FPR {cal.fpr:g})",
           file=sys.stderr)

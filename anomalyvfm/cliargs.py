@@ -1,11 +1,12 @@
-"""Argument types and input checks of the ``anomalyvfm`` command line: each turns a bad value into one line; and
-``predict``'s model, loaded from its arguments."""
+"""Argument types and input checks of the ``anomalyvfm`` command line: each turns a bad value into one line;
+``predict``'s model, loaded from its arguments; and what ``calibrate`` reads and where it writes."""
 from __future__ import annotations
 
 import argparse
 import math
 import sys
 import warnings
+from pathlib import Path
 
 from .methods import METHODS
 
@@ -159,3 +160,50 @@ def readable(paths: list[str], what: str) -> list[str]:
         except ImageReadError as e:
             print(f"warning: skipped {what} image {e.path}: {e.reason}", file=sys.stderr)
     return ok
+
+
+def calibration_target(model: str, out: str | None) -> Path | None:
+    """Where ``calibrate`` writes: ``out``, else ``model`` in place when that is a local folder. A hub id or a
+    shipped checkpoint's name has no place to write back to, and a checkpoint shipped inside the package is never
+    overwritten (that would change the default of every later run): None, after a one-line error."""
+    from .model import shipped_checkpoint
+
+    target = Path(out if out is not None else model)
+    if out is None and not target.is_dir():
+        print(f"error: {model}: no local folder to calibrate in place (for a hub id or a shipped checkpoint's name, "
+              f"give --out FOLDER for the calibrated copy)", file=sys.stderr)
+        return None
+    shipped = shipped_checkpoint().parent.resolve()
+    if target.resolve() == shipped or shipped in target.resolve().parents:
+        print(f"error: {target} is a checkpoint shipped inside the package; calibrating it in place would change "
+              f"the default for every run: give --out FOLDER for the calibrated copy", file=sys.stderr)
+        return None
+    return target
+
+
+def calibration_inputs(args: argparse.Namespace) -> tuple[list[str], list[str] | None] | None:
+    """``calibrate``'s readable good and defective images from --good, --defective and --labels (None, after a
+    one-line error, when fewer than 2 good images can be read)."""
+    from .predict import collect_inputs
+
+    if not (args.good or args.labels):
+        print("error: calibrate needs --good images or --labels labels.csv (exported from report.html)",
+              file=sys.stderr)
+        return None
+    good = readable(collect_inputs(args.good), "good") if args.good else []
+    bad = readable(collect_inputs(args.defective), "defective") if args.defective else []
+    if args.labels:
+        from .review import read_labels
+
+        try:
+            ok, ng = read_labels(args.labels)
+        except (OSError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return None
+        good += readable(ok, "good (labelled OK)")
+        bad += readable(ng, "defective (labelled NG)")
+        print(f"{args.labels}: {len(ok)} images labelled OK, {len(ng)} labelled NG", file=sys.stderr)
+    if len(good) < 2:
+        print(f"error: calibration needs at least 2 readable good images, found {len(good)}", file=sys.stderr)
+        return None
+    return good, bad or None

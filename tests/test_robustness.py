@@ -573,3 +573,22 @@ def test_results_keep_scores_that_differ_far_below_six_decimals_apart(tmp_path):
     assert [float(r["score"]) for r in rows] == scores
     assert [json.loads(line)["score"] for line in open(tmp_path / "out" / "results.jsonl")] == scores
     assert float(rows[2]["score"]) > float(rows[2]["threshold"]) and rows[2]["verdict"] == "anomalous"
+
+
+def test_calibrate_never_overwrites_a_shipped_checkpoint_and_needs_out_for_a_name(tmp_path, capsys, monkeypatch):
+    """In place is for local folders: the package's own checkpoints (which would change every later run's default)
+    and a name or hub id (nothing local to write back to) are refused in one line before any image is scored."""
+    import anomalyvfm.fewshot as fewshot
+    import anomalyvfm.model as model_module
+
+    good = [str(write_image(tmp_path / "g" / f"{i}.png", seed=i)) for i in range(3)]
+    shipped = model_module.shipped_checkpoint()
+    monkeypatch.setattr(fewshot, "recalibrate", lambda *a, **k: pytest.fail("scored before refusing"))
+    before = {p.name: p.stat().st_mtime_ns for p in shipped.iterdir()}
+    for model, out in [(str(shipped), None), (str(shipped.parent / "anomalyvfm-vits14-v6"), None),
+                       ("anomalyvfm-vits14-v6", None), ("someone/checkpoint", None), ("x", str(shipped))]:
+        argv = ["calibrate", model, "--good", *good] + (["--out", out] if out else [])
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and "--out FOLDER" in err and len(err.splitlines()) == 1
+    assert {p.name: p.stat().st_mtime_ns for p in shipped.iterdir()} == before
