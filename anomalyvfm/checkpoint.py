@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from .config import AnomalyVFMConfig
 from .errors import CheckpointError
 from .hashing import sha256_files
-from .locations import looks_local
+from .locations import looks_local, shipped_folder
 from .profile import LEGACY_KEYS, ProfileState
 
 if TYPE_CHECKING:
@@ -127,9 +127,14 @@ def _write_state(model: "AnomalyVFM", tmp: Path) -> None:
 
 def save(model: "AnomalyVFM", directory: str | os.PathLike) -> Path:
     """Write the checkpoint (and the model's profile state, if any) through a temporary folder, then move the files
-    into place; files of the format that this model does not have are removed, so a folder never mixes two."""
+    into place; files of the format that this model does not have are removed, so a folder never mixes two. The
+    package's shipped checkpoints are never written (``CheckpointError``): that would change every later run's
+    default (``python -m training.ship --install`` is how a new default gets there)."""
     from safetensors.torch import save_file
 
+    if shipped_folder(directory):
+        raise CheckpointError(f"{directory}: is inside the package's shipped checkpoints, which are never "
+                              f"overwritten; save to another folder")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     adapters, heads = _weights(model)

@@ -12,7 +12,7 @@ from typing import Sequence
 
 from .config import MODES, QUANTIZATIONS
 from .cliargs import (calibration_inputs, calibration_target, count, device, finite, ints, methods, positive,
-                      predict_model, rate, readable, resolution, tile_size)
+                      predict_model, rate, readable, resolution, tile_size, writable)
 from .methods import METHODS
 from .runinfo import DEVICES
 from .tta import TEST_VIEWS
@@ -136,6 +136,8 @@ def _finetune(args: argparse.Namespace) -> int:
     from .model import load_default, shipped_checkpoint
     from .predict import collect_inputs
 
+    if writable(Path(args.out), "choose another --out folder") is None:
+        return 2
     good = readable(collect_inputs(args.good), "good")
     if not good:
         print(f"error: no readable images found in {' '.join(args.good)}", file=sys.stderr)

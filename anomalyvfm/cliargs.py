@@ -166,17 +166,22 @@ def calibration_target(model: str, out: str | None) -> Path | None:
     """Where ``calibrate`` writes: ``out``, else ``model`` in place when that is a local folder. A hub id or a
     shipped checkpoint's name has no place to write back to, and a checkpoint shipped inside the package is never
     overwritten (that would change the default of every later run): None, after a one-line error."""
-    from .model import shipped_checkpoint
-
     target = Path(out if out is not None else model)
     if out is None and not target.is_dir():
         print(f"error: {model}: no local folder to calibrate in place (for a hub id or a shipped checkpoint's name, "
               f"give --out FOLDER for the calibrated copy)", file=sys.stderr)
         return None
-    shipped = shipped_checkpoint().parent.resolve()
-    if target.resolve() == shipped or shipped in target.resolve().parents:
-        print(f"error: {target} is a checkpoint shipped inside the package; calibrating it in place would change "
-              f"the default for every run: give --out FOLDER for the calibrated copy", file=sys.stderr)
+    return writable(target, "give --out FOLDER for the calibrated copy")
+
+
+def writable(target: Path, advice: str) -> Path | None:
+    """``target`` unless it is a checkpoint shipped inside the package (``locations.shipped_folder``): checked
+    before any work, so the refusal comes first, in one line."""
+    from .locations import shipped_folder
+
+    if shipped_folder(target):
+        print(f"error: {target} is inside the package's shipped checkpoints; writing there would change the default "
+              f"for every run: {advice}", file=sys.stderr)
         return None
     return target
 

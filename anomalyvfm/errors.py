@@ -11,7 +11,8 @@ class BackboneMismatchError(ValueError):
 
 
 class CheckpointError(ValueError):
-    """A checkpoint folder that cannot be trusted or read: missing, corrupt, tampered with, or asking to run code."""
+    """A checkpoint folder that cannot be trusted or read (missing, corrupt, tampered with, or asking to run code), or
+    one that must not be written (the package's shipped checkpoints)."""
 
 
 class DataNotFoundError(FileNotFoundError):

@@ -19,6 +19,7 @@ from .config import AnomalyVFMConfig
 from .errors import BackboneMismatchError
 from .features import Features, extract, hidden_size, num_layers, num_prefix_tokens, patch_size
 from .heads import Decoder, ImageHead
+from .locations import WEIGHTS
 from .lora import apply_lora
 from .profile import ProfileState
 from .scoring import SCORE_RULES, score_outputs
@@ -264,7 +265,6 @@ class AnomalyVFM(nn.Module):
         return load(cls, name_or_dir, revision=revision, backbone=backbone)
 
 
-WEIGHTS = Path(__file__).parent / "weights"
 DEFAULT_CHECKPOINT = "anomalyvfm-vits14"
 
 

@@ -575,11 +575,13 @@ def test_results_keep_scores_that_differ_far_below_six_decimals_apart(tmp_path):
     assert float(rows[2]["score"]) > float(rows[2]["threshold"]) and rows[2]["verdict"] == "anomalous"
 
 
-def test_calibrate_never_overwrites_a_shipped_checkpoint_and_needs_out_for_a_name(tmp_path, capsys, monkeypatch):
-    """In place is for local folders: the package's own checkpoints (which would change every later run's default)
-    and a name or hub id (nothing local to write back to) are refused in one line before any image is scored."""
+def test_no_command_overwrites_a_shipped_checkpoint_and_calibrate_needs_out_for_a_name(tmp_path, capsys, monkeypatch):
+    """The package's checkpoints are never written (by calibrate, finetune or save_pretrained: that would change every
+    later run's default), and calibrate in place is for local folders (a name or hub id has nothing local to write
+    back to): the command line refuses in one line before any image is scored."""
     import anomalyvfm.fewshot as fewshot
     import anomalyvfm.model as model_module
+    from anomalyvfm.errors import CheckpointError
 
     good = [str(write_image(tmp_path / "g" / f"{i}.png", seed=i)) for i in range(3)]
     shipped = model_module.shipped_checkpoint()
@@ -591,4 +593,9 @@ def test_calibrate_never_overwrites_a_shipped_checkpoint_and_needs_out_for_a_nam
         assert main(argv) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and "--out FOLDER" in err and len(err.splitlines()) == 1
+    monkeypatch.setattr(fewshot, "finetune", lambda *a, **k: pytest.fail("fitted before refusing"))
+    assert main(["finetune", "--good", *good, "--out", str(shipped)]) == 2
+    assert "shipped checkpoints" in capsys.readouterr().err
+    with pytest.raises(CheckpointError, match="never overwritten"):  # the Python API: save itself refuses
+        model_module.AnomalyVFM.save_pretrained(object(), shipped / "nested")
     assert {p.name: p.stat().st_mtime_ns for p in shipped.iterdir()} == before
