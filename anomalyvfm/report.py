@@ -121,10 +121,14 @@ def write_roc_curves(parts: list[dict], folder: Path) -> None:
         _save_figure(fig, folder / f"{ds}__{cat}.png")
 
 
+OUTCOMES = {(True, True): "flagged", (True, False): "MISSED", (False, True): "FALSE ALARM", (False, False): "passed"}
+
+
 def write_grid(path: Path, samples, scored, images, title: str, n: int = 4) -> None:
     """The n highest- and n lowest-scored test images as overlays (``anomalyvfm.visualize``): the map coloured where
-    it is high, the predicted mask (map > 0.5) outlined in red and the ground-truth mask in white, with each image's
-    score and true label in its banner."""
+    it is high, the predicted mask (map > 0.5) outlined in red and the ground-truth mask in white. Each banner is
+    coloured by the true label and names it, the score and, where the method has a threshold, the outcome there:
+    flagged or missed for a defective image, false alarm or passed for a good one."""
     import cv2
     from PIL import Image
 
@@ -140,9 +144,12 @@ def write_grid(path: Path, samples, scored, images, title: str, n: int = 4) -> N
         truth = None
         if s.mask is not None:
             truth = np.asarray(Image.open(s.mask).convert("L").resize(amap.shape[::-1], Image.NEAREST)) > 0
+        verdict = getattr(res, "verdict", None)
+        outcome = None if verdict is None else OUTCOMES[bool(s.label), bool(verdict)]
         tile = overlay(images[str(s.path)], amap, amap > 0.5, score=float(res.score),
                        verdict="anomalous" if s.label else "normal", truth=truth, side=240,
-                       label=f"{'top' if i < n else 'bottom'} · {s.defect}")
+                       heading="DEFECTIVE" if s.label else "GOOD",
+                       label=" · ".join(p for p in ("top" if i < n else "bottom", s.defect, outcome) if p))
         tiles.append(cv2.copyMakeBorder(tile, 4, 4, 4, 4, cv2.BORDER_CONSTANT, value=(255, 255, 255)))
     height = max(t.shape[0] for t in tiles)
     width = max(t.shape[1] for t in tiles)
@@ -152,7 +159,8 @@ def write_grid(path: Path, samples, scored, images, title: str, n: int = 4) -> N
     while len(tiles) % per_row:
         tiles.append(np.full_like(tiles[0], 255))
     grid = np.concatenate([np.concatenate(tiles[r:r + per_row], axis=1) for r in range(0, len(tiles), per_row)])
-    head = banner([title, "(banner colour = true label; red outline = map > 0.5; white = ground truth)"],
+    head = banner([title, "(banner colour = true label; flagged / MISSED / FALSE ALARM / passed at the method's "
+                          "threshold; red outline = map > 0.5; white = ground truth)"],
                   grid.shape[1], (255, 255, 255), scale=0.5, ink=(0, 0, 0), thickness=1)
     write_png(path, np.concatenate([head, grid]))
 

@@ -70,10 +70,11 @@ def colour_bar(height: int, threshold: float, width: int = 64) -> np.ndarray:
 def overlay(rgb: np.ndarray, anomaly_map: np.ndarray, mask: np.ndarray | None = None, *,
             score: float | None = None, threshold: float | None = None, verdict: str | None = None,
             pixel_threshold: float = 0.5, truth: np.ndarray | None = None, side: int = 512,
-            label: str | None = None) -> np.ndarray:
+            label: str | None = None, heading: str | None = None) -> np.ndarray:
     """The image, coloured only where its map is high, with the predicted regions outlined in red (``truth``, a
     ground-truth mask, in white), a colour bar with its scale and a banner with the verdict, score and threshold.
-    The picture is ``side`` pixels on its long side (plus banner and bar)."""
+    ``verdict`` sets the banner's colour and, unless ``heading`` is given, its first word. The picture is ``side``
+    pixels on its long side (plus banner and bar)."""
     base = _fit(rgb, side)
     h, w = base.shape[:2]
     shown = display_scale(cv2.resize(anomaly_map.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR),
@@ -85,7 +86,7 @@ def overlay(rgb: np.ndarray, anomaly_map: np.ndarray, mask: np.ndarray | None = 
     _outline(out, mask, PREDICTED, width)
     out = np.concatenate([out, colour_bar(h, pixel_threshold)], axis=1)
     colour = {"anomalous": ANOMALOUS_BANNER, "normal": NORMAL_BANNER}.get(verdict or "", ERROR_BANNER)
-    parts = [(verdict or "").upper()]
+    parts = [heading if heading is not None else (verdict or "").upper()]
     if score is not None:
         parts.append(f"score {score:.3f}")
     if threshold is not None:

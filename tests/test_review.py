@@ -187,3 +187,32 @@ def test_write_report_from_the_api(tiny_model, tmp_path):
     page = write_report(preds, tmp_path / "o")  # also anomalyvfm.write_report
     assert page.is_file() and page.read_text().count("<tr data-path=") == 2
     assert json.loads((tmp_path / "o" / "run.json").read_text())["status"] == "complete"
+
+
+def test_grid_banners_name_the_truth_and_the_outcome_at_the_threshold(tmp_path, monkeypatch, tiny_model):
+    """A grid tile says whether the image is defective or good and, where the method has a threshold (the zero-shot
+    model's stored one included), whether it was flagged, missed, a false alarm or passed."""
+    from types import SimpleNamespace
+
+    import anomalyvfm.visualize as visualize
+    from anomalyvfm.methods.zeroshot import AnomalyVFMMethod
+    from anomalyvfm.report import write_grid
+
+    image = np.full((56, 56, 3), 128, np.uint8)
+    scored = AnomalyVFMMethod(tiny_model, resolution=56).score({"a": image, "b": image[::-1]})
+    assert all(isinstance(r.verdict, bool) for r in scored.values())  # zero-shot rows get FPR@thr / recall@thr
+
+    seen = []
+    drawn = visualize.overlay
+    monkeypatch.setattr(visualize, "overlay", lambda *a, **k: seen.append(k) or drawn(*a, **k))
+    samples, scored, images = [], {}, {}
+    for i, (label, verdict) in enumerate([(1, True), (1, False), (0, True), (0, False), (0, None)]):
+        path = tmp_path / f"{i}.png"
+        samples.append(SimpleNamespace(path=path, label=label, defect="crack" if label else "good", mask=None))
+        scored[str(path)] = SimpleNamespace(score=1 - i / 10, anomaly_map=np.zeros((40, 40), np.float32),
+                                            verdict=verdict)
+        images[str(path)] = np.full((40, 40, 3), 128, np.uint8)
+    write_grid(tmp_path / "grid.png", samples, scored, images, "t", n=5)
+    assert [(k["heading"], k["label"]) for k in seen] == [
+        ("DEFECTIVE", "top · crack · flagged"), ("DEFECTIVE", "top · crack · MISSED"),
+        ("GOOD", "top · good · FALSE ALARM"), ("GOOD", "top · good · passed"), ("GOOD", "top · good")]

@@ -21,4 +21,5 @@ class AnomalyVFMMethod(Method):
         keys = list(images)
         results = self.model.predict([images[k] for k in keys], batch_size=self.batch_size,
                                      resolution=self.resolution, errors="raise")
-        return {k: Scored(r.score, r.anomaly_map, r.scores) for k, r in zip(keys, results)}
+        return {k: Scored(r.score, r.anomaly_map, r.scores, bool(r.is_anomalous))  # at the stored threshold
+                for k, r in zip(keys, results)}
