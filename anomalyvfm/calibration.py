@@ -34,6 +34,13 @@ class Calibration:
         out = 1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))
         return float(out) if np.ndim(out) == 0 else out
 
+    def sources(self) -> str:
+        """What the threshold was fitted on, in words: "32 views of 4 good images" (a profile's augmented views of
+        its references) or "16 good images"."""
+        if 0 < self.n_images < self.n_good:
+            return f"{self.n_good} views of {self.n_images} good images"
+        return f"{self.n_good} good images"
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 

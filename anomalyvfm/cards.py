@@ -6,6 +6,7 @@ import math
 from collections import defaultdict
 from pathlib import Path
 
+from .calibration import Calibration
 from .checkpoint import CONFIG_NAME, PROFILE_NAME, STATE_NAME, weights_sha256
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "model_cards" / "template.md"
@@ -71,7 +72,7 @@ def profile_sections(checkpoint: Path) -> dict[str, str] | None:
     lines = []
     if cal:
         lines.append(f"- Threshold: raw score {cal['threshold']:.4f}, chosen for a false-positive rate of "
-                     f"{cal['fpr']:g} on {cal.get('n_good')} good scores"
+                     f"{cal['fpr']:g} on {Calibration.from_dict(cal).sources()}"
                      f"{' and ' + str(cal['n_defective']) + ' defective ones' if cal.get('n_defective') else ''}"
                      f" at {cal.get('resolution') or 'an unrecorded'} px; scores are reported as a 0–1 deviation "
                      f"with the threshold at 0.5.")

@@ -60,7 +60,7 @@ def run_metadata(model, *, model_id: str | None, resolution: int, mode: str | No
     elif threshold is not None:
         origin = "given (--threshold)"
     elif calibration is not None:
-        origin = f"calibrated on {calibration.n_good} good images (target FPR {calibration.fpr:g})"
+        origin = f"calibrated on {calibration.sources()} (target FPR {calibration.fpr:g})"
     else:
         origin = cfg.threshold_origin
     return {

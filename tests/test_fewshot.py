@@ -241,6 +241,9 @@ def test_finetune_command_writes_a_profile_that_predict_uses(tiny_checkpoint, tm
     assert main(["predict", str(goods[2]), "--model", str(tmp_path / "profile"), "--out", str(tmp_path / "out"),
                  "--no-images"]) == 0
     assert (tmp_path / "out" / "results.csv").read_text().count("\n") == 2
+    origin = json.loads((tmp_path / "out" / "run.json").read_text())["threshold_origin"]
+    assert origin.startswith("calibrated on 16 views of 2 good images")  # not "16 good images": views of 2
+    assert "16 views of 2 good images" in (tmp_path / "profile" / "README.md").read_text()
 
 
 def test_memory_rule_standardises_the_head_and_the_knn_score_by_good_statistics(tiny_model):
