@@ -13,6 +13,8 @@ import html
 import os
 from pathlib import Path
 
+from .visualize import score_text
+
 
 LABELS = ("OK", "NG")
 HEADER_FIELDS = (("model", "model"), ("weights_sha256", "weights sha256"), ("backbone", "backbone"),
@@ -37,7 +39,7 @@ def _row_html(i: int, row: dict) -> str:
     thumb = f'<img class="thumb" src="thumbnails/{e(image)}" alt="" loading="lazy">' if image else ""
     over = (f'<a href="overlays/{e(image)}" target="_blank"><img class="overlay" src="overlays/{e(image)}" '
             f'alt="overlay" loading="lazy"></a>') if image else ""
-    score = "" if row.get("score") is None else f"{row['score']:.4f}"
+    score = "" if row.get("score") is None else score_text(row["score"], 4)
     verdict = row.get("verdict", "error")
     detail = e(row["error"]) if row.get("error") else e(_regions_text(row.get("regions")))
     name = e(row["path"])

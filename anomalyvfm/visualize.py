@@ -14,6 +14,12 @@ ANOMALOUS_BANNER, NORMAL_BANNER, ERROR_BANNER = (190, 30, 30), (30, 130, 60), (9
 MAX_ALPHA = 0.75
 
 
+def score_text(value: float, digits: int = 3) -> str:
+    """A score as shown to a person: ``digits`` decimals, or two significant digits in e-notation below
+    10^-digits, where a profile's scores crowd and fixed decimals would show 0.000 for all of them."""
+    return f"{value:.1e}" if 0 < value < 10 ** -digits else f"{value:.{digits}f}"
+
+
 def display_scale(anomaly_map: np.ndarray, threshold: float = 0.5) -> np.ndarray:
     """Map values -> [0, 1] display values with ``threshold`` at 0.5 (linear on each side)."""
     t = float(np.clip(threshold, 1e-3, 1 - 1e-3))
@@ -88,7 +94,7 @@ def overlay(rgb: np.ndarray, anomaly_map: np.ndarray, mask: np.ndarray | None = 
     colour = {"anomalous": ANOMALOUS_BANNER, "normal": NORMAL_BANNER}.get(verdict or "", ERROR_BANNER)
     parts = [heading if heading is not None else (verdict or "").upper()]
     if score is not None:
-        parts.append(f"score {score:.3f}")
+        parts.append(f"score {score_text(score)}")
     if threshold is not None:
         parts.append(f"thr {threshold:.3f}")
     if label:

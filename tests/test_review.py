@@ -216,3 +216,16 @@ def test_grid_banners_name_the_truth_and_the_outcome_at_the_threshold(tmp_path, 
     assert [(k["heading"], k["label"]) for k in seen] == [
         ("DEFECTIVE", "top · crack · flagged"), ("DEFECTIVE", "top · crack · MISSED"),
         ("GOOD", "top · good · FALSE ALARM"), ("GOOD", "top · good · passed"), ("GOOD", "top · good")]
+
+
+def test_tiny_scores_are_shown_apart_not_as_zero():
+    """A profile's scores crowd near 0: the report and the overlay banner show them in e-notation, so two images
+    that rank apart do not both read 0.0000."""
+    from anomalyvfm.visualize import score_text
+
+    rows = [{"path": f"{i}.png", "score": s, "verdict": "normal", "image": None, "regions": []}
+            for i, s in enumerate([3.1e-06, 4.6e-05, 0.0093, 0.5977])]
+    page = render(rows, {"status": "complete"})
+    for shown in ("3.1e-06", "4.6e-05", "0.0093", "0.5977"):
+        assert f'<td class="score">{shown}</td>' in page
+    assert (score_text(0.0), score_text(0.25), score_text(0.0004)) == ("0.000", "0.250", "4.0e-04")
