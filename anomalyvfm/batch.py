@@ -24,8 +24,9 @@ Verdicts from the batch. The good population is estimated from the fused scores 
 - otherwise the robust location and scale (median, MAD): a minority of defects does not move them.
 
 The threshold is the good population's normal (1 − fpr) quantile. Each batch reports that target FPR (a target, not a
-measurement), the fraction it flags and the estimated anomalous fraction, and warns when it has too few images for these statistics
-(``min_images``) or when so much of it looks anomalous (``max_flagged``) that "most parts are good" is doubtful.
+measurement), the fraction it flags and the estimated anomalous fraction, and warns when it has too few images for
+these statistics (``min_images``) or when so much of it looks anomalous (``max_flagged``) that "most parts are good"
+is doubtful.
 Neither constant was tuned on data.
 """
 from __future__ import annotations
