@@ -11,6 +11,7 @@ import torch
 from .batch import BatchConfig, BatchReport, calibrate_batch, fuse, robust_z
 from .calibration import Calibration
 from .config import resolution_for
+from .errors import BatchError
 from .mutual import score_batch
 from .predict import NONFINITE, Prediction, _load, _Loaded
 from .preprocess import ImageInput, ImageReadError, normalize, stitch
@@ -72,7 +73,9 @@ def predict_batch(model, images: Sequence[ImageInput], *, batch_size: int = 8, m
         raise ImageReadError(bad.name, bad.error)
     n_crops = sum(len(item.crops) for item in good)
     if n_crops < 2:
-        raise ValueError(f"batch mode needs at least 2 readable images, got {len(good)}")
+        unreadable = [f"{item.name}: {item.error}" for item in loaded if item.error]
+        raise BatchError(f"batch mode needs at least 2 readable images, got {len(good)}"
+                         + (f" ({len(unreadable)} unreadable: {'; '.join(unreadable)})" if unreadable else ""))
     model_s, model_maps, tokens, cls = _forward(model, good + extra, res, batch_size, cfg.mutual.layers, progress)
     mutual = score_batch(tokens, cls, cfg.mutual, progress=progress)
     if extra:  # the references served as comparison partners only
@@ -88,7 +91,7 @@ def predict_batch(model, images: Sequence[ImageInput], *, batch_size: int = 8, m
     finite = np.array([bool(np.isfinite(per_image_model[j]) and np.isfinite(per_image_mutual[j])
                             and torch.isfinite(model_maps[k:k + n]).all()) for j, (k, n) in enumerate(spans)])
     if finite.sum() < 2:
-        raise ValueError(f"batch mode needs at least 2 images with finite scores, got {int(finite.sum())}: "
+        raise BatchError(f"batch mode needs at least 2 images with finite scores, got {int(finite.sum())}: "
                          f"{NONFINITE}")
     pm, pu = np.array(per_image_model)[finite], np.array(per_image_mutual)[finite]
     level = float(torch.nan_to_num(mutual.patch_scores, nan=float("inf")).median())

@@ -357,14 +357,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .errors import BackboneMismatchError, BackboneNotFoundError, CheckpointError, DataNotFoundError
+    from .errors import BackboneMismatchError, BackboneNotFoundError, BatchError, CheckpointError, DataNotFoundError
 
     args = build_parser().parse_args(argv)
     in_main = threading.current_thread() is threading.main_thread()  # only there can a handler be set
     previous = signal.signal(signal.SIGTERM, _interrupt) if in_main else None  # a stop request ends it as Ctrl-C
     try:
         return args.func(args)
-    except (CheckpointError, BackboneNotFoundError, BackboneMismatchError, DataNotFoundError) as e:  # one line
+    except (CheckpointError, BackboneNotFoundError, BackboneMismatchError, BatchError, DataNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

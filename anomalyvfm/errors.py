@@ -17,3 +17,8 @@ class CheckpointError(ValueError):
 
 class DataNotFoundError(FileNotFoundError):
     """A benchmark's data folder that is missing or holds no dataset in a known layout."""
+
+
+class BatchError(ValueError):
+    """A batch that batch mode cannot score as a whole: fewer than two readable images, or images with finite
+    scores."""

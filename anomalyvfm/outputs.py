@@ -118,7 +118,8 @@ class ResultsWriter:
     result is then streamed as it arrives: a line appended to results.csv and results.jsonl (flushed, so a killed run
     keeps every row it finished) and a heatmap, overlay and thumbnail PNG (``images=False`` skips them) under a name
     no other input of the run has, recorded in the row's ``image`` field. ``close`` writes report.html, marks the
-    run complete in run.json (with its images/s) and releases the lock.
+    run in run.json complete (with its images/s), interrupted (Ctrl-C, a stop request) or failed (an error that
+    ended it) and releases the lock.
 
     ``metadata`` (``anomalyvfm.runinfo.run_metadata``: model, weights sha256, threshold and its origin, resolution,
     mode, version, date, hardware) goes into run.json and the report's header; its ``run_id`` is in every row."""
@@ -188,7 +189,8 @@ class ResultsWriter:
         return self.open()
 
     def __exit__(self, exc_type, *exc) -> None:
-        self.close(complete=exc_type is None)
+        stopped = exc_type is not None and issubclass(exc_type, KeyboardInterrupt)  # Ctrl-C or a stop request
+        self.close(complete=exc_type is None, status=None if exc_type is None or stopped else "failed")
 
     def _stem(self, name: str) -> str:
         """An output file stem not used yet in this run: the input's stem, else stem_2, stem_3, ..."""
@@ -237,14 +239,15 @@ class ResultsWriter:
             f.flush()
         return p
 
-    def close(self, complete: bool = True) -> None:
+    def close(self, complete: bool = True, status: str | None = None) -> None:
+        """Finish the run: run.json's status is ``status`` if given, else "complete" or "interrupted"."""
         if self._lock is None:
             return
         for f in (self._csv, self._jsonl):
             f.flush()
             os.fsync(f.fileno())
             f.close()
-        run = self._write_run("complete" if complete else "interrupted")
+        run = self._write_run(status or ("complete" if complete else "interrupted"))
         from .review import render
 
         atomic_write_bytes(self.out / "report.html", render(self.rows, run).encode("utf-8"))

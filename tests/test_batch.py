@@ -237,3 +237,20 @@ def test_known_good_references_join_the_comparison_but_get_no_result(tiny_model,
     assert [r.scores["mutual"] for r in results] != pytest.approx([r.scores["mutual"] for r in alone], abs=1e-5)
     with pytest.raises(ImageReadError):
         predict_batch(tiny_model, paths, resolution=56, config=TINY, references=[str(tmp_path / "missing.png")])
+
+
+def test_a_batch_with_too_few_readable_images_is_one_line_naming_the_unreadable_ones(tiny_checkpoint, tmp_path,
+                                                                                        capsys):
+    import json
+
+    from anomalyvfm.cli import main
+
+    good = write_image(tmp_path / "in" / "ok.png", size=(56, 56), seed=0)
+    broken = tmp_path / "in" / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\nxxxxxxxx")
+    assert main(["predict", str(good), str(broken), "--model", str(tiny_checkpoint), "--resolution", "56",
+                 "--batch-mode", "mutual", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: batch mode needs at least 2 readable images, got 1")
+    assert "broken.png: corrupt or truncated image" in err[-1] and not any("Traceback" in line for line in err)
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["status"] == "failed"  # not "interrupted"
