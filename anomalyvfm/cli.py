@@ -362,6 +362,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     in_main = threading.current_thread() is threading.main_thread()  # only there can a handler be set
     previous = signal.signal(signal.SIGTERM, _interrupt) if in_main else None  # a stop request ends it as Ctrl-C
+    formatter, warnings.formatwarning = warnings.formatwarning, _one_line_warning
     try:
         return args.func(args)
     except (CheckpointError, BackboneNotFoundError, BackboneMismatchError, BatchError, DataNotFoundError) as e:
@@ -372,8 +373,14 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 130
     finally:
+        warnings.formatwarning = formatter
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """How the command shows a library warning: "warning: ..." on one line, not Python's file and source line."""
+    return f"warning: {message}\n"
 
 
 def _interrupt(signum, frame) -> None:

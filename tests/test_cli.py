@@ -129,3 +129,17 @@ def test_the_shipped_threshold_comes_from_synthetic_normals():
 
     config = load_default().config
     assert config.threshold_origin == "synthetic" and 0.5 < config.threshold < 0.7
+
+
+def test_library_warnings_read_as_one_line_on_the_command_line(monkeypatch):
+    """A warning from the library shows as "warning: ..." on one line, not with Python's file name and source
+    line; the formatter is the command's own only while it runs."""
+    import warnings
+
+    from anomalyvfm import cli
+
+    before, shown = warnings.formatwarning, []
+    monkeypatch.setattr(cli, "_synth", lambda args: shown.append(warnings.formatwarning(
+        UserWarning("the threshold comes from 1 good image"), UserWarning, "/x/cli.py", 366, "args.func(args)")) or 0)
+    assert main(["synth", "--n", "1", "--out", "unused"]) == 0
+    assert shown == ["warning: the threshold comes from 1 good image\n"] and warnings.formatwarning is before
