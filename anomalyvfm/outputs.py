@@ -189,8 +189,10 @@ class ResultsWriter:
         return self.open()
 
     def __exit__(self, exc_type, *exc) -> None:
-        stopped = exc_type is not None and issubclass(exc_type, KeyboardInterrupt)  # Ctrl-C or a stop request
-        self.close(complete=exc_type is None, status=None if exc_type is None or stopped else "failed")
+        if exc_type is None:
+            self.close()
+        else:  # Ctrl-C or a stop request interrupts; any other error ends the run as failed
+            self.close("interrupted" if issubclass(exc_type, KeyboardInterrupt) else "failed")
 
     def _stem(self, name: str) -> str:
         """An output file stem not used yet in this run: the input's stem, else stem_2, stem_3, ..."""
@@ -239,15 +241,15 @@ class ResultsWriter:
             f.flush()
         return p
 
-    def close(self, complete: bool = True, status: str | None = None) -> None:
-        """Finish the run: run.json's status is ``status`` if given, else "complete" or "interrupted"."""
+    def close(self, status: str = "complete") -> None:
+        """Finish the run with run.json's ``status``: "complete", "interrupted" or "failed"."""
         if self._lock is None:
             return
         for f in (self._csv, self._jsonl):
             f.flush()
             os.fsync(f.fileno())
             f.close()
-        run = self._write_run(status or ("complete" if complete else "interrupted"))
+        run = self._write_run(status)
         from .review import render
 
         atomic_write_bytes(self.out / "report.html", render(self.rows, run).encode("utf-8"))

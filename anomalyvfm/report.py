@@ -144,8 +144,7 @@ def write_grid(path: Path, samples, scored, images, title: str, n: int = 4) -> N
         truth = None
         if s.mask is not None:
             truth = np.asarray(Image.open(s.mask).convert("L").resize(amap.shape[::-1], Image.NEAREST)) > 0
-        verdict = getattr(res, "verdict", None)
-        outcome = None if verdict is None else OUTCOMES[bool(s.label), bool(verdict)]
+        outcome = None if res.verdict is None else OUTCOMES[bool(s.label), bool(res.verdict)]
         tile = overlay(images[str(s.path)], amap, amap > 0.5, score=float(res.score),
                        verdict="anomalous" if s.label else "normal", truth=truth, side=240,
                        heading="DEFECTIVE" if s.label else "GOOD",

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from anomalyvfm.cli import main
+from anomalyvfm.methods.base import Scored
 from anomalyvfm.review import read_labels, render
 from anomalyvfm.visualize import MAX_ALPHA, display_scale, overlay
 from conftest import write_image
@@ -58,7 +59,7 @@ def test_a_grid_of_tall_images_keeps_its_whole_heading(tmp_path):
     for i in range(4):
         path = tmp_path / f"{i}.png"
         samples.append(SimpleNamespace(path=path, label=i % 2, defect="crack" if i % 2 else "good", mask=None))
-        scored[str(path)] = SimpleNamespace(score=i / 4, anomaly_map=np.zeros((300, 60), np.float32))
+        scored[str(path)] = Scored(i / 4, np.zeros((300, 60), np.float32))
         images[str(path)] = np.full((300, 60, 3), 128, np.uint8)
     write_grid(tmp_path / "grid.png", samples, scored, images, "magnetic_tile/magnetic_tile - anomalyvfm k=0 seed=0")
     grid = np.asarray(Image.open(tmp_path / "grid.png").convert("RGB"))
@@ -209,8 +210,7 @@ def test_grid_banners_name_the_truth_and_the_outcome_at_the_threshold(tmp_path, 
     for i, (label, verdict) in enumerate([(1, True), (1, False), (0, True), (0, False), (0, None)]):
         path = tmp_path / f"{i}.png"
         samples.append(SimpleNamespace(path=path, label=label, defect="crack" if label else "good", mask=None))
-        scored[str(path)] = SimpleNamespace(score=1 - i / 10, anomaly_map=np.zeros((40, 40), np.float32),
-                                            verdict=verdict)
+        scored[str(path)] = Scored(1 - i / 10, np.zeros((40, 40), np.float32), verdict=verdict)
         images[str(path)] = np.full((40, 40, 3), 128, np.uint8)
     write_grid(tmp_path / "grid.png", samples, scored, images, "t", n=5)
     assert [(k["heading"], k["label"]) for k in seen] == [
