@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Sequence
 
 from .config import MODES, QUANTIZATIONS
-from .cliargs import (calibration_inputs, calibration_target, count, device, finite, ints, methods, positive,
-                      predict_model, rate, readable, resolution, tile_size, writable)
+from .cliargs import (calibration_inputs, calibration_target, count, device, ints, methods, positive,
+                      predict_model, rate, readable, resolution, score_threshold, tile_size, writable)
 from .methods import METHODS
 from .runinfo import DEVICES
 from .tta import TEST_VIEWS
@@ -254,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="checkpoint folder or hub id (default: the shipped checkpoint)")
     p.add_argument("--mode", choices=tuple(MODES), help="fast (224 px) or accurate (448 px); default: the model's")
     p.add_argument("--resolution", type=resolution, help="explicit input side in pixels (a multiple of 14)")
-    p.add_argument("--threshold", type=finite, help="image score above which an image is anomalous")
+    p.add_argument("--threshold", type=score_threshold, help="image score above which an image is anomalous")
     p.add_argument("--views", choices=tuple(TEST_VIEWS),
                    help="test-time views averaged per image (single: 1 pass, mirror: 2, flips, turns, "
                         "diagonals: 4, d4: 8); default: the model's")

@@ -116,6 +116,16 @@ def finite(text: str) -> float:
     return value
 
 
+def score_threshold(text: str) -> float:
+    """An image-score threshold: scores lie in [0, 1], so one outside it (a percentage such as 50) would flag every
+    image or none."""
+    value = finite(text)
+    if not 0 <= value <= 1:
+        hint = f" (a percentage? use {value / 100:g})" if 1 < value <= 100 else ""
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, as scores are, got {value:g}{hint}")
+    return value
+
+
 def rate(text: str) -> float:
     """A rate strictly between 0 and 1."""
     value = finite(text)

@@ -168,19 +168,24 @@ def test_a_bad_batch_size_is_refused_before_anything_runs(value, tmp_path, goods
     assert e.value.code == 2 and "--batch-size" in capsys.readouterr().err and not (tmp_path / "o").exists()
 
 
-@pytest.mark.parametrize("args", [["predict", "IMG", "--threshold", "nan"], ["predict", "IMG", "--resolution", "100"],
+@pytest.mark.parametrize("args", [["predict", "IMG", "--threshold", "nan"], ["predict", "IMG", "--threshold", "50"],
+                                  ["predict", "IMG", "--threshold", "-0.1"], ["predict", "IMG", "--resolution", "100"],
                                   ["predict", "IMG", "--resolution", "abc"], ["benchmark", "--resolution", "0"],
                                   ["calibrate", "m", "--good", "IMG", "--fpr", "2"], ["synth", "--n", "0"],
                                   ["finetune", "--good", "IMG", "--fpr", "inf"], ["finetune", "--good", "IMG", "--steps",
                                                                                  "-3"]])
 def test_a_bad_number_is_refused_by_its_flag_before_anything_runs(args, tmp_path, goods, capsys):
-    """A NaN threshold (every verdict would read 'normal'), a resolution the model cannot take, a rate outside (0, 1)
-    or no pairs: argparse's one line naming the flag, before any model loads or folder is made."""
+    """A NaN threshold (every verdict would read 'normal'), one outside the scores' [0, 1] (a percentage would flag
+    nothing), a resolution the model cannot take, a rate outside (0, 1) or no pairs: argparse's one line naming the
+    flag, before any model loads or folder is made."""
     args = [goods[0] if a == "IMG" else a for a in args] + ["--out", str(tmp_path / "o")]
     with pytest.raises(SystemExit) as e:
         main(args)
     flag = next(a for a in args if a.startswith("--") and a != "--good")
-    assert e.value.code == 2 and f"argument {flag}" in capsys.readouterr().err and not (tmp_path / "o").exists()
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and f"argument {flag}" in err and not (tmp_path / "o").exists()
+    if "50" in args:
+        assert "a percentage? use 0.5" in err
 
 
 def test_a_nan_threshold_is_refused_by_predict_too(tiny_model, goods):
