@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import signal
 import sys
 import threading
@@ -21,7 +22,7 @@ from .tta import TEST_VIEWS
 def _predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .outputs import OutputError, ResultsWriter
+    from .outputs import ResultsWriter
     from .predict import collect_inputs, iter_predict
 
     out = Path(args.out)
@@ -43,11 +44,8 @@ def _predict(args: argparse.Namespace) -> int:
                                                                                   model.config.mode),
                             mode=args.mode, batch_mode=args.batch_mode, backend=args.backend,
                             device=getattr(model, "device", None), threshold=args.threshold)
-    try:  # before any inference: a bad --out or a concurrent run into it must not cost the run
-        writer = ResultsWriter(out, images=not args.no_images, metadata=metadata).open()
-    except OutputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    # opened before any inference: a bad --out or a concurrent run into it (an OutputError) must not cost the run
+    writer = ResultsWriter(out, images=not args.no_images, metadata=metadata).open()
     start = time.perf_counter()
     with writer:
         if args.batch_mode == "mutual":
@@ -357,7 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .errors import BackboneMismatchError, BackboneNotFoundError, BatchError, CheckpointError, DataNotFoundError
+    from .errors import (BackboneMismatchError, BackboneNotFoundError, BatchError, CheckpointError, DataNotFoundError,
+                         OutputError)
 
     args = build_parser().parse_args(argv)
     in_main = threading.current_thread() is threading.main_thread()  # only there can a handler be set
@@ -365,8 +364,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     formatter, warnings.formatwarning = warnings.formatwarning, _one_line_warning
     try:
         return args.func(args)
-    except (CheckpointError, BackboneNotFoundError, BackboneMismatchError, BatchError, DataNotFoundError) as e:
+    except (CheckpointError, BackboneNotFoundError, BackboneMismatchError, BatchError, DataNotFoundError,
+            OutputError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if e.errno not in FULL_DISK:
+            raise
+        print(f"error: {e.filename or 'output'}: cannot write ({e.strerror}); what was finished is kept",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: what was finished is kept (run.json says so; benchmark resumes from --out)",
@@ -376,6 +382,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.formatwarning = formatter
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+FULL_DISK = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)  # write failures shown as one line, not a traceback
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:

@@ -19,6 +19,11 @@ class DataNotFoundError(FileNotFoundError):
     """A benchmark's data folder that is missing or holds no dataset in a known layout."""
 
 
+class OutputError(OSError):
+    """An output folder or file that cannot be written: a file in the way, another run writing there, a full or
+    read-only disk."""
+
+
 class BatchError(ValueError):
     """A batch that batch mode cannot score as a whole: fewer than two readable images, or images with finite
     scores."""

@@ -14,6 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .errors import OutputError
+
 RESULT_FIELDS = ("path", "score", "verdict", "threshold", "rule", "threshold_source", "regions", "largest_region_pct",
                  "image", "run_id", "error")
 
@@ -27,12 +29,9 @@ def _umask() -> int:
 FILE_MODE = 0o666 & ~_umask()  # what open() would give a new file: mkstemp's 0600 is not what users expect
 
 
-class OutputError(Exception):
-    """An output folder that cannot be used: a file in the way, or another run writing to it."""
-
-
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write to a temporary file beside ``path`` and rename it over ``path``: readers see all or nothing."""
+    """Write to a temporary file beside ``path`` and rename it over ``path``: readers see all or nothing. A failed
+    write (a full disk) leaves ``path`` as it was and raises an ``OSError`` that names ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -41,8 +40,10 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f.write(data)
         os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno is not None and not e.filename:  # say which file could not be written
+            raise OSError(e.errno, e.strerror, str(path)) from e
         raise
 
 
@@ -95,6 +96,25 @@ def write_results(out_dir: str | os.PathLike, rows: list[dict]) -> None:
     atomic_write_bytes(Path(out_dir) / "results.jsonl", "".join(json.dumps(row) + "\n" for row in rows).encode())
 
 
+def _append_whole(parts: list[tuple]) -> None:
+    """Append each (unbuffered binary file, bytes) pair, all or none: on a failed write (a full disk) every file is
+    cut back to where it was, so no row is ever left half-written; the ``OSError`` names the file."""
+    starts = [f.tell() for f, _ in parts]
+    try:
+        for f, data in parts:
+            view = memoryview(data)
+            while view:
+                try:
+                    view = view[f.write(view):]
+                except OSError as e:
+                    raise OSError(e.errno, e.strerror, f.name) from e
+    except OSError:
+        for (f, _), start in zip(parts, starts):
+            f.truncate(start)
+            f.seek(start)
+        raise
+
+
 RUN_OUTPUTS = ("results.csv", "results.jsonl", "heatmaps", "overlays", "thumbnails", "run.json", "report.html")
 LOCK = ".anomalyvfm.lock"
 
@@ -115,9 +135,10 @@ class ResultsWriter:
 
     ``open`` checks the folder before any inference (a file in the way, or another live run holding its lock, is an
     ``OutputError``), takes the lock and removes the previous run's outputs, so a folder never mixes two runs. Each
-    result is then streamed as it arrives: a line appended to results.csv and results.jsonl (flushed, so a killed run
-    keeps every row it finished) and a heatmap, overlay and thumbnail PNG (``images=False`` skips them) under a name
-    no other input of the run has, recorded in the row's ``image`` field. ``close`` writes report.html, marks the
+    result is then streamed as it arrives: a line appended to results.csv and results.jsonl (unbuffered, so a killed
+    run keeps every row it finished) and a heatmap, overlay and thumbnail PNG (``images=False`` skips them) under a
+    name no other input of the run has, recorded in the row's ``image`` field. A write that fails (a full disk) is an
+    ``OutputError`` naming the file: that image leaves neither a partial row nor a PNG; finished rows stay whole. ``close`` writes report.html, marks the
     run in run.json complete (with its images/s), interrupted (Ctrl-C, a stop request) or failed (an error that
     ended it) and releases the lock.
 
@@ -177,12 +198,11 @@ class ResultsWriter:
                 path.unlink(missing_ok=True)
         self._start = time.perf_counter()
         self._write_run("running")
-        self._csv = open(self.out / "results.csv", "w", encoding="utf-8")
-        self._jsonl = open(self.out / "results.jsonl", "w", encoding="utf-8")
+        self._csv = open(self.out / "results.csv", "wb", buffering=0)  # unbuffered: a row is on disk once added
+        self._jsonl = open(self.out / "results.jsonl", "wb", buffering=0)
         for f in (self._csv, self._jsonl):
             os.chmod(f.name, FILE_MODE)
-        self._csv.write(_csv_line({}, header=True))
-        self._csv.flush()
+        _append_whole([(self._csv, _csv_line({}, header=True).encode())])
         return self
 
     def __enter__(self) -> "ResultsWriter":
@@ -220,41 +240,51 @@ class ResultsWriter:
         self.open()
         p = prediction
         name = None
-        if p.ok:
-            self.anomalous += bool(p.is_anomalous)
-            if self.images and p.image is not None:
+        pngs = []
+        try:
+            if p.ok and self.images and p.image is not None:
                 from .visualize import heatmap, overlay, thumbnail
 
                 name = f"{self._stem(p.name)}.png"
-                write_png(self.out / "heatmaps" / name, heatmap(p.anomaly_map, self.pixel_threshold))
-                write_png(self.out / "overlays" / name, overlay(
+                pngs = [self.out / kind / name for kind in ("heatmaps", "overlays", "thumbnails")]
+                write_png(pngs[0], heatmap(p.anomaly_map, self.pixel_threshold))
+                write_png(pngs[1], overlay(
                     p.image, p.anomaly_map, p.mask, score=p.score, threshold=getattr(p, "threshold", None),
                     verdict=verdict_of(p), pixel_threshold=self.pixel_threshold))
-                write_png(self.out / "thumbnails" / name, thumbnail(p.image))
-        else:
-            self.failed += 1
-        row = result_row(p, name, self.metadata["run_id"])
+                write_png(pngs[2], thumbnail(p.image))
+            row = result_row(p, name, self.metadata["run_id"])
+            _append_whole([(self._csv, _csv_line(row).encode()), (self._jsonl, (json.dumps(row) + "\n").encode())])
+        except OSError as e:  # a full or vanished disk: stop, naming the file, with every finished row kept
+            for png in pngs:  # no PNG without its row
+                png.unlink(missing_ok=True)
+            where = e.filename or self._csv.name
+            raise OutputError(f"{where}: cannot write ({e.strerror or e}) while saving {p.name}; the run stops, its "
+                              f"{len(self.rows)} finished results are kept") from None
         self.rows.append(row)
-        self._csv.write(_csv_line(row))
-        self._jsonl.write(json.dumps(row) + "\n")
-        for f in (self._csv, self._jsonl):
-            f.flush()
+        self.anomalous += bool(p.ok and p.is_anomalous)
+        self.failed += not p.ok
         return p
 
     def close(self, status: str = "complete") -> None:
         """Finish the run with run.json's ``status``: "complete", "interrupted" or "failed"."""
         if self._lock is None:
             return
-        for f in (self._csv, self._jsonl):
-            f.flush()
-            os.fsync(f.fileno())
-            f.close()
-        run = self._write_run(status)
         from .review import render
 
-        atomic_write_bytes(self.out / "report.html", render(self.rows, run).encode("utf-8"))
-        self._lock.unlink(missing_ok=True)
-        self._lock = None
+        try:
+            for f in (self._csv, self._jsonl):
+                with f:
+                    os.fsync(f.fileno())
+            run = self._write_run(status)
+            atomic_write_bytes(self.out / "report.html", render(self.rows, run).encode("utf-8"))
+        except OSError as e:
+            if status == "complete":
+                raise OutputError(f"{e.filename or self.out}: cannot write ({e.strerror or e}); the "
+                                  f"{len(self.rows)} results are in {self.out / 'results.csv'}") from None
+            # an error or Ctrl-C is ending the run already: that one is reported, not this one
+        finally:
+            self._lock.unlink(missing_ok=True)
+            self._lock = None
 
 
 def write_report(predictions, out: str | os.PathLike, metadata: dict | None = None) -> Path:

@@ -270,6 +270,61 @@ def test_a_run_killed_midway_keeps_every_row_it_finished(tiny_checkpoint, tmp_pa
     assert json.loads((tmp_path / "o" / "run.json").read_text())["status"] == "interrupted"
 
 
+def test_a_full_disk_stops_the_run_in_one_line_and_keeps_every_finished_row(tiny_checkpoint, tmp_path, capsys,
+                                                                            monkeypatch):
+    """Disk full while the second image's PNGs are written: one line naming the file and the reason (a traceback
+    before), the first image's row kept whole, run.json 'failed', the folder's lock released."""
+    import errno
+
+    import anomalyvfm.outputs as outputs
+
+    paths = [str(write_image(tmp_path / "in" / f"{i}.png", seed=i)) for i in range(4)]
+    real_write_png, calls = outputs.write_png, []
+
+    def fill_up(path, rgb):
+        calls.append(path)
+        if len(calls) > 3:  # the first image's three PNGs fit
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real_write_png(path, rgb)
+
+    monkeypatch.setattr(outputs, "write_png", fill_up)
+    assert main(["predict", *paths, "--model", str(tiny_checkpoint), "--out", str(tmp_path / "o"),
+                 "--batch-size", "2"]) == 2
+    err = capsys.readouterr().err
+    line = next(x for x in err.splitlines() if x.startswith("error:"))
+    assert "Traceback" not in err and "No space left on device" in line and "1.png" in line
+    assert [r["path"] for r in _rows(tmp_path / "o")] == paths[:1]
+    assert json.loads((tmp_path / "o" / "run.json").read_text())["status"] == "failed"
+    assert not (tmp_path / "o" / outputs.LOCK).exists() and (tmp_path / "o" / "report.html").exists()
+    assert sorted(p.name for p in (tmp_path / "o").rglob("*.png")) == ["0.png"] * 3  # none without its row
+
+
+def test_a_row_that_cannot_be_written_whole_is_not_written_at_all(tmp_path):
+    """A write cut short by a full disk, in the second of the two files a row goes to: both are cut back."""
+    import errno
+
+    from anomalyvfm.outputs import _append_whole
+
+    class FillsUp:
+        def __init__(self, f):
+            self.f, self.name = f, f.name
+
+        def write(self, data):
+            self.f.write(bytes(data[:3]))
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __getattr__(self, attr):
+            return getattr(self.f, attr)
+
+    with open(tmp_path / "a.csv", "wb", buffering=0) as a, open(tmp_path / "b.jsonl", "wb", buffering=0) as b:
+        _append_whole([(a, b"head\n"), (b, b"{}\n")])
+        with pytest.raises(OSError, match="b.jsonl"):
+            _append_whole([(a, b"row 2\n"), (FillsUp(b), b'{"row": 2}\n')])
+        _append_whole([(a, b"row 3\n"), (b, b'{"row": 3}\n')])  # later rows follow the whole ones
+    assert (tmp_path / "a.csv").read_bytes() == b"head\nrow 3\n"
+    assert (tmp_path / "b.jsonl").read_bytes() == b'{}\n{"row": 3}\n'
+
+
 def test_colliding_names_get_one_heatmap_each(tiny_checkpoint, tmp_path, capsys):
     paths = [str(write_image(tmp_path / "c" / "A" / "a.png", seed=1)), str(write_image(tmp_path / "c" / "B" / "a.png"))]
     paths.append(str(write_image(tmp_path / "c" / "a_2.png", seed=2)))
@@ -396,6 +451,32 @@ def test_a_card_for_a_missing_input_says_which_in_one_line(tiny_checkpoint, tmp_
     err = capsys.readouterr().err.strip()
     named = {"folder": "nothing", "results": "results.json", "section": "none.md"}[what]
     assert rc == 2 and named in err and len(err.splitlines()) == 1 and not (tmp_path / "card.md").exists()
+
+
+def test_any_command_that_fills_the_disk_says_which_file_in_one_line(tiny_checkpoint, tmp_path, capsys, monkeypatch):
+    """Here `card`: the atomic write fails for a full disk; one line naming the file, no file or temporary left."""
+    import errno
+
+    real_fdopen = os.fdopen
+
+    class Full:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fdopen", lambda fd, *a, **k: Full(real_fdopen(fd, *a, **k)))
+    rc = main(["card", str(tiny_checkpoint), "--out", str(tmp_path / "card.md")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "card.md" in err and "No space left on device" in err
+    assert not list(tmp_path.glob("*card.md*"))
 
 
 def test_a_local_path_with_a_trailing_slash_is_not_looked_up_on_the_hub():
