@@ -194,15 +194,17 @@ class AnomalyVFM(nn.Module):
     # ---- prediction ----------------------------------------------------------------------------------------------
     def predict(self, images, batch_size: int = 8, *, out: str | os.PathLike | None = None,
                 batch_mode: str | None = None, batch_config=None, **kwargs):
-        """Score images (paths, PIL images or arrays). Returns one ``Prediction`` per input, in order; an input
-        that can't be read gets ``error`` set instead of stopping the batch. With ``out``, the results folder
-        (results.csv/.jsonl, heatmaps, overlays) is written too, as ``anomalyvfm predict`` writes it; the inputs are
-        held only while they are drawn, unless ``keep_images=True``.
+        """Score images (paths, PIL images or arrays; one of them alone counts as a list of one). Returns one
+        ``Prediction`` per input, in order; an input that can't be read gets ``error`` set instead of stopping the
+        batch. With ``out``, the results folder (results.csv/.jsonl, heatmaps, overlays) is written too, as
+        ``anomalyvfm predict`` writes it; the inputs are held only while they are drawn, unless ``keep_images=True``.
         ``batch_mode="mutual"`` scores the images as one batch: mutual scoring fused with the model, verdicts from
         the batch's own score distribution (``anomalyvfm.batch``; its warnings are issued as warnings). See
         ``anomalyvfm.predict.iter_predict`` for the other options."""
         from .predict import iter_predict
+        from .preprocess import as_inputs
 
+        images = as_inputs(images)  # one path or image is a batch of one
         if batch_mode not in (None, "mutual"):
             raise ValueError(f"batch_mode must be None or 'mutual', got {batch_mode!r}")
         keep = kwargs.get("keep_images", False)
@@ -210,7 +212,7 @@ class AnomalyVFM(nn.Module):
         if batch_mode == "mutual":
             from .batch_predict import predict_batch
 
-            results, report = predict_batch(self, list(images), batch_size=batch_size, config=batch_config, **kwargs)
+            results, report = predict_batch(self, images, batch_size=batch_size, config=batch_config, **kwargs)
             for message in report.warnings:
                 warnings.warn(message, stacklevel=2)
         else:

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from .config import resolution_for
-from .preprocess import (IMAGE_EXTENSIONS, ImageInput, ImageReadError, Tile, check_size, crop_and_resize, describe,
-                         load, normalize, plan_tiles, stitch)
+from .preprocess import (IMAGE_EXTENSIONS, ImageInput, ImageReadError, Tile, as_inputs, check_size, crop_and_resize,
+                         describe, load, normalize, plan_tiles, stitch)
 from .regions import find_regions, verdict_mask
 from .scoring import rule_names
 
@@ -125,7 +125,7 @@ def iter_predict(model, images: Iterable[ImageInput], batch_size: int = 8, mode:
     for name, value in (("threshold", threshold), ("pixel_threshold", pixel_threshold)):
         if not math.isfinite(value):  # every comparison with a NaN is False: each verdict would read 'normal'
             raise ValueError(f"{name} must be a finite number, got {value}")
-    items = list(images)
+    items = as_inputs(images)
     calibration = model.profile.calibration if model.profile is not None else None
     if calibration is not None and calibration.resolution and calibration.resolution != res:
         warnings.warn(f"this profile was calibrated at {calibration.resolution} px but predicts at {res} px: its "

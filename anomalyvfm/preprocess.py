@@ -103,7 +103,8 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
 
 def load(item: ImageInput) -> np.ndarray:
-    """A path, PIL image or array (H, W), (H, W, 1|3|4) -> uint8 RGB."""
+    """A path, PIL image or array (H, W), (H, W, 1|3|4) -> uint8 RGB; arrays of other types as ``_to_uint8`` reads
+    them."""
     if isinstance(item, (str, os.PathLike)):
         return read_image(item)
     if isinstance(item, Image.Image):
@@ -113,10 +114,38 @@ def load(item: ImageInput) -> np.ndarray:
         array = array[..., None]
     if array.ndim != 3 or array.shape[2] not in (1, 3, 4):
         raise ValueError(f"image array must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got {array.shape}")
-    if array.dtype != np.uint8:
-        return to_rgb(Image.fromarray(array.squeeze(-1) if array.shape[2] == 1 else array))
+    array = array if array.dtype == np.uint8 else _to_uint8(array)
     array = array[..., :3] if array.shape[2] == 4 else array
     return np.repeat(array, 3, axis=2) if array.shape[2] == 1 else array
+
+
+def _to_uint8(array: np.ndarray) -> np.ndarray:
+    """Pixels of another type as uint8: bool as 0/255, uint16 from its full range (as 16-bit files are read), floats
+    from [0, 1] (from 0-255 when they exceed 1), other integers when they lie in 0-255."""
+    if array.dtype == bool:
+        return array.astype(np.uint8) * 255
+    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+        raise ValueError(f"image array of dtype {array.dtype} holds no pixel values")
+    if array.dtype == np.uint16:
+        return (array / 65535.0 * 255.0 + 0.5).astype(np.uint8)
+    if not np.isfinite(array).all():
+        raise ValueError("image array has NaN or infinite pixels")
+    low, high = float(array.min(initial=0)), float(array.max(initial=0))
+    if np.issubdtype(array.dtype, np.floating) and low >= -1e-3 and high <= 1 + 1e-3:
+        array = array * 255.0
+    elif low < -0.5 or high > 255.5:
+        raise ValueError(f"image array's pixels run from {low:g} to {high:g}: expected [0, 1] floats, 0-255 or uint16 "
+                         f"(not normalised values)")
+    return np.clip(array + 0.5, 0, 255).astype(np.uint8)
+
+
+def as_inputs(images) -> list:
+    """The inputs as a list: one path, PIL image or array of up to three dimensions is one image (a string is never
+    read character by character); any other iterable, an (N, H, W[, C]) array included, gives one image per item."""
+    if isinstance(images, (str, bytes, os.PathLike, Image.Image)) or (isinstance(images, np.ndarray)
+                                                                      and images.ndim <= 3):
+        return [images]
+    return list(images)
 
 
 @dataclass(frozen=True)

@@ -94,3 +94,29 @@ def test_stitch_averages_overlaps_back_to_the_original_size():
     assert out[0, 0] == 0.0 and out[0, 24] == len(tiles) - 1
     overlap = tiles[0].x1 - 1
     assert 0.0 < out[5, overlap] < len(tiles) - 1
+
+
+def test_arrays_of_any_pixel_type_read_as_the_same_image():
+    """float [0, 1] (scikit-image's convention), float 0-255, uint16, int64 and bool arrays: the same uint8 RGB a
+    uint8 array gives (a float RGB array raised PIL's TypeError before), and normalised values are refused."""
+    from anomalyvfm.preprocess import load
+
+    rgb = np.random.default_rng(0).integers(0, 256, (6, 5, 3), np.uint8)
+    assert np.array_equal(load(rgb / 255.0), rgb) and np.array_equal(load(rgb.astype(np.float32) / 255), rgb)
+    assert np.array_equal(load(rgb.astype(np.float64)), rgb) and np.array_equal(load(rgb.astype(np.int64)), rgb)
+    assert np.array_equal(load(rgb.astype(np.uint16) * 257), rgb)
+    assert np.array_equal(load(rgb[..., 0] > 127), np.repeat((rgb[..., :1] > 127) * 255, 3, axis=2))
+    for bad, reason in (((rgb - 128.0) / 64, "pixels run from"), (np.full((4, 4), np.nan), "NaN")):
+        with pytest.raises(ValueError, match=reason):
+            load(bad)
+
+
+def test_one_path_or_image_alone_is_a_batch_of_one(tiny_model, tmp_path):
+    """predict("part.png") scored each character of the string as a missing file; one image alone is one input."""
+    image = np.random.default_rng(0).integers(0, 255, (40, 40, 3), np.uint8)
+    Image.fromarray(image).save(tmp_path / "part.png")
+    for single in (str(tmp_path / "part.png"), tmp_path / "part.png", image, Image.fromarray(image)):
+        [result] = tiny_model.predict(single, resolution=56)
+        assert result.ok
+    stack = np.stack([image, image[::-1]])
+    assert len(tiny_model.predict(stack, resolution=56)) == 2  # an (N, H, W, C) array is N images
