@@ -58,17 +58,19 @@ def profile_sections(checkpoint: Path) -> dict[str, str] | None:
     report = prov.get("report", {})
     rows = "\n".join(f"| {i + 1} | `{im.get('name')}` | `{(im.get('sha256') or '–')[:16]}` |"
                       for i, im in enumerate(images))
+    cal = state.get("calibration") or report.get("calibration")
+    px = settings.get("resolution") or (cal or {}).get("resolution")  # None in settings: the model's own
+    resolution = f"{px} px" if px else f"mode {settings.get('mode')}"
     training = (f"Fine-tuned from `{prov.get('base_model')}` (backbone fingerprint "
                 f"`{str(prov.get('base_backbone_sha256'))[:16]}…`) on **k = {len(images)} good images** of one "
                 f"product, on {prov.get('created', 'an unrecorded date')} with anomalyvfm "
                 f"{prov.get('anomalyvfm_version') or '(unknown version)'}. No defective image was needed: the "
                 f"fine-tuning pairs are synthetic defects drawn on augmented views of these images.\n\n"
                 f"| # | image | sha256 (first 16) |\n|---|---|---|\n{rows}\n\n"
-                f"Settings: resolution {settings.get('resolution') or settings.get('mode')}, at most "
+                f"Settings: {resolution}, at most "
                 f"{settings.get('steps')} steps (stopped at {report.get('steps')}, best {report.get('best_step')}), "
                 f"seed {settings.get('seed')}, memory {'on' if settings.get('memory') else 'off'}"
                 f"{', golden reference' if settings.get('golden') else ''}; {report.get('seconds', 0):.0f} s.")
-    cal = state.get("calibration") or report.get("calibration")
     lines = []
     if cal:
         lines.append(f"- Threshold: raw score {cal['threshold']:.4f}, chosen for a false-positive rate of "

@@ -36,3 +36,19 @@ def test_card_command_writes_a_parseable_card(tiny_checkpoint, tmp_path):
                  "--limitations", str(tmp_path / "limits.md")]) == 0
     card = ModelCard.load(tiny_checkpoint / "README.md")
     assert card.data.eval_results[0].metric_value == 81.23 and "Not for medical use." in card.text
+
+
+def test_a_profile_card_names_its_shipped_base_and_its_resolution(tiny_model, tmp_path):
+    """A profile of the shipped default recorded this machine's path to the package as its base, and a fine-tune at
+    the model's own resolution printed 'Settings: resolution None'."""
+    from anomalyvfm.calibration import Calibration
+    from anomalyvfm.fewshot import save_profile
+    from anomalyvfm.fewshot.config import FinetuneConfig, FinetuneReport
+    from anomalyvfm.model import shipped_checkpoint
+
+    cal = Calibration(threshold=0.9, scale=0.1, fpr=0.01, n_good=16, n_images=2, resolution=224).to_dict()
+    directory = save_profile(tiny_model, tmp_path / "profile", base=str(shipped_checkpoint()), good=[],
+                             config=FinetuneConfig(), report=FinetuneReport(calibration=cal))
+    card = (directory / "README.md").read_text()
+    assert json.loads((directory / "profile.json").read_text())["base_model"] == "anomalyvfm-vits14"
+    assert "Fine-tuned from `anomalyvfm-vits14`" in card and "Settings: 224 px," in card

@@ -73,6 +73,10 @@ def save_profile(model: AnomalyVFM, directory: str | os.PathLike, *, base: str, 
     from importlib import metadata
 
     directory = model.save_pretrained(directory)
+    from ..locations import shipped_folder
+
+    if shipped_folder(base):  # a shipped checkpoint by the name it loads by, not this machine's path to it
+        base = Path(base).name
     try:
         version = metadata.version("anomalyvfm")
     except metadata.PackageNotFoundError:
