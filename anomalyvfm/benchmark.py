@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -116,7 +117,7 @@ def run_benchmark(cfg: BenchmarkConfig, factory: Callable[..., Method] | None = 
     def warn(message: str) -> None:
         if message not in cfg.warnings:
             cfg.warnings.append(message)
-            tqdm.write(f"warning: {message}")
+            tqdm.write(f"warning: {message}", file=sys.stderr)  # stdout carries only the summary table
 
     for message in skipped:
         warn(message)

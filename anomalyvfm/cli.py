@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .config import MODES, QUANTIZATIONS
-from .cliargs import (calibration_inputs, calibration_target, count, device, ints, methods, positive,
+from .cliargs import (calibration_inputs, calibration_target, count, device, ints, load_quietly, methods, positive,
                       predict_model, rate, readable, resolution, score_threshold, tile_size, writable)
 from .methods import METHODS
 from .runinfo import DEVICES
@@ -85,6 +85,8 @@ def _benchmark(args: argparse.Namespace) -> int:
     from .report import write_reports
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    for chatty in ("huggingface_hub", "open_clip"):  # offline, each weights lookup logged ~10 retries: the skip
+        logging.getLogger(chatty).setLevel(logging.CRITICAL)  # warning says it once
     cfg = BenchmarkConfig(data=args.data, out=args.out, methods=args.methods,
                           datasets=tuple(args.datasets or ()), shots=ints(args.shots), seeds=ints(args.seeds),
                           mode=args.mode, resolution=args.resolution, pixel_max_side=args.pixel_max_side,
@@ -100,7 +102,9 @@ def _benchmark(args: argparse.Namespace) -> int:
     print((Path(cfg.out) / "summary.md").read_text())
     print(f"{len(parts)} runs, {len(cfg.warnings)} warnings, {wall / 60:.1f} min this session; "
           f"results in {cfg.out}/", file=sys.stderr)
-    return 0
+    if not parts:  # every method or category skipped: an empty table is not a result
+        print("error: nothing was measured (the warnings above say what was skipped and why)", file=sys.stderr)
+    return 0 if parts else 1
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -131,7 +135,7 @@ def _finetune(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .fewshot import FinetuneConfig, finetune, save_profile
-    from .model import load_default, shipped_checkpoint
+    from .model import shipped_checkpoint
     from .predict import collect_inputs
 
     if writable(Path(args.out), "choose another --out folder") is None:
@@ -142,9 +146,7 @@ def _finetune(args: argparse.Namespace) -> int:
         return 2
     if args.shots:
         good = [good[i] for i in sorted(np.random.default_rng(args.seed).permutation(len(good))[:args.shots])]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        base = load_default(args.base)
+    base = load_quietly(args.base)
     base.to(device(args.device))
     given = {"steps": args.steps, "mode": args.mode, "resolution": args.resolution}
     cfg = FinetuneConfig(**{k: v for k, v in given.items() if v is not None}, seed=args.seed, fpr=args.fpr,
@@ -167,15 +169,12 @@ def _finetune(args: argparse.Namespace) -> int:
 
 def _calibrate(args: argparse.Namespace) -> int:
     from .fewshot import recalibrate
-    from .model import load_default
 
     target = calibration_target(args.model, args.out)
     inputs = calibration_inputs(args) if target is not None else None
     if inputs is None:
         return 2
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = load_default(args.model)
+    model = load_quietly(args.model)
     if args.views is not None:  # the threshold is set on, and saved with, these views
         model.config.test_views = args.views
     if args.tile_size is not None:  # likewise this tiling
@@ -190,11 +189,8 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from .export import export_onnx
-    from .model import load_default
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = load_default(args.model)
+    model = load_quietly(args.model)
     try:
         path = export_onnx(model, args.onnx, mode=args.mode, resolution=args.resolution, quantize=args.quantize)
     except OSError as e:  # an unwritable or missing place: one line (the export writes beside it, then renames)

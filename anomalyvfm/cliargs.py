@@ -33,7 +33,7 @@ def predict_model(args: argparse.Namespace):
     """The model ``predict`` runs (an ONNX export with ``--backend onnx``, else a checkpoint, profile or the
     default) with ``--views`` and ``--tile-size`` applied, after warning about an untrained model or a threshold
     not chosen on the user's product; None, after an error line, where they cannot be applied."""
-    from .model import load_default, shipped_checkpoint
+    from .model import shipped_checkpoint
 
     if args.backend == "onnx":
         from .export import OnnxModel
@@ -45,9 +45,7 @@ def predict_model(args: argparse.Namespace):
         if args.resolution is None and args.mode is None:
             args.resolution = model.resolution
     else:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # library chatter; the one warning that matters is printed below
-            model = load_default(args.model)
+        model = load_quietly(args.model)  # the one warning that matters is printed below
         model.to(device(args.device))
     if not apply_overrides(model, args):
         return None
@@ -182,6 +180,15 @@ def calibration_target(model: str, out: str | None) -> Path | None:
               f"give --out FOLDER for the calibrated copy)", file=sys.stderr)
         return None
     return writable(target, "give --out FOLDER for the calibrated copy")
+
+
+def load_quietly(spec: str | None):
+    """``load_default(spec)`` (None: the shipped default) with the libraries' loading chatter silenced."""
+    from .model import load_default
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return load_default(spec)
 
 
 def writable(target: Path, advice: str) -> Path | None:

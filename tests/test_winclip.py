@@ -102,3 +102,27 @@ def test_harness_skips_winclip_without_weights_and_finishes_the_rest(tmp_path, t
     parts = run_benchmark(cfg, factory)
     assert [p["row"]["method"] for p in parts] == ["anomalyvfm"]
     assert any(w.startswith("winclip: skipped: weights unavailable") for w in cfg.warnings)
+
+
+def test_a_benchmark_that_measures_nothing_fails_and_says_why_once(tmp_path, capsys, monkeypatch):
+    """Every method skipped (CLIP weights not to be had offline): exit 1, not 0 with an empty table; the weights
+    lookup's own retry log (about ten lines per file) is not shown, only the one skip warning, on stderr (it was on
+    stdout, inside the summary table a user redirects to a file)."""
+    import logging
+
+    import open_clip
+
+    from anomalyvfm.cli import main
+    from conftest import fake_mvtec
+
+    def offline(*args, **kwargs):
+        logging.getLogger("huggingface_hub").warning("Retrying in 1s [Retry 1/5].")
+        raise RuntimeError("Failed to download weights")
+
+    monkeypatch.setattr(open_clip, "create_model", offline)
+    fake_mvtec(tmp_path / "data" / "toyset", "a")
+    assert main(["benchmark", "--data", str(tmp_path / "data"), "--methods", "winclip", "--out",
+                 str(tmp_path / "out")]) == 1
+    out, err = capsys.readouterr()
+    assert "Retrying" not in out + err and "warning" not in out
+    assert err.count("warning: winclip: skipped: weights unavailable") == 1
