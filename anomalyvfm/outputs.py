@@ -61,7 +61,7 @@ def verdict_of(p) -> str:
 def result_row(p, heatmap_name: str | None = None, run_id: str | None = None) -> dict:
     """One ``Prediction`` as a results row: its score and the threshold it was judged by, the rule behind the score,
     where the threshold came from, its regions (results.jsonl lists them; results.csv gets their count and the
-    largest one's area in %), its PNGs' name and the run (run.json's ``run_id``) that produced it."""
+    largest one's area in %; the strongest is listed first), its PNGs' name and the run (run.json's ``run_id``) that produced it."""
     regions = [r.to_dict() for r in (p.regions or [])]
     threshold = getattr(p, "threshold", None)
     # scores and thresholds at full precision: a profile's scores crowd near 0 and 1, where six decimals would tie
@@ -75,7 +75,7 @@ def result_row(p, heatmap_name: str | None = None, run_id: str | None = None) ->
 def _csv_row(row: dict) -> dict:
     regions = row.get("regions")
     flat = {**row, "regions": None if regions is None else len(regions),
-            "largest_region_pct": regions[0]["area_pct"] if regions else None}
+            "largest_region_pct": max(r["area_pct"] for r in regions) if regions else None}
     return {k: ("" if flat.get(k) is None else flat[k]) for k in RESULT_FIELDS}
 
 

@@ -39,7 +39,7 @@ class Prediction:
     rule: str | None = None  # the rule behind ``score``: an image-score rule of anomalyvfm.scoring, or "batch"
     threshold_source: str | None = None  # where the verdict's threshold came from: "model" (the stored one),
     # "given" (passed by the caller), "calibration" (a profile's; 0.5 of the deviation) or "batch"
-    regions: list | None = None  # the mask's connected components (anomalyvfm.regions.Region), largest first
+    regions: list | None = None  # the mask's connected components (anomalyvfm.regions.Region), strongest first
     threshold: float | None = None  # the verdict's threshold on ``score``'s scale (0.5 for calibrated deviations)
 
     @property

@@ -25,7 +25,7 @@ def test_a_flagged_map_under_the_pixel_threshold_still_outlines_its_peak():
     assert mask_threshold(amap, 0.1, True) == 0.1  # the pixel threshold wins where it is lower
 
 
-def test_regions_are_sorted_by_area_with_box_area_and_scores():
+def test_regions_are_sorted_strongest_first_with_box_area_and_scores():
     amap = _map_with_blob(0.9)
     regions = find_regions(verdict_mask(amap, 0.5, True), amap)
     assert [r.box for r in regions] == [(30, 10, 50, 20), (5, 30, 8, 33)]
@@ -33,6 +33,8 @@ def test_regions_are_sorted_by_area_with_box_area_and_scores():
     assert big.area == 200 and big.area_pct == round(100 * 200 / (40 * 60), 3)
     assert big.peak == np.float32(0.9) and 0.72 <= big.mean < 0.9
     assert find_regions(np.zeros((4, 4), bool), np.zeros((4, 4))) == []
+    amap[30:33, 5:8] = 1.0  # the small blob now peaks higher than the large one: it is listed first
+    assert [r.box for r in find_regions(verdict_mask(amap, 0.5, True), amap)] == [(5, 30, 8, 33), (30, 10, 50, 20)]
 
 
 def test_predict_writes_regions_that_agree_with_the_verdict(tiny_model, tmp_path):
