@@ -250,7 +250,7 @@ class ResultsWriter:
                 write_png(pngs[0], heatmap(p.anomaly_map, self.pixel_threshold))
                 write_png(pngs[1], overlay(
                     p.image, p.anomaly_map, p.mask, score=p.score, threshold=getattr(p, "threshold", None),
-                    verdict=verdict_of(p), pixel_threshold=self.pixel_threshold))
+                    verdict=verdict_of(p), pixel_threshold=self.pixel_threshold, regions=p.regions))
                 write_png(pngs[2], thumbnail(p.image))
             row = result_row(p, name, self.metadata["run_id"])
             _append_whole([(self._csv, _csv_line(row).encode()), (self._jsonl, (json.dumps(row) + "\n").encode())])

@@ -27,10 +27,10 @@ HEADER_FIELDS = (("model", "model"), ("weights_sha256", "weights sha256"), ("bac
 def _regions_text(regions: list[dict] | None) -> str:
     if not regions:
         return "–"
-    parts = [f"{r['area_pct']:.2f}% in x {r['box'][0]}–{r['box'][2]}, y {r['box'][1]}–{r['box'][3]}, peak "
-             f"{r['peak']:.2f}" for r in regions[:3]]
+    parts = [f"#{i + 1} peak {r['peak']:.2f}, {r['area_pct']:.2f}% in x {r['box'][0]}–{r['box'][2]}, y "
+             f"{r['box'][1]}–{r['box'][3]}" for i, r in enumerate(regions[:3])]
     more = f"; +{len(regions) - 3} more" if len(regions) > 3 else ""
-    return f"{len(regions)}: " + "; ".join(parts) + more
+    return f"{len(regions)} region{'s' if len(regions) > 1 else ''}: " + "; ".join(parts) + more
 
 
 def _row_html(i: int, row: dict) -> str:
@@ -150,7 +150,7 @@ def render(rows: list[dict], metadata: dict) -> str:
 <dl class="meta">{meta}</dl>
 <p class="count">{len(rows)} images: {counts['anomalous']} anomalous, {counts['normal']} normal,
 {counts['error']} failed. Overlays: colour where the map is high (the pixel threshold is the middle of the scale),
-predicted regions outlined in red.</p>
+predicted regions outlined in red, numbered as listed (strongest first).</p>
 <div class="controls">
 <label>show <select id="filter"><option value="all">all</option><option value="anomalous">anomalous</option>
 <option value="normal">normal</option><option value="error">failed</option>

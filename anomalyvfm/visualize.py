@@ -46,6 +46,21 @@ def _outline(image: np.ndarray, mask: np.ndarray | None, colour: tuple[int, int,
     cv2.drawContours(image, contours, -1, colour, width, cv2.LINE_AA)
 
 
+def _rank(image: np.ndarray, regions, mask: np.ndarray | None, scale: float, side: int, shown: int = 3) -> None:
+    """Number the first ``shown`` regions, white on red, on their outline's topmost point (kept inside the
+    picture)."""
+    size = max(0.45, side / 900)
+    for i, r in enumerate(regions[:shown]):
+        text = str(i + 1)
+        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, size, 2)
+        x0, y0, x1, _ = r.box
+        top = np.flatnonzero(mask[y0, x0:x1]) if mask is not None else []
+        x = int(np.clip((x0 + (top[0] if len(top) else 0)) * scale - (tw + 4) / 2, 0, image.shape[1] - tw - 4))
+        y = int(np.clip(y0 * scale - (th + 4) / 2, 0, image.shape[0] - th - 4))
+        cv2.rectangle(image, (x, y), (x + tw + 4, y + th + 4), PREDICTED, -1)
+        _text(image, text, (x + 2, y + th + 2), size, thickness=2)
+
+
 def _text(image: np.ndarray, text: str, origin: tuple[int, int], scale: float, colour=(255, 255, 255),
           thickness: int = 1) -> None:
     cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thickness, cv2.LINE_AA)
@@ -76,11 +91,12 @@ def colour_bar(height: int, threshold: float, width: int = 64) -> np.ndarray:
 def overlay(rgb: np.ndarray, anomaly_map: np.ndarray, mask: np.ndarray | None = None, *,
             score: float | None = None, threshold: float | None = None, verdict: str | None = None,
             pixel_threshold: float = 0.5, truth: np.ndarray | None = None, side: int = 512,
-            label: str | None = None, heading: str | None = None) -> np.ndarray:
+            label: str | None = None, heading: str | None = None, regions=None) -> np.ndarray:
     """The image, coloured only where its map is high, with the predicted regions outlined in red (``truth``, a
     ground-truth mask, in white), a colour bar with its scale and a banner with the verdict, score and threshold.
-    ``verdict`` sets the banner's colour and, unless ``heading`` is given, its first word. The picture is ``side``
-    pixels on its long side (plus banner and bar)."""
+    ``regions`` (``anomalyvfm.regions.Region``, strongest first) get their rank, 1 to 3, beside their box, as the
+    report lists them. ``verdict`` sets the banner's colour and, unless ``heading`` is given, its first word. The
+    picture is ``side`` pixels on its long side (plus banner and bar)."""
     base = _fit(rgb, side)
     h, w = base.shape[:2]
     shown = display_scale(cv2.resize(anomaly_map.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR),
@@ -90,6 +106,7 @@ def overlay(rgb: np.ndarray, anomaly_map: np.ndarray, mask: np.ndarray | None = 
     width = max(2, round(side / 200))
     _outline(out, truth, TRUTH, width)
     _outline(out, mask, PREDICTED, width)
+    _rank(out, regions or [], mask, w / anomaly_map.shape[1], side)
     out = np.concatenate([out, colour_bar(h, pixel_threshold)], axis=1)
     colour = {"anomalous": ANOMALOUS_BANNER, "normal": NORMAL_BANNER}.get(verdict or "", ERROR_BANNER)
     parts = [heading if heading is not None else (verdict or "").upper()]

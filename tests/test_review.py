@@ -229,3 +229,23 @@ def test_tiny_scores_are_shown_apart_not_as_zero():
     for shown in ("3.1e-06", "4.6e-05", "0.0093", "0.5977"):
         assert f'<td class="score">{shown}</td>' in page
     assert (score_text(0.0), score_text(0.25), score_text(0.0004)) == ("0.000", "0.250", "4.0e-04")
+
+
+def test_overlay_numbers_the_regions_as_the_report_lists_them():
+    """Strongest first: '1' on the small, hot blob's outline, '2' on the large, weaker one, nothing else changed;
+    the report's region text uses the same numbers."""
+    from anomalyvfm.regions import find_regions
+
+    rgb = np.full((200, 200, 3), 128, np.uint8)
+    amap = np.zeros((200, 200), np.float32)
+    amap[20:120, 20:120], amap[150:160, 150:160] = 0.6, 0.95
+    mask = amap > 0.5
+    regions = find_regions(mask, amap)
+    plain = overlay(rgb, amap, mask, verdict="anomalous", side=200)
+    ranked = overlay(rgb, amap, mask, verdict="anomalous", side=200, regions=regions)
+    changed = np.argwhere((plain != ranked).any(axis=2))
+    near = lambda y, x: (np.abs(changed - [plain.shape[0] - 200 + y, x]).max(axis=1) <= 16)  # noqa: E731
+    assert near(150, 150).any() and near(20, 20).any() and (near(150, 150) | near(20, 20)).all()
+    row = {"path": "a.png", "score": 0.9, "verdict": "anomalous", "image": None,
+           "regions": [r.to_dict() for r in regions]}
+    assert "2 regions: #1 peak 0.95, 0.25% in x 150–160" in render([row], {"status": "complete"})
