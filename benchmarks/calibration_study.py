@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from anomalyvfm import fewshot  # noqa: E402
 from anomalyvfm.benchmark import draw_shots  # noqa: E402
-from anomalyvfm.calibration import calibrate  # noqa: E402
+from anomalyvfm.calibration import MIN_IMAGES, _logit, calibrate, within_fences  # noqa: E402
 from anomalyvfm.data import scan  # noqa: E402
 from anomalyvfm.fewshot.views import forward_all  # noqa: E402
 from anomalyvfm.model import load_default  # noqa: E402
@@ -76,11 +76,38 @@ def memory_score(parts: list[list[float]], stats: dict) -> np.ndarray:
     return expit(((logits - stats["cls"][0]) / stats["cls"][1] + (knn - stats["knn"][0]) / stats["knn"][1]) / 2)
 
 
+def far_out_dropped(views: np.ndarray, groups, fpr: float) -> float:
+    """Candidate: the views beyond Tukey's far-out fences dropped, then ``calibrate`` with the image of each view."""
+    keep = within_fences(views)
+    return calibrate(views[keep], fpr, groups=np.asarray(groups)[keep], bounded=True).threshold
+
+
+def median_mad(views: np.ndarray, groups, fpr: float) -> float:
+    """Candidate: ``calibrate``'s two prediction bounds with the median and 1.4826 × MAD in place of the mean and
+    standard deviation (of the views' logits, and of the images' medians with the median within-image MAD), no
+    quantile term."""
+    from scipy.stats import t
+
+    def mad(x):
+        return 1.4826 * np.median(np.abs(x - np.median(x)))
+
+    values, groups = _logit(views), np.asarray(groups)
+    bound = np.median(values) + t.ppf(1 - fpr, values.size - 1) * mad(values) * np.sqrt(1 + 1 / values.size)
+    images = np.unique(groups)
+    if images.size >= MIN_IMAGES:
+        medians = np.array([np.median(values[groups == g]) for g in images])
+        spread = np.sqrt(mad(medians) ** 2 + np.median([mad(values[groups == g]) ** 2 for g in images]))
+        bound = max(bound, np.median(medians) + t.ppf(1 - fpr, images.size - 1) * spread * np.sqrt(1 + 1 / images.size))
+    return float(expit(bound))
+
+
 RULES = {
     "quantile of the views (before)": lambda v, g, fpr: float(np.quantile(v, 1 - fpr, method="higher")),
     "calibrate, views as independent draws": lambda v, g, fpr: calibrate(v, fpr, bounded=True).threshold,
     "calibrate with the image of each view (profiles now)":
         lambda v, g, fpr: calibrate(v, fpr, groups=g, bounded=True).threshold,
+    "far-out views dropped, then as profiles now (candidate)": far_out_dropped,
+    "median and MAD in place of mean and sd (candidate)": median_mad,
 }
 
 
