@@ -61,19 +61,6 @@ MIN_IMAGES = 4  # distinct images from which the spread between images enters th
 # too wide to use (t(1, 0.99) = 31.8: with 2 images it flagged nothing at all in benchmarks/calibration_study.py)
 
 
-FAR_OUT = 3.0  # Tukey's far-out fence, in interquartile ranges beyond the quartiles
-
-
-def within_fences(scores: Sequence[float], fence: float = FAR_OUT, bounded: bool = True) -> np.ndarray:
-    """Mask of the scores inside Tukey's far-out fences (the quartiles ∓ ``fence`` interquartile ranges, on logits
-    when ``bounded``). Augmented views of a few good images beyond them are artefacts of the augmentation (a view
-    scoring like a gross defect), not evidence of how good parts vary."""
-    values = np.asarray(scores, dtype=np.float64)
-    values = _logit(values) if bounded else values
-    q1, q3 = np.quantile(values, [0.25, 0.75])
-    return (values >= q1 - fence * (q3 - q1)) & (values <= q3 + fence * (q3 - q1))
-
-
 def _prediction_bound(values: np.ndarray, fpr: float, spread: float | None = None) -> float:
     """One-sided normal prediction bound mean + t(n−1, 1−fpr)·sd·√(1 + 1/n): a new draw exceeds it with probability
     exactly ``fpr`` when the values are independent normal draws."""

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from anomalyvfm import fewshot  # noqa: E402
 from anomalyvfm.benchmark import draw_shots  # noqa: E402
-from anomalyvfm.calibration import MIN_IMAGES, _logit, calibrate, within_fences  # noqa: E402
+from anomalyvfm.calibration import MIN_IMAGES, _logit, calibrate  # noqa: E402
 from anomalyvfm.data import scan  # noqa: E402
 from anomalyvfm.fewshot.views import forward_all  # noqa: E402
 from anomalyvfm.model import load_default  # noqa: E402
@@ -76,6 +76,19 @@ def memory_score(parts: list[list[float]], stats: dict) -> np.ndarray:
     return expit(((logits - stats["cls"][0]) / stats["cls"][1] + (knn - stats["knn"][0]) / stats["knn"][1]) / 2)
 
 
+FAR_OUT = 3.0  # Tukey's far-out fence, in interquartile ranges beyond the quartiles
+
+
+def within_fences(scores: list[float] | np.ndarray, fence: float = FAR_OUT, bounded: bool = True) -> np.ndarray:
+    """Mask of the scores inside Tukey's far-out fences (the quartiles ∓ ``fence`` interquartile ranges, on logits
+    when ``bounded``). Augmented views of a few good images beyond them are artefacts of the augmentation (a view
+    scoring like a gross defect), not evidence of how good parts vary."""
+    values = np.asarray(scores, dtype=np.float64)
+    values = _logit(values) if bounded else values
+    q1, q3 = np.quantile(values, [0.25, 0.75])
+    return (values >= q1 - fence * (q3 - q1)) & (values <= q3 + fence * (q3 - q1))
+
+
 def far_out_dropped(views: np.ndarray, groups, fpr: float) -> float:
     """Candidate: the views beyond Tukey's far-out fences dropped, then ``calibrate`` with the image of each view."""
     keep = within_fences(views)
@@ -111,9 +124,12 @@ RULES = {
 }
 
 
-def report(runs: list[dict], fpr: float = 0.01) -> str:
-    """Markdown: per threshold rule and k, FPR on test/good and recall on defective test images (%), mean over seeds
-    per category, then the mean over categories."""
+PRESENT = tuple(RULES)[:3]  # the rules the calibration sections compare; the candidates have their own section
+
+
+def report(runs: list[dict], fpr: float = 0.01, rules: tuple[str, ...] = tuple(RULES)) -> str:
+    """Markdown: per threshold rule (of ``rules``) and k, FPR on test/good and recall on defective test images (%),
+    mean over seeds per category, then the mean over categories."""
     cells = {(r["category"], r["shots"]) for r in runs}
     seeds = sorted(s for s in {r["seed"] for r in runs}  # only seeds with every category and k
                    if cells <= {(r["category"], r["shots"]) for r in runs if r["seed"] == s})
@@ -123,8 +139,8 @@ def report(runs: list[dict], fpr: float = 0.01) -> str:
         views = memory_score(r["views"], r["score_stats"])
         test = np.asarray(r["test_raw"]) if "test_raw" in r else memory_score(r["test"], r["score_stats"])
         good = np.asarray(r["labels"]) == 0
-        for rule, fn in RULES.items():
-            thr = fn(views, r["image_of_view"], fpr)
+        for rule in rules:
+            thr = RULES[rule](views, r["image_of_view"], fpr)
             cell = table.setdefault((rule, r["shots"]), {}).setdefault(r["category"], [])
             cell.append((100 * np.mean(test[good] > thr), 100 * np.mean(test[~good] > thr)))
     cats = sorted({r["category"] for r in runs})
@@ -152,6 +168,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "calibration-study")
     parser.add_argument("--report", action="store_true", help="only write results.md from the runs so far")
     parser.add_argument("--model", help="base checkpoint (folder, hub id or shipped name; default: the default)")
+    parser.add_argument("--datasets", nargs="+", help="only these data sets under --data (default: all)")
     args = parser.parse_args(argv)
     path = args.out / "raw.json"
     runs = json.loads(path.read_text()) if path.is_file() else []
@@ -165,7 +182,7 @@ def main(argv=None) -> int:
     if others:
         parser.error(f"{path} holds runs of another checkpoint ({', '.join(map(str, others))}); give another --out")
     done = {(r["category"], r["shots"], r["seed"]) for r in runs}
-    todo = [(cat, int(k), int(s)) for s in args.seeds.split(",") for cat in scan(args.data)
+    todo = [(cat, int(k), int(s)) for s in args.seeds.split(",") for cat in scan(args.data, args.datasets)
             for k in args.shots.split(",") if (cat.key, int(k), int(s)) not in done]  # one whole seed at a time
     for cat, k, seed in tqdm(todo, desc="calibration study", unit="run"):
         runs.append(run(base, cat, k, seed, args.resolution))
