@@ -60,8 +60,8 @@ def verdict_of(p) -> str:
 
 def result_row(p, heatmap_name: str | None = None, run_id: str | None = None) -> dict:
     """One ``Prediction`` as a results row: its score and the threshold it was judged by, the rule behind the score,
-    where the threshold came from, its regions (results.jsonl lists them; results.csv gets their count and the
-    largest one's area in %; the strongest is listed first), its PNGs' name and the run (run.json's ``run_id``) that produced it."""
+    where the threshold came from, its regions (strongest first; results.jsonl lists them, results.csv gets their
+    count and the largest one's area in %), its PNGs' name and the run (run.json's ``run_id``) that produced it."""
     regions = [r.to_dict() for r in (p.regions or [])]
     threshold = getattr(p, "threshold", None)
     # scores and thresholds at full precision: a profile's scores crowd near 0 and 1, where six decimals would tie
@@ -138,9 +138,9 @@ class ResultsWriter:
     result is then streamed as it arrives: a line appended to results.csv and results.jsonl (unbuffered, so a killed
     run keeps every row it finished) and a heatmap, overlay and thumbnail PNG (``images=False`` skips them) under a
     name no other input of the run has, recorded in the row's ``image`` field. A write that fails (a full disk) is an
-    ``OutputError`` naming the file: that image leaves neither a partial row nor a PNG; finished rows stay whole. ``close`` writes report.html, marks the
-    run in run.json complete (with its images/s), interrupted (Ctrl-C, a stop request) or failed (an error that
-    ended it) and releases the lock.
+    ``OutputError`` naming the file: that image leaves neither a partial row nor a PNG; finished rows stay whole.
+    ``close`` writes report.html, marks the run in run.json complete (with its images/s), interrupted (Ctrl-C, a stop
+    request) or failed (an error that ended it) and releases the lock.
 
     ``metadata`` (``anomalyvfm.runinfo.run_metadata``: model, weights sha256, threshold and its origin, resolution,
     mode, version, date, hardware) goes into run.json and the report's header; its ``run_id`` is in every row."""

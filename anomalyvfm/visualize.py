@@ -94,7 +94,7 @@ def overlay(rgb: np.ndarray, anomaly_map: np.ndarray, mask: np.ndarray | None = 
             label: str | None = None, heading: str | None = None, regions=None) -> np.ndarray:
     """The image, coloured only where its map is high, with the predicted regions outlined in red (``truth``, a
     ground-truth mask, in white), a colour bar with its scale and a banner with the verdict, score and threshold.
-    ``regions`` (``anomalyvfm.regions.Region``, strongest first) get their rank, 1 to 3, beside their box, as the
+    ``regions`` (``anomalyvfm.regions.Region``, strongest first) get their rank, 1 to 3, on their outline, as the
     report lists them. ``verdict`` sets the banner's colour and, unless ``heading`` is given, its first word. The
     picture is ``side`` pixels on its long side (plus banner and bar)."""
     base = _fit(rgb, side)

@@ -20,6 +20,7 @@ from typing import Sequence
 from ..checkpoint import PROFILE_NAME, write_provenance
 from ..config import MODES, resolution_for
 from ..hashing import sha256_if_file
+from ..locations import shipped_folder
 from ..model import AnomalyVFM
 from ..preprocess import ImageInput, describe, load
 from ..profile import ProfileState
@@ -73,8 +74,6 @@ def save_profile(model: AnomalyVFM, directory: str | os.PathLike, *, base: str, 
     from importlib import metadata
 
     directory = model.save_pretrained(directory)
-    from ..locations import shipped_folder
-
     if shipped_folder(base):  # a shipped checkpoint by the name it loads by, not this machine's path to it
         base = Path(base).name
     try:
