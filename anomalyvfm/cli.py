@@ -222,6 +222,9 @@ def _card(args: argparse.Namespace) -> int:
     from .cards import build_card
     from .outputs import atomic_write_bytes
 
+    out = Path(args.out) if args.out else Path(args.checkpoint) / "README.md"
+    if writable(out.parent, "give --out FILE for the card (the shipped default's is model_cards/)") is None:
+        return 2
     try:
         sections = {k: Path(v).read_text() if v else "" for k, v in
                     (("summary", args.summary), ("training", args.training), ("evaluation", args.evaluation),
@@ -231,7 +234,6 @@ def _card(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     ModelCard(str(card))  # parses back through huggingface_hub (YAML front matter, model-index)
-    out = Path(args.out) if args.out else Path(args.checkpoint) / "README.md"
     atomic_write_bytes(out, str(card).encode())
     print(f"model card: {out}", file=sys.stderr)
     return 0

@@ -662,8 +662,8 @@ def test_results_keep_scores_that_differ_far_below_six_decimals_apart(tmp_path):
 
 
 def test_no_command_overwrites_a_shipped_checkpoint_and_calibrate_needs_out_for_a_name(tmp_path, capsys, monkeypatch):
-    """The package's checkpoints are never written (by calibrate, finetune or save_pretrained: that would change every
-    later run's default), and calibrate in place is for local folders (a name or hub id has nothing local to write
+    """The package's checkpoints are never written (by calibrate, finetune, card or save_pretrained: that would change
+    every later run's default), and calibrate in place is for local folders (a name or hub id has nothing local to write
     back to): the command line refuses in one line before any image is scored."""
     import anomalyvfm.fewshot as fewshot
     import anomalyvfm.model as model_module
@@ -684,4 +684,6 @@ def test_no_command_overwrites_a_shipped_checkpoint_and_calibrate_needs_out_for_
     assert "shipped checkpoints" in capsys.readouterr().err
     with pytest.raises(CheckpointError, match="never overwritten"):  # the Python API: save itself refuses
         model_module.AnomalyVFM.save_pretrained(object(), shipped / "nested")
+    assert main(["card", str(shipped)]) == 2  # its card would have gone into the package beside the weights
+    assert "shipped checkpoints" in capsys.readouterr().err
     assert {p.name: p.stat().st_mtime_ns for p in shipped.iterdir()} == before
