@@ -59,10 +59,11 @@ class _Loaded:
 
 
 def collect_inputs(specs: Sequence[str], exclude: str | os.PathLike | None = None) -> list[str]:
-    """Expand files, folders (recursively, image extensions only) and glob patterns into a sorted, de-duplicated
-    list. An existing path is taken as it is (``part[1].jpg`` is a file, not a pattern), and an explicit file is
-    kept whatever its extension, so that a bad file is reported rather than skipped. Files under ``exclude`` (the
-    run's own output folder) are left out of folders and patterns."""
+    """Expand files, folders (recursively, image extensions only, hidden files and folders left out: macOS's
+    ``._name.jpg`` twins, ``.thumbs``) and glob patterns into a sorted, de-duplicated list. An existing path is taken
+    as it is (``part[1].jpg`` is a file, not a pattern), and an explicit file is kept whatever its extension, so that
+    a bad file is reported rather than skipped. Files under ``exclude`` (the run's own output folder) are left out of
+    folders and patterns."""
     skip = Path(exclude).resolve() if exclude is not None else None
 
     def keep(path: str) -> bool:
@@ -72,7 +73,8 @@ def collect_inputs(specs: Sequence[str], exclude: str | os.PathLike | None = Non
     for spec in specs:
         if os.path.isdir(spec):
             found += sorted(str(p) for p in Path(spec).rglob("*")
-                            if p.suffix.lower() in IMAGE_EXTENSIONS and keep(str(p)))
+                            if p.suffix.lower() in IMAGE_EXTENSIONS and keep(str(p))
+                            and not any(part.startswith(".") for part in p.relative_to(spec).parts))
         elif os.path.lexists(spec) or not glob.has_magic(spec):
             found.append(spec)
         else:

@@ -93,3 +93,12 @@ def test_scan_finds_every_category_and_skips_empty_ones(tmp_path, caplog):
     assert [c.key for c in cats] == ["mvtec/a", "mvtec/b"]
     assert "no test images" in caplog.text
     assert [c.key for c in scan(tmp_path, ["mvtec/b"])] == ["mvtec/b"]
+
+
+def test_hidden_files_and_folders_are_not_samples_or_defect_types(tmp_path):
+    folder = fake_mvtec(tmp_path / "mvtec")
+    (folder / "test" / "crack" / "._000.png").write_bytes(b"\x00\x05\x16\x07Mac OS X")
+    write_image(folder / "test" / ".ipynb_checkpoints" / "000.png")
+    cat = read_mvtec(folder, "mvtec")
+    assert cat.counts() == {"train_good": 3, "test_good": 3, "test_defective": 3, "masks": 3}
+    assert {s.defect for s in cat.test if s.label} == {"crack"}

@@ -95,3 +95,15 @@ def test_collect_inputs_expands_folders_and_globs(tmp_path):
     assert collect_inputs([str(tmp_path / "x")]) == [str(a), str(b)]
     assert collect_inputs([str(tmp_path / "x" / "*.png"), str(a)]) == [str(a)]
     assert collect_inputs([str(tmp_path / "x" / "notes.txt")]) == [str(tmp_path / "x" / "notes.txt")]
+
+
+def test_folder_scans_leave_out_hidden_files_and_folders(tmp_path):
+    """A folder copied from a Mac holds a ``._name.jpg`` twin of every image (not an image: each was a failed row),
+    and tools leave ``.thumbs`` or ``.ipynb_checkpoints`` copies; a folder scan skips them, a named file is kept."""
+    a = write_image(tmp_path / "x" / "a.jpg")
+    (tmp_path / "x" / "._a.jpg").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X")
+    write_image(tmp_path / "x" / ".thumbs" / "a.jpg")
+    assert collect_inputs([str(tmp_path / "x")]) == [str(a)]
+    b = write_image(tmp_path / ".cache" / "run" / "b.png")
+    assert collect_inputs([str(tmp_path)]) == [str(a)]
+    assert collect_inputs([str(tmp_path / ".cache")]) == [str(b)]  # a hidden folder the user names is scanned

@@ -20,7 +20,8 @@ def read_mvtec(folder: Path, dataset: str, good: str = "good", layout: str = "mv
     cat = Category(dataset, folder.name, layout)
     cat.train = [Sample(p, 0) for p in images_in(folder / "train" / good)]
     test_dir = folder / "test"
-    for defect_dir in sorted(d for d in test_dir.iterdir() if d.is_dir()) if test_dir.is_dir() else []:
+    kinds = [d for d in test_dir.iterdir() if d.is_dir()] if test_dir.is_dir() else []
+    for defect_dir in sorted(d for d in kinds if not d.name.startswith(".")):  # .ipynb_checkpoints is no defect type
         if defect_dir.name == good:
             cat.test += [Sample(p, 0) for p in images_in(defect_dir)]
             continue
@@ -110,7 +111,8 @@ def read_folder(root: Path, dataset: str | None = None) -> Category:
     ``good/`` only when the folder also has ``train/``."""
     cat = Category(dataset or root.name, root.name, "folder")
     cat.train = [Sample(p, 0) for p in images_in(root / "train")]
-    for sub in sorted(d for d in root.iterdir() if d.is_dir() and d.name not in ("masks", "train")):
+    for sub in sorted(d for d in root.iterdir() if d.is_dir() and d.name not in ("masks", "train")
+                      and not d.name.startswith(".")):
         label = int(sub.name != "good")
         for p in images_in(sub):
             cat.test.append(Sample(p, label, sub.name, find_mask(root / "masks", p.stem) if label else None))

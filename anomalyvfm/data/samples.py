@@ -42,11 +42,12 @@ class Category:
 
 
 def images_in(folder: Path) -> list[Path]:
-    """Image files directly inside ``folder`` (sorted; masks named ``*_mask``/``*_GT`` excluded)."""
+    """Image files directly inside ``folder`` (sorted; masks named ``*_mask``/``*_GT`` and hidden files, such as
+    macOS's ``._name.png`` twins, excluded)."""
     if not folder.is_dir():
         return []
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-                  and not p.stem.endswith(("_mask", "_GT")))
+                  and not p.stem.endswith(("_mask", "_GT")) and not p.name.startswith("."))
 
 
 def find_mask(folder: Path, stem: str) -> Path | None:
