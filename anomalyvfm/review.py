@@ -12,6 +12,7 @@ import csv
 import html
 import os
 from pathlib import Path
+from urllib.parse import quote
 
 from .visualize import score_text
 
@@ -36,8 +37,9 @@ def _regions_text(regions: list[dict] | None) -> str:
 def _row_html(i: int, row: dict) -> str:
     e = html.escape
     image = row.get("image")
-    thumb = f'<img class="thumb" src="thumbnails/{e(image)}" alt="" loading="lazy">' if image else ""
-    over = (f'<a href="overlays/{e(image)}" target="_blank"><img class="overlay" src="overlays/{e(image)}" '
+    src = e(quote(image)) if image else ""  # a URL: '#', '?' or '%' in a file name must not cut it short
+    thumb = f'<img class="thumb" src="thumbnails/{src}" alt="" loading="lazy">' if image else ""
+    over = (f'<a href="overlays/{src}" target="_blank"><img class="overlay" src="overlays/{src}" '
             f'alt="overlay" loading="lazy"></a>') if image else ""
     score = "" if row.get("score") is None else score_text(row["score"], 4)
     verdict = row.get("verdict", "error")

@@ -249,3 +249,10 @@ def test_overlay_numbers_the_regions_as_the_report_lists_them():
     row = {"path": "a.png", "score": 0.9, "verdict": "anomalous", "image": None,
            "regions": [r.to_dict() for r in regions]}
     assert "2 regions: #1 peak 0.95, 0.25% in x 150–160" in render([row], {"status": "complete"})
+
+
+def test_report_links_to_pictures_whose_names_hold_url_characters():
+    """'lot#3 cam?1%.png': unquoted, the browser read '#3 ...' as a fragment and the picture did not show."""
+    row = {"path": "lot#3 cam?1%.jpg", "score": 0.4, "verdict": "normal", "image": "lot#3 cam?1%.png", "regions": []}
+    page = render([row], {"status": "complete"})
+    assert 'src="thumbnails/lot%233%20cam%3F1%25.png"' in page and 'href="overlays/lot%233%20cam%3F1%25.png"' in page
