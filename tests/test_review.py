@@ -256,3 +256,4 @@ def test_report_links_to_pictures_whose_names_hold_url_characters():
     row = {"path": "lot#3 cam?1%.jpg", "score": 0.4, "verdict": "normal", "image": "lot#3 cam?1%.png", "regions": []}
     page = render([row], {"status": "complete"})
     assert 'src="thumbnails/lot%233%20cam%3F1%25.png"' in page and 'href="overlays/lot%233%20cam%3F1%25.png"' in page
+    assert "1 image: 0 anomalous" in page  # not "1 images"
