@@ -71,9 +71,9 @@ def _predict(args: argparse.Namespace) -> int:
                 tqdm.write(f"error: {result.name}: {result.error}", file=sys.stderr)
     elapsed = time.perf_counter() - start
     done = len(paths) - writer.failed
-    print(f"{len(paths)} image{'s' * (len(paths) != 1)}: {writer.anomalous} anomalous, {done - writer.anomalous} normal, {writer.failed} "
-          f"failed; {done / max(elapsed, 1e-9):.1f} img/s; results in {out / 'results.csv'}; review them in "
-          f"{out / 'report.html'}", file=sys.stderr)
+    print(f"{len(paths)} image{'s' * (len(paths) != 1)}: {writer.anomalous} anomalous, {done - writer.anomalous} "
+          f"normal, {writer.failed} failed; {done / max(elapsed, 1e-9):.1f} img/s; results in {out / 'results.csv'}; "
+          f"review them in {out / 'report.html'}", file=sys.stderr)
     return 0 if writer.failed == 0 else 1
 
 
