@@ -22,7 +22,7 @@ from .tta import TEST_VIEWS
 def _predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .outputs import ResultsWriter
+    from .outputs import ResultsWriter, check_folder
     from .predict import collect_inputs, iter_predict
 
     out = Path(args.out)
@@ -30,6 +30,7 @@ def _predict(args: argparse.Namespace) -> int:
     if not paths:
         print(f"error: no images found in {' '.join(args.paths)}", file=sys.stderr)
         return 2
+    check_folder(out)  # a bad --out (an OutputError) is said before the model loads and warns
     model = predict_model(args)
     if model is None:
         return 2

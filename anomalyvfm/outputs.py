@@ -129,6 +129,28 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _holder(lock: Path) -> int:
+    """The pid of another live run holding ``lock``, else 0 (no lock, our own, or a stale one whose run died)."""
+    try:
+        pid = int(lock.read_text().strip() or 0)
+    except (OSError, ValueError):
+        return 0
+    return pid if pid and pid != os.getpid() and _alive(pid) else 0
+
+
+def check_folder(out: str | os.PathLike) -> None:
+    """Raise ``OutputError`` if ``out`` cannot take a run: a file in the way, or another live run writing there.
+    ``ResultsWriter.open`` checks this as it takes the folder; the command line also checks first, before the model
+    loads."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: exists and is not a folder; choose another output folder")
+    pid = _holder(out / LOCK)
+    if pid:
+        raise OutputError(f"{out}: another anomalyvfm run (pid {pid}) is writing there; wait for it or choose another "
+                          f"output folder")
+
+
 class ResultsWriter:
     """The results folder of a prediction run, the one writer behind ``AnomalyVFM.predict(out=...)`` and
     ``anomalyvfm predict``.
@@ -164,8 +186,7 @@ class ResultsWriter:
     def open(self) -> "ResultsWriter":
         if self._lock is not None:
             return self
-        if self.out.exists() and not self.out.is_dir():
-            raise OutputError(f"{self.out}: exists and is not a folder; choose another output folder")
+        check_folder(self.out)
         try:
             self.out.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -175,13 +196,7 @@ class ResultsWriter:
             try:
                 fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
-                try:
-                    pid = int(lock.read_text().strip() or 0)
-                except (OSError, ValueError):
-                    pid = 0
-                if pid and pid != os.getpid() and _alive(pid):
-                    raise OutputError(f"{self.out}: another anomalyvfm run (pid {pid}) is writing there; wait for it "
-                                      f"or choose another output folder") from None
+                check_folder(self.out)  # another live run: refused
                 lock.unlink(missing_ok=True)  # a stale lock: its run died
                 continue
             except OSError as e:

@@ -204,10 +204,15 @@ def test_synth_and_export_to_a_place_they_cannot_write_say_so_in_one_line(tiny_c
     assert len(err) == 2 and str(taken) in err[0] and "m.onnx" in err[1] and taken.read_text() == "a file"
 
 
-def test_an_out_that_is_a_file_fails_before_inference(tiny_checkpoint, tmp_path, goods, capsys):
+def test_an_out_that_is_a_file_fails_before_the_model_loads(tiny_checkpoint, tmp_path, goods, capsys, monkeypatch):
+    """One line, before any model loads (it came after the load and its UNCALIBRATED warning)."""
+    import anomalyvfm.cliargs as cliargs
+
+    monkeypatch.setattr(cliargs, "load_quietly", lambda *a: pytest.fail("the model loaded first"))
     (tmp_path / "o").write_text("keep me")
     rc, err = _predict([*goods, "--model", str(tiny_checkpoint), "--out", str(tmp_path / "o")], capsys)
     assert rc == 2 and "is not a folder" in err and (tmp_path / "o").read_text() == "keep me"
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_a_second_concurrent_run_is_refused_and_a_stale_lock_is_taken_over(tiny_checkpoint, tmp_path, goods, capsys):
