@@ -27,14 +27,20 @@ class ImageReadError(ValueError):
         self.path, self.reason = path, reason
 
 
+def _from_range(values: np.ndarray, top: float) -> np.ndarray:
+    """Values on a 0..``top`` scale as rounded uint8 0..255 (clipped at both ends); float values are computed in their
+    own precision, integers in float64."""
+    values = np.asarray(values)
+    values = values if values.dtype.kind == "f" else values.astype(np.float64)
+    return np.clip(values * (255.0 / top) + 0.5, 0, 255).astype(np.uint8)
+
+
 def to_rgb(image: Image.Image) -> np.ndarray:
     """Any PIL image -> uint8 RGB (H, W, 3). 16-bit and float images are scaled from their type's full range
     (16-bit: 0..65535); transparency is composited onto black."""
     image = ImageOps.exif_transpose(image)
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        array = np.asarray(image, dtype=np.float32)
-        top = 1.0 if image.mode == "F" else 65535.0
-        grey = np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        grey = _from_range(np.asarray(image), 1.0 if image.mode == "F" else 65535.0)
         return np.repeat(grey[..., None], 3, axis=2)
     if image.mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
@@ -127,16 +133,16 @@ def _to_uint8(array: np.ndarray) -> np.ndarray:
     if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
         raise ValueError(f"image array of dtype {array.dtype} holds no pixel values")
     if array.dtype == np.uint16:
-        return (array / 65535.0 * 255.0 + 0.5).astype(np.uint8)
+        return _from_range(array, 65535.0)
     if not np.isfinite(array).all():
         raise ValueError("image array has NaN or infinite pixels")
     low, high = float(array.min(initial=0)), float(array.max(initial=0))
     if np.issubdtype(array.dtype, np.floating) and low >= -1e-3 and high <= 1 + 1e-3:
-        array = array * 255.0
-    elif low < -0.5 or high > 255.5:
+        return _from_range(array, 1.0)
+    if low < -0.5 or high > 255.5:
         raise ValueError(f"image array's pixels run from {low:g} to {high:g}: expected [0, 1] floats, 0-255 or uint16 "
                          f"(not normalised values)")
-    return np.clip(array + 0.5, 0, 255).astype(np.uint8)
+    return _from_range(array, 255.0)
 
 
 def as_inputs(images) -> list:
