@@ -73,8 +73,7 @@ class BatchReport:
     agreement: float  # AUROC of the mutual scores on the model's pseudo-labels (a diagnostic)
     mutual_weight: float  # weight the mutual z-score got in the fused score
     threshold_z: float  # threshold on the fused robust z-score
-    fpr_target: float
-    fpr_estimated: float  # under the normal model of the good population (the target, by construction)
+    fpr_target: float  # the threshold's false-positive rate under the normal model of the good population
     flagged: float  # fraction of the batch above the threshold
     population: str = "robust"  # how the good population was estimated: "robust" (median/MAD) or "mixture"
     anomalous_estimated: float = float("nan")  # the mixture's upper-component weight (nan for "robust")
@@ -160,8 +159,7 @@ def calibrate_batch(z: np.ndarray, cfg: BatchConfig, level: float = float("nan")
     quantile = float(norm.ppf(1.0 - cfg.fpr))
     threshold = loc + quantile * scale
     flagged = float(np.mean(z > threshold)) if n else 0.0
-    report = BatchReport(n, level, agree, weight, threshold, cfg.fpr, float(norm.sf(quantile)), flagged, method,
-                         anomalous)
+    report = BatchReport(n, level, agree, weight, threshold, cfg.fpr, flagged, method, anomalous)
     if n < cfg.min_images:
         report.warnings.append(f"the batch has {n} images: fewer than {cfg.min_images} cannot show how good parts "
                                f"vary, so its verdicts are provisional; score a larger batch or calibrate a profile")

@@ -57,7 +57,7 @@ def _predict(args: argparse.Namespace) -> int:
                                             progress=True)
             print(f"batch of {report.n_images}: mutual weight {report.mutual_weight:.2f} (median mutual distance "
                   f"{report.level:.3f}); good parts estimated by {report.population} statistics; threshold at "
-                  f"robust z {report.threshold_z:.2f}, target FPR {100 * report.fpr_estimated:.1f}%, "
+                  f"robust z {report.threshold_z:.2f}, target FPR {100 * report.fpr_target:.1f}%, "
                   f"{100 * report.flagged:.1f}% flagged", file=sys.stderr)
             for message in report.warnings:
                 print(f"warning: {message}", file=sys.stderr)
