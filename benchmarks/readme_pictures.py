@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import shutil
 import sys
 import tempfile
@@ -23,18 +24,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def overlay_picture(model, tile: Path, out: Path) -> None:
+def overlay_picture(model, tile: Path, cracks: list[str], out: Path) -> None:
     from anomalyvfm.outputs import write_png
-    from anomalyvfm.preprocess import read_image
     from anomalyvfm.visualize import overlay
 
-    cracks = sorted((tile / "test" / "crack").glob("*.jpg"))
-    preds = sorted(model.predict(cracks, resolution=224, keep_images=True), key=lambda p: -p.score)[:2]
     tiles = []
-    for p in preds:
+    for p in model.predict(cracks, resolution=224, keep_images=True):
         mask = tile / "ground_truth" / "crack" / f"{Path(p.name).stem}_mask.png"
         truth = np.asarray(Image.open(mask).convert("L")) > 0
-        tiles.append(overlay(read_image(p.name), p.anomaly_map, p.mask, score=p.score, threshold=p.threshold,
+        tiles.append(overlay(p.image, p.anomaly_map, p.mask, score=p.score, threshold=p.threshold,
                              verdict="anomalous" if p.is_anomalous else "normal", truth=truth, regions=p.regions,
                              side=420))
     height = max(t.shape[0] for t in tiles)
@@ -43,7 +41,8 @@ def overlay_picture(model, tile: Path, out: Path) -> None:
     write_png(out, np.concatenate([padded[0], gap, padded[1]], axis=1))
 
 
-def report_picture(tile: Path, out: Path, chromium: str) -> None:
+def report_picture(tile: Path, out: Path, chromium: str) -> list[str]:
+    """Writes the report picture; returns the two highest-scoring crack images of that run."""
     from playwright.sync_api import sync_playwright
 
     from anomalyvfm.cli import main
@@ -63,6 +62,9 @@ def report_picture(tile: Path, out: Path, chromium: str) -> None:
             page.evaluate("window.scrollTo(0, 0)")  # checking a box scrolled it into view: show the header
             page.screenshot(path=str(out))
             browser.close()
+        with open(run / "results.csv", newline="") as f:
+            cracks = [r for r in csv.DictReader(f) if "/crack/" in r["path"]]
+    return [r["path"] for r in sorted(cracks, key=lambda r: -float(r["score"]))[:2]]
 
 
 def main_() -> None:
@@ -74,8 +76,8 @@ def main_() -> None:
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     tile = Path(args.data) / "magnetic_tile" / "magnetic_tile"
-    overlay_picture(load_default(), tile, ROOT / "docs" / "overlay.png")
-    report_picture(tile, ROOT / "docs" / "report.png", args.chromium)
+    cracks = report_picture(tile, ROOT / "docs" / "report.png", args.chromium)
+    overlay_picture(load_default(), tile, cracks, ROOT / "docs" / "overlay.png")
 
 
 if __name__ == "__main__":
