@@ -135,7 +135,11 @@ def save(model: "AnomalyVFM", directory: str | os.PathLike) -> Path:
     if shipped_folder(directory):
         raise CheckpointError(f"{directory}: is inside the package's shipped checkpoints, which are never "
                               f"overwritten; save to another folder")
+    from .outputs import FILE_MODE
+
     directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise CheckpointError(f"{directory}: exists and is not a folder; save to another folder")
     directory.mkdir(parents=True, exist_ok=True)
     adapters, heads = _weights(model)
     members = {}
@@ -153,7 +157,8 @@ def save(model: "AnomalyVFM", directory: str | os.PathLike) -> Path:
         model.config.weights_sha256 = weights_sha256(tmp)
         (tmp / CONFIG_NAME).write_text(json.dumps(model.config.to_dict(), indent=2))
         written = {f.name for f in tmp.iterdir()}
-        for f in tmp.iterdir():
+        for f in sorted(tmp.iterdir(), key=lambda f: f.name == CONFIG_NAME):  # config.json, naming the weights, last
+            os.chmod(f, FILE_MODE)  # safetensors writes 0600; the files follow the umask as open() would make them
             os.replace(f, directory / f.name)
     for name in (MEMBERS_NAME, STATE_NAME, MEMORY_NAME, REFERENCE_NAME):
         if name not in written:

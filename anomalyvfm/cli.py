@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Sequence
 
 from .config import MODES, QUANTIZATIONS
-from .cliargs import (calibration_inputs, calibration_target, count, device, ints, load_quietly, methods, positive,
-                      predict_model, rate, readable, resolution, score_threshold, tile_size, writable)
+from .cliargs import (calibration_inputs, calibration_target, count, device, ints, load_quietly, methods, onnx_file,
+                      positive, predict_model, rate, readable, resolution, score_threshold, tile_size, writable)
 from .methods import METHODS
 from .runinfo import DEVICES
 from .tta import TEST_VIEWS
@@ -328,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("export", help="export a checkpoint or profile to ONNX (LoRA merged, batch dynamic)")
     e.add_argument("model", nargs="?", help="checkpoint/profile folder or hub id (default: the shipped checkpoint)")
-    e.add_argument("--onnx", required=True, help="output .onnx file")
+    e.add_argument("--onnx", required=True, type=onnx_file, help="output .onnx file")
     e.add_argument("--mode", choices=tuple(MODES), help="input size of the graph (default: the model's mode)")
     e.add_argument("--resolution", type=resolution)
     e.add_argument("--quantize", choices=QUANTIZATIONS,

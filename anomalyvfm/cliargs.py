@@ -132,6 +132,13 @@ def rate(text: str) -> float:
     return value
 
 
+def onnx_file(text: str) -> str:
+    """``export --onnx``: a file to write, never an existing folder (checked before the model loads)."""
+    if Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name, e.g. {Path(text) / 'model.onnx'}")
+    return text
+
+
 def tile_size(text: str) -> int:
     """A tile side in pixels: 0 (no tiling) or at least 28."""
     try:
@@ -192,10 +199,13 @@ def load_quietly(spec: str | None):
 
 
 def writable(target: Path, advice: str) -> Path | None:
-    """``target`` unless it is a checkpoint shipped inside the package (``locations.shipped_folder``): checked
-    before any work, so the refusal comes first, in one line."""
+    """``target``, a folder to write into, unless a file is in the way or it is a checkpoint shipped inside the
+    package (``locations.shipped_folder``): checked before any work, so the refusal comes first, in one line."""
     from .locations import shipped_folder
 
+    if target.exists() and not target.is_dir():
+        print(f"error: {target}: exists and is not a folder; {advice}", file=sys.stderr)
+        return None
     if shipped_folder(target):
         print(f"error: {target} is inside the package's shipped checkpoints; writing there would change the default "
               f"for every run: {advice}", file=sys.stderr)

@@ -215,6 +215,52 @@ def test_an_out_that_is_a_file_fails_before_the_model_loads(tiny_checkpoint, tmp
     assert len(err.strip().splitlines()) == 1
 
 
+def test_finetune_calibrate_and_export_refuse_a_file_or_folder_in_the_way_before_any_work(tiny_checkpoint, tmp_path,
+                                                                                          capsys, monkeypatch):
+    """A file where finetune or calibrate would write its folder, or a folder where export would write its file, is
+    one line, before anything is fitted, scored or loaded (finetune and calibrate raised FileExistsError at the end)."""
+    import anomalyvfm.cliargs as cliargs
+    import anomalyvfm.fewshot as fewshot
+    from anomalyvfm.errors import CheckpointError
+    from anomalyvfm.model import AnomalyVFM
+
+    good = [str(write_image(tmp_path / "g" / f"{i}.png", seed=i)) for i in range(3)]
+    taken = tmp_path / "taken"
+    taken.write_text("keep me")
+    monkeypatch.setattr(fewshot, "finetune", lambda *a, **k: pytest.fail("fitted before refusing"))
+    monkeypatch.setattr(fewshot, "recalibrate", lambda *a, **k: pytest.fail("scored before refusing"))
+    for argv in (["finetune", "--good", *good, "--out", str(taken)],
+                 ["calibrate", str(tiny_checkpoint), "--good", *good, "--out", str(taken)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"error: {taken}: exists and is not a folder") and len(err.splitlines()) == 1
+    monkeypatch.setattr(cliargs, "load_quietly", lambda *a: pytest.fail("the model loaded first"))
+    with pytest.raises(SystemExit) as e:
+        main(["export", str(tiny_checkpoint), "--onnx", str(tmp_path / "g")])
+    assert e.value.code == 2 and "is a folder; give a file name" in capsys.readouterr().err
+    with pytest.raises(CheckpointError, match="exists and is not a folder"):  # the Python API says the same
+        AnomalyVFM.save_pretrained(object(), taken)
+    assert taken.read_text() == "keep me"
+
+
+def test_saved_checkpoints_follow_the_umask(tiny_model, tmp_path):
+    """safetensors writes its files 0600: a profile shared on a team's drive could not be read by the others."""
+    import importlib
+    import stat
+
+    import anomalyvfm.outputs as outputs
+
+    old = os.umask(0o022)
+    try:
+        importlib.reload(outputs)
+        folder = tiny_model.save_pretrained(tmp_path / "ckpt")
+    finally:
+        os.umask(old)
+        importlib.reload(outputs)
+    modes = {f.name: stat.S_IMODE(f.stat().st_mode) for f in folder.iterdir()}
+    assert "heads.safetensors" in modes and set(modes.values()) == {0o644}, modes
+
+
 def test_a_second_concurrent_run_is_refused_and_a_stale_lock_is_taken_over(tiny_checkpoint, tmp_path, goods, capsys):
     import subprocess
     import sys
