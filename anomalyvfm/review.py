@@ -173,21 +173,32 @@ predicted regions outlined in red, numbered as listed (strongest first).</p>
 
 
 def read_labels(path: str | os.PathLike) -> tuple[list[str], list[str]]:
-    """The OK and NG image paths of a labels CSV (``path,label``) exported from report.html. A path that does not
-    exist as given is looked up beside the CSV; an unknown label is an error naming its line."""
+    """The OK and NG image paths of a labels CSV (``path,label``) exported from report.html, also after a spreadsheet
+    saved it again (a byte-order mark, ``;`` or tab between the columns). A path that does not exist as given is
+    looked up beside the CSV; an unknown label is an error naming its line."""
     path = Path(path)
     ok, ng = [], []
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        if not reader.fieldnames or not {"path", "label"} <= set(reader.fieldnames):
-            raise ValueError(f"{path}: expected a CSV with the columns path,label (exported from report.html)")
-        for line, row in enumerate(reader, start=2):
-            label = (row["label"] or "").strip().upper()
-            if label not in LABELS:
-                raise ValueError(f"{path}:{line}: label {row['label']!r} is not OK or NG")
-            image = Path(row["path"])
-            if not image.exists() and (path.parent / image).exists():
-                image = path.parent / image
-            (ok if label == "OK" else ng).append(str(image))
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text (byte {e.start}); save it as CSV UTF-8") from None
+    header = text.split("\n", 1)[0]
+    delimiter = max(",;\t", key=header.count)
+    reader = csv.DictReader(text.splitlines(), delimiter=delimiter)
+    columns = [c.strip().lower() for c in reader.fieldnames or []]
+    if not {"path", "label"} <= set(columns):
+        raise ValueError(f"{path}: expected a CSV with the columns path,label (exported from report.html), found "
+                         f"{header.strip()[:80]!r}")
+    reader.fieldnames = columns
+    for line, row in enumerate(reader, start=2):
+        label = (row["label"] or "").strip().upper()
+        if label not in LABELS:
+            raise ValueError(f"{path}:{line}: label {row['label']!r} is not OK or NG")
+        if not (row["path"] or "").strip():
+            raise ValueError(f"{path}:{line}: no image path")
+        image = Path(row["path"])
+        if not image.exists() and (path.parent / image).exists():
+            image = path.parent / image
+        (ok if label == "OK" else ng).append(str(image))
     return ok, ng
 

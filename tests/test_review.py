@@ -118,6 +118,23 @@ def test_labels_csv_feeds_calibration(tiny_checkpoint, tmp_path, capsys):
     assert "labels.csv:2: label 'maybe' is not OK or NG" in capsys.readouterr().err
 
 
+def test_labels_csv_saved_again_by_a_spreadsheet_still_reads(tmp_path):
+    """Excel's 'CSV UTF-8' adds a byte-order mark and CRLF, and in many locales puts ';' between the columns: each
+    was refused as 'expected a CSV with the columns path,label'. A file in another encoding or a row without a path
+    is one line naming the file."""
+    labels = tmp_path / "labels.csv"
+    for text in ("\ufeffpath,label\r\na.png,OK\r\nb.png,NG\r\n", "Path;Label\na.png;ok\nb.png;NG\n",
+                 "path\tlabel\na.png\tOK\nb.png\tng\n"):
+        labels.write_text(text, encoding="utf-8", newline="")
+        assert read_labels(labels) == (["a.png"], ["b.png"]), repr(text)
+    labels.write_bytes("path,label\nä.png,OK\n".encode("cp1252"))
+    with pytest.raises(ValueError, match=r"labels.csv: not UTF-8 text \(byte 11\)"):
+        read_labels(labels)
+    labels.write_text("path,label\na.png,OK\n,NG\n")
+    with pytest.raises(ValueError, match="labels.csv:3: no image path"):
+        read_labels(labels)
+
+
 def _chromium() -> str:
     path = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if path is None:
