@@ -53,6 +53,7 @@ def to_rgb(image: Image.Image) -> np.ndarray:
 MAX_PIXELS = 64_000_000  # larger images are refused before decoding (64 MP: 8000 × 8000)
 MAX_TILES = 16  # an image more elongated than 16:1 would need more tiles than this: refused
 MAX_GRID_TILES = 256  # with a ``tile_size``, an image that needs more tiles than this is refused
+MIN_SIDE = 14  # a side shorter than one backbone patch holds nothing to score (a placeholder, an icon): refused
 
 
 def check_size(height: int, width: int, tile_size: int = 0) -> str | None:
@@ -65,6 +66,9 @@ def check_size(height: int, width: int, tile_size: int = 0) -> str | None:
     if max(height, width) > MAX_TILES * min(height, width):
         return (f"aspect ratio {max(height, width)}:{min(height, width)} is beyond {MAX_TILES}:1 (it would need more "
                 f"than {MAX_TILES} tiles); crop it into parts first")
+    if min(height, width) < MIN_SIDE:
+        return (f"too small: {width}×{height}; a side under {MIN_SIDE} px (one patch) holds nothing to score; is it a "
+                f"placeholder or an icon?")
     if tile_size and min(height, width) > tile_size:
         n = math.ceil(height / tile_size) * math.ceil(width / tile_size)
         if n > MAX_GRID_TILES:

@@ -18,7 +18,7 @@ def test_any_mode_reads_as_rgb_uint8(tmp_path, mode):
 
 
 def test_rgba_is_composited_by_alpha(tmp_path):
-    rgba = np.zeros((4, 4, 4), np.uint8)
+    rgba = np.zeros((16, 16, 4), np.uint8)
     rgba[..., 0] = 200
     rgba[..., 3] = 128
     Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
@@ -26,7 +26,7 @@ def test_rgba_is_composited_by_alpha(tmp_path):
 
 
 def test_sixteen_bit_uses_the_full_range(tmp_path):
-    array = np.full((8, 8), 65535, np.uint16)
+    array = np.full((16, 16), 65535, np.uint16)
     array[0, 0] = 0
     Image.fromarray(array).save(tmp_path / "d.png")
     rgb = read_image(tmp_path / "d.png")

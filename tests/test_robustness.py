@@ -84,6 +84,8 @@ BAD = {
     "1x60000 PNG": (lambda d: _raw_png(d / "column.png", 1, 60000), "aspect ratio"),
     "13000x13000 PNG": (lambda d: _raw_png(d / "huge.png", 13000, 13000), "too large"),
     "decompression bomb (40000x40000)": (lambda d: _raw_png(d / "bomb.png", 40000, 40000), "too large"),
+    "1x1 image (a placeholder)": (lambda d: _png(d / "dot.png", _rgb(1, 1)), "too small: 1×1"),
+    "40x13 image (under one patch)": (lambda d: _png(d / "sliver.png", _rgb(13, 40)), "too small: 40×13"),
     # readable oddities: scored like any image
     "16-bit greyscale PNG": (lambda d: _png(d / "g16.png", (np.arange(2400).reshape(40, 60) * 20).astype(np.uint16)),
                              None),
@@ -104,7 +106,6 @@ BAD = {
     "upper-case extension": (lambda d: _png(d / "UPPER.PNG", _rgb()), None),
     "brackets in the name": (lambda d: _png(d / "part[1].png", _rgb()), None),
     "spaces and unicode in the name": (lambda d: _png(d / "pièce n°2.png", _rgb()), None),
-    "1x1 image": (lambda d: _png(d / "dot.png", _rgb(1, 1)), None),
     "tall image (tiled)": (lambda d: _png(d / "tall.png", _rgb(600, 60)), None),
     "all-black image": (lambda d: _png(d / "black.png", np.zeros((40, 60, 3), np.uint8)), None),
     "EXIF-rotated JPEG": (lambda d: _exif_rotated(d / "rot.jpg"), None),
