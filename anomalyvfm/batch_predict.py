@@ -72,7 +72,7 @@ def predict_batch(model, images: Sequence[ImageInput], *, batch_size: int = 8, m
     if bad is not None:
         raise ImageReadError(bad.name, bad.error)
     n_crops = sum(len(item.crops) for item in good)
-    if n_crops < 2:
+    if len(good) < 2:  # images, not crops: one tiled image is still one image, with nothing to compare it with
         unreadable = [f"{item.name}: {item.error}" for item in loaded if item.error]
         raise BatchError(f"batch mode needs at least 2 readable images, got {len(good)}"
                          + (f" ({len(unreadable)} unreadable: {'; '.join(unreadable)})" if unreadable else ""))

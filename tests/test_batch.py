@@ -254,3 +254,8 @@ def test_a_batch_with_too_few_readable_images_is_one_line_naming_the_unreadable_
     assert err[-1].startswith("error: batch mode needs at least 2 readable images, got 1")
     assert "broken.png: corrupt or truncated image" in err[-1] and not any("Traceback" in line for line in err)
     assert json.loads((tmp_path / "out" / "run.json").read_text())["status"] == "failed"  # not "interrupted"
+    tall = write_image(tmp_path / "tall.png", size=(224, 56), seed=1)  # tiled into several crops, still one image
+    assert main(["predict", str(tall), "--model", str(tiny_checkpoint), "--resolution", "56", "--batch-mode", "mutual",
+                 "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()  # it blamed non-finite scores and damaged weights
+    assert err[-1] == "error: batch mode needs at least 2 readable images, got 1"
