@@ -6,6 +6,7 @@ newer (canonical) names, so a checkpoint saved under one release loads under the
 from __future__ import annotations
 
 import re
+import warnings
 
 from torch import nn
 
@@ -60,7 +61,9 @@ def apply_lora(backbone: nn.Module, cfg: AdapterConfig) -> nn.Module:
 
     lora = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, use_dora=cfg.use_dora,
                       target_modules=target_regex(backbone, cfg.targets), bias="none")
-    return get_peft_model(backbone, lora)
+    with warnings.catch_warnings():  # peft asks newer transformers a deprecated question: not the user's concern
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+        return get_peft_model(backbone, lora)
 
 
 def adapter_state(backbone: nn.Module) -> dict:

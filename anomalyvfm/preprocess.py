@@ -3,18 +3,20 @@ back to the original size."""
 from __future__ import annotations
 
 import errno
+import io
 import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
+from typing import BinaryIO, Union
 
 import cv2
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray]
+ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray, bytes, BinaryIO]
+ENCODED = (bytes, bytearray, memoryview, io.IOBase)  # an image file's bytes, or an open binary file, as one input
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm",
                               ".pbm"})  # what folder scans pick up (an explicitly named file is read whatever it is)
 
@@ -77,13 +79,15 @@ def check_size(height: int, width: int, tile_size: int = 0) -> str | None:
     return None
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as uint8 RGB, raising ``ImageReadError`` with a one-line reason on any failure."""
-    name = str(path)
+def read_image(path: str | os.PathLike | BinaryIO, name: str | None = None) -> np.ndarray:
+    """Read an image file (a path, or an open binary file such as ``io.BytesIO``) as uint8 RGB, raising
+    ``ImageReadError`` with a one-line reason on any failure."""
+    named = isinstance(path, (str, os.PathLike))
+    name = name or (str(path) if named else "<encoded image>")
     try:
-        if os.path.getsize(name) == 0:
+        if named and os.path.getsize(path) == 0:
             raise ImageReadError(name, "empty file (0 bytes)")
-        with Image.open(name) as image:
+        with Image.open(path) as image:
             refused = check_size(image.height, image.width)  # from the header, before decoding
             if refused:
                 raise ImageReadError(name, refused)
@@ -113,12 +117,21 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
 
 def load(item: ImageInput) -> np.ndarray:
-    """A path, PIL image or array (H, W), (H, W, 1|3|4) -> uint8 RGB; arrays of other types as ``_to_uint8`` reads
-    them."""
+    """A path, PIL image, an image file's encoded bytes (or an open binary file) or an array (H, W), (H, W, 1|3|4)
+    -> uint8 RGB; arrays of other types as ``_to_uint8`` reads them."""
     if isinstance(item, (str, os.PathLike)):
         return read_image(item)
     if isinstance(item, Image.Image):
         return to_rgb(item)
+    if isinstance(item, ENCODED):
+        if isinstance(item, io.IOBase):
+            return read_image(item)
+        if not len(item):
+            raise ImageReadError("<encoded image>", "empty (0 bytes)")
+        return read_image(io.BytesIO(bytes(item)))
+    if not isinstance(item, (np.ndarray, list, tuple)) and not hasattr(item, "__array__"):
+        raise ValueError(f"cannot read a {type(item).__name__} as an image: give a path, PIL image, array or an image "
+                         f"file's bytes")
     array = np.asarray(item)
     if array.ndim == 2:
         array = array[..., None]
@@ -152,10 +165,14 @@ def _to_uint8(array: np.ndarray) -> np.ndarray:
 def as_inputs(images) -> list:
     """The inputs as a list: one path, PIL image or array of up to three dimensions is one image (a string is never
     read character by character); any other iterable, an (N, H, W[, C]) array included, gives one image per item."""
-    if isinstance(images, (str, bytes, os.PathLike, Image.Image)) or (isinstance(images, np.ndarray)
-                                                                      and images.ndim <= 3):
+    if isinstance(images, (str, os.PathLike, Image.Image, *ENCODED)) or (isinstance(images, np.ndarray)
+                                                                         and images.ndim <= 3):
         return [images]
-    return list(images)
+    try:
+        return list(images)
+    except TypeError:
+        raise TypeError(f"images must be a path, PIL image, array or an image file's bytes, or an iterable of them; "
+                        f"got {type(images).__name__}") from None
 
 
 @dataclass(frozen=True)
@@ -225,5 +242,7 @@ def stitch(maps: list[np.ndarray], tiles: list[Tile], height: int, width: int) -
 
 
 def describe(item: ImageInput, index: int) -> str:
-    """A name for an input in messages and result files."""
+    """A name for an input in messages and result files (an open file's own name)."""
+    if isinstance(item, io.IOBase) and isinstance(getattr(item, "name", None), str):
+        return item.name
     return str(item) if isinstance(item, (str, os.PathLike, Path)) else f"<image {index}>"

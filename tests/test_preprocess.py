@@ -3,6 +3,7 @@ import pytest
 from PIL import Image
 
 from anomalyvfm.preprocess import ImageReadError, Tile, plan_tiles, read_image, stitch
+from conftest import write_image
 
 
 def _gradient(h=20, w=30):
@@ -120,3 +121,23 @@ def test_one_path_or_image_alone_is_a_batch_of_one(tiny_model, tmp_path):
         assert result.ok
     stack = np.stack([image, image[::-1]])
     assert len(tiny_model.predict(stack, resolution=56)) == 2  # an (N, H, W, C) array is N images
+
+
+def test_encoded_bytes_and_open_files_are_images_too(tiny_model, tmp_path):
+    """An image file's bytes (an upload, a camera SDK's buffer) were read as a 0-d array ('got ()'), and a None or a
+    number gave Python's 'object is not iterable'."""
+    import io
+
+    path = write_image(tmp_path / "a.png", size=(40, 60), seed=3)
+    raw = path.read_bytes()
+    expected = tiny_model.predict(path, resolution=56)[0].score
+    with open(path, "rb") as f:
+        results = tiny_model.predict([raw, bytearray(raw), io.BytesIO(raw), f, b"", b"junk", 5], resolution=56)
+    assert [r.score for r in results[:4]] == pytest.approx([expected] * 4, abs=1e-6)
+    assert results[3].name == str(path) and results[0].name == "<image 0>"
+    assert [r.error for r in results[4:]] == ["empty (0 bytes)", "not an image (unrecognised format)",
+                                              "cannot read a int as an image: give a path, PIL image, array or an "
+                                              "image file's bytes"]
+    assert tiny_model.predict(raw, resolution=56)[0].score == pytest.approx(expected, abs=1e-6)  # alone: a batch of one
+    with pytest.raises(TypeError, match="images must be a path, PIL image, array or an image file's bytes"):
+        tiny_model.predict(None)
