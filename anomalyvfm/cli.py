@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import errno
 import signal
 import sys
 import threading
@@ -12,8 +11,9 @@ from pathlib import Path
 from typing import Sequence
 
 from .config import MODES, QUANTIZATIONS
-from .cliargs import (calibration_inputs, calibration_target, count, device, ints, load_quietly, methods, onnx_file,
-                      positive, predict_model, rate, readable, resolution, score_threshold, tile_size, writable)
+from .cliargs import (FULL_DISK, INTERRUPTED, calibration_inputs, calibration_target, count, device, interrupt, ints,
+                      load_quietly, methods, one_line_warning, onnx_file, positive, predict_model, rate, readable,
+                      resolution, score_threshold, tile_size, writable)
 from .methods import METHODS
 from .runinfo import DEVICES
 from .tta import TEST_VIEWS
@@ -112,7 +112,7 @@ def _synth(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .outputs import write_png
-    from .synth import SynthConfig, contact_sheet, generate, to_dataset
+    from .synth import SynthConfig, contact_sheet, generate, save_whole, to_dataset
 
     try:
         cfg = SynthConfig(size=args.size)
@@ -123,9 +123,8 @@ def _synth(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         print(f"error: {out}: exists and is not a folder", file=sys.stderr)
         return 2
-    dataset = to_dataset(args.n, args.seed, cfg)
-    dataset.save_to_disk(str(out / "dataset"))
     preview = list(tqdm(generate(min(args.n, 24), args.seed, cfg), total=min(args.n, 24), desc="contact sheet"))
+    save_whole(to_dataset(args.n, args.seed, cfg), out / "dataset")  # whole or not at all
     write_png(out / "contact_sheet.png", contact_sheet(preview))
     print(f"{args.n} pairs (seed {args.seed}, {args.size} px) in {out / 'dataset'} "
           f"(datasets.load_from_disk); preview {out / 'contact_sheet.png'}", file=sys.stderr)
@@ -359,8 +358,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     in_main = threading.current_thread() is threading.main_thread()  # only there can a handler be set
-    previous = signal.signal(signal.SIGTERM, _interrupt) if in_main else None  # a stop request ends it as Ctrl-C
-    formatter, warnings.formatwarning = warnings.formatwarning, _one_line_warning
+    previous = signal.signal(signal.SIGTERM, interrupt) if in_main else None  # a stop request ends it as Ctrl-C
+    formatter, warnings.formatwarning = warnings.formatwarning, one_line_warning
     try:
         return args.func(args)
     except (CheckpointError, BackboneNotFoundError, BackboneMismatchError, BatchError, DataNotFoundError,
@@ -374,25 +373,12 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: what was finished is kept (run.json says so; benchmark resumes from --out)",
-              file=sys.stderr)
+        print(f"interrupted: {INTERRUPTED[args.command]}", file=sys.stderr)
         return 130
     finally:
         warnings.formatwarning = formatter
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-
-
-FULL_DISK = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)  # write failures shown as one line, not a traceback
-
-
-def _one_line_warning(message, category, filename, lineno, line=None) -> str:
-    """How the command shows a library warning: "warning: ..." on one line, not Python's file and source line."""
-    return f"warning: {message}\n"
-
-
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt  # so that every open writer closes what was finished, as after Ctrl-C
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """Argument types and input checks of the ``anomalyvfm`` command line: each turns a bad value into one line;
-``predict``'s model, loaded from its arguments; and what ``calibrate`` reads and where it writes."""
+``predict``'s model, loaded from its arguments; what ``calibrate`` reads and where it writes; and what each command
+says when it is stopped."""
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import sys
 import warnings
@@ -239,3 +241,26 @@ def calibration_inputs(args: argparse.Namespace) -> tuple[list[str], list[str] |
         print(f"error: calibration needs at least 2 readable good images, found {len(good)}", file=sys.stderr)
         return None
     return good, bad or None
+
+
+FULL_DISK = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)  # write failures shown as one line, not a traceback
+INTERRUPTED = {  # what Ctrl-C or a stop request (SIGTERM) leaves behind, per command
+    "predict": "every finished image is kept in --out (its rows, PNGs and report.html; run.json says interrupted)",
+    "benchmark": "finished runs are kept in --out; the same command resumes from there",
+    "finetune": "no profile was written",
+    "calibrate": "the model was not changed",
+    "export": "no ONNX file was written",
+    "synth": "no dataset was written (one already in --out is kept)",
+    "push": "the hub takes a commit whole or not at all; push again",
+    "card": "no card was written",
+}
+
+
+def one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """How the command shows a library warning: "warning: ..." on one line, not Python's file and source line."""
+    return f"warning: {message}\n"
+
+
+def interrupt(signum, frame) -> None:
+    """SIGTERM's handler: raise KeyboardInterrupt, so every open writer closes what was finished, as after Ctrl-C."""
+    raise KeyboardInterrupt

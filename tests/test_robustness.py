@@ -322,6 +322,41 @@ def test_a_run_killed_midway_keeps_every_row_it_finished(tiny_checkpoint, tmp_pa
     assert json.loads((tmp_path / "o" / "run.json").read_text())["status"] == "interrupted"
 
 
+def test_an_interrupted_finetune_or_synth_says_what_it_left(tmp_path, capsys, monkeypatch):
+    """Each command's Ctrl-C line said 'what was finished is kept (run.json says so; benchmark resumes from --out)',
+    true of predict and benchmark only. A stopped finetune leaves no profile, and a synth stopped while its dataset
+    is saved leaves the dataset that was there before, not a half-written one."""
+    import datasets
+
+    import anomalyvfm.fewshot as fewshot
+
+    good = [str(write_image(tmp_path / "g" / f"{i}.png", seed=i)) for i in range(3)]
+
+    def stopped(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fewshot, "finetune", stopped)
+    assert main(["finetune", "--good", *good, "--out", str(tmp_path / "p")]) == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "interrupted: no profile was written"
+    assert not (tmp_path / "p").exists()
+    assert main(["synth", "--n", "2", "--size", "32", "--out", str(tmp_path / "s")]) == 0
+    before = datasets.load_from_disk(str(tmp_path / "s" / "dataset"))
+    real_save = datasets.Dataset.save_to_disk
+
+    def save_then_stop(self, path, *a, **k):
+        real_save(self.select([0]), path, *a, **k)  # part of the new dataset is on disk when the stop comes
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(datasets.Dataset, "save_to_disk", save_then_stop)
+    capsys.readouterr()
+    assert main(["synth", "--n", "3", "--seed", "1", "--size", "32", "--out", str(tmp_path / "s")]) == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("interrupted: no dataset was written")
+    after = datasets.load_from_disk(str(tmp_path / "s" / "dataset"))
+    assert len(after) == 2 and after[0]["index"] == before[0]["index"] and after.info.description == \
+        before.info.description
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["contact_sheet.png", "dataset"]  # no temporary left
+
+
 def test_a_full_disk_stops_the_run_in_one_line_and_keeps_every_finished_row(tiny_checkpoint, tmp_path, capsys,
                                                                             monkeypatch):
     """Disk full while the second image's PNGs are written: one line naming the file and the reason (a traceback

@@ -5,7 +5,9 @@ regenerated alone, in any order or process."""
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -163,6 +165,27 @@ def to_dataset(n: int, seed: int = 0, cfg: SynthConfig | None = None):
                                                         "config": asdict(cfg)}))
     return datasets.Dataset.from_generator(generate, gen_kwargs={"n": n, "seed": seed, "cfg": cfg},
                                            features=features, info=info)
+
+
+def save_whole(dataset, folder: str | os.PathLike) -> Path:
+    """``dataset.save_to_disk`` through a temporary folder beside ``folder``, then swapped in: an interrupted or
+    failed save leaves what ``folder`` held before, never a half-written dataset."""
+    import shutil
+    import tempfile
+
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
+    old = tmp.with_suffix(".old")
+    try:
+        dataset.save_to_disk(str(tmp / "dataset"))
+        if folder.exists():
+            folder.rename(old)
+        (tmp / "dataset").rename(folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+    return folder
 
 
 def contact_sheet(samples: list[dict], columns: int = 8) -> np.ndarray:
