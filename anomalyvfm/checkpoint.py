@@ -255,3 +255,13 @@ def write_provenance(directory: str | os.PathLike, provenance: dict) -> Path:
     path = Path(directory) / PROFILE_NAME
     atomic_write_bytes(path, json.dumps(provenance, indent=2).encode())
     return path
+
+
+def fitted_images(directory: str | os.PathLike) -> set[str]:
+    """The sha256 of the images a saved profile was fitted on, from its profile.json (empty for a checkpoint, a hub
+    id or an unreadable file)."""
+    try:
+        provenance = json.loads((Path(directory) / PROFILE_NAME).read_text())
+        return {image["sha256"] for image in provenance.get("images", []) if image.get("sha256")}
+    except (OSError, ValueError, TypeError, AttributeError, KeyError):
+        return set()

@@ -237,10 +237,26 @@ def calibration_inputs(args: argparse.Namespace) -> tuple[list[str], list[str] |
         good += readable(ok, "good (labelled OK)")
         bad += readable(ng, "defective (labelled NG)")
         print(f"{args.labels}: {len(ok)} images labelled OK, {len(ng)} labelled NG", file=sys.stderr)
+    good = _unfitted(good, args.model)
     if len(good) < 2:
         print(f"error: calibration needs at least 2 readable good images, found {len(good)}", file=sys.stderr)
         return None
     return good, bad or None
+
+
+def _unfitted(good: list[str], model: str) -> list[str]:
+    """``good`` without the images that the profile ``model`` was fitted on (after a warning): it scores them lower
+    than a new good part, so they would set the threshold too low."""
+    from .checkpoint import fitted_images
+    from .hashing import sha256_if_file
+
+    own = fitted_images(model)
+    kept = [path for path in good if not own or sha256_if_file(path) not in own]
+    if len(kept) < len(good):
+        print(f"warning: left out {len(good) - len(kept)} of the {len(good)} good images: {model} was fitted on them "
+              f"and scores them lower than it would a new good part, so they would set the threshold too low",
+              file=sys.stderr)
+    return kept
 
 
 FULL_DISK = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)  # write failures shown as one line, not a traceback

@@ -611,6 +611,7 @@ def test_a_profile_saved_over_another_keeps_none_of_its_files(tiny_model, tmp_pa
 
 
 def test_finetune_and_calibrate_skip_an_unreadable_good_image_and_go_on(tiny_checkpoint, tmp_path, capsys):
+    """calibrate also leaves out the profile's own references (they set the threshold too low; it used them)."""
     good = tmp_path / "good"
     for i in range(3):
         write_image(good / f"{i}.png", seed=i)
@@ -622,13 +623,21 @@ def test_finetune_and_calibrate_skip_an_unreadable_good_image_and_go_on(tiny_che
     err = capsys.readouterr().err
     assert rc == 0 and f"skipped good image {good / 'broken.png'}: not an image" in err
     assert len(json.loads((tmp_path / "p" / "profile.json").read_text())["images"]) == 3
+    new = tmp_path / "new"
+    for i in range(3):
+        write_image(new / f"{i}.png", seed=10 + i)
+    _write(new / "broken.png", b"\x89PNG\r\n\x1a\nbroken")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        rc = main(["calibrate", str(tmp_path / "p"), "--good", str(good)])
-    assert rc == 0 and "skipped good image" in capsys.readouterr().err
-    for f in good.glob("[0-9].png"):
+        rc = main(["calibrate", str(tmp_path / "p"), "--good", str(new), str(good / "0.png")])
+    err = capsys.readouterr().err
+    assert rc == 0 and "skipped good image" in err and "from 3 good images" in err
+    assert f"left out 1 of the 4 good images: {tmp_path / 'p'} was fitted on them" in err  # its own reference
+    assert main(["calibrate", str(tmp_path / "p"), "--good", str(good)]) == 2  # only its own: none left
+    assert "at least 2 readable good images, found 0" in capsys.readouterr().err
+    for f in new.glob("[0-9].png"):
         f.write_bytes(b"")
-    assert main(["calibrate", str(tmp_path / "p"), "--good", str(good)]) == 2  # too few remain: a clear failure
+    assert main(["calibrate", str(tmp_path / "p"), "--good", str(new)]) == 2  # too few remain: a clear failure
     assert "at least 2 readable good images, found 0" in capsys.readouterr().err
 
 
