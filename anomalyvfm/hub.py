@@ -19,6 +19,7 @@ def push_folder(folder: str | os.PathLike, repo_id: str, *, private: bool | None
     folder = Path(folder)
     if not (folder / CONFIG_NAME).is_file():
         raise FileNotFoundError(f"{folder}: not a checkpoint or profile folder (no config.json)")
+    _check_weights(folder)
     files = sorted(filter_repo_objects([p.name for p in folder.iterdir() if p.is_file()],
                                        allow_patterns=ALLOW_PATTERNS))
     if (folder / CARD_NAME).is_file():
@@ -36,6 +37,24 @@ def push_folder(folder: str | os.PathLike, repo_id: str, *, private: bool | None
     except _transport_errors() as e:  # not OSErrors: raised as one, like the Hub client's own offline error
         raise ConnectionError(f"{repo_id}: could not connect to the Hub ({e})") from e
     return str(info)
+
+
+def _check_weights(folder: Path) -> None:
+    """Refuse (``ValueError``) a folder whose weights do not match the sha256 its config.json records, as loading it
+    would: a damaged or half-replaced checkpoint is never published."""
+    import json
+
+    from .checkpoint import weights_sha256
+
+    recorded = json.loads((folder / CONFIG_NAME).read_text()).get("weights_sha256")
+    try:
+        found = weights_sha256(folder) if recorded else None
+    except OSError as e:
+        raise ValueError(f"{folder}: a weight file cannot be read ({e.strerror}: {Path(e.filename).name}); "
+                         f"not pushed") from None
+    if found != recorded:
+        raise ValueError(f"{folder}: its weights' sha256 {found[:16]}… differs from the {recorded[:16]}… that its "
+                         f"{CONFIG_NAME} records (changed or damaged files); not pushed")
 
 
 def _transport_errors() -> tuple[type[BaseException], ...]:

@@ -653,6 +653,24 @@ def test_push_without_network_is_one_clear_line(tiny_checkpoint, capsys):
     assert rc == 2 and err.startswith(f"error: push {tiny_checkpoint} to someone/tiny failed") and "\n" not in err
 
 
+def test_push_refuses_damaged_weights_before_any_upload(tiny_checkpoint, capsys, monkeypatch):
+    """A folder whose weights no longer match its config.json's sha256 (a damaged copy, a save cut short) would not
+    load anywhere; it was uploaded all the same."""
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", lambda *a, **k: pytest.fail("contacted the Hub"))
+    heads = tiny_checkpoint / "heads.safetensors"
+    heads.write_bytes(heads.read_bytes()[:-8] + bytes(8))
+    assert main(["push", str(tiny_checkpoint), "--repo", "someone/tiny"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: push {tiny_checkpoint} to someone/tiny failed: {tiny_checkpoint}: its weights' "
+                          f"sha256") and err.endswith("not pushed") and "\n" not in err
+    heads.unlink()
+    assert main(["push", str(tiny_checkpoint), "--repo", "someone/tiny"]) == 2
+    assert "a weight file cannot be read (No such file or directory: heads.safetensors); not pushed" in \
+        capsys.readouterr().err
+
+
 def test_a_profile_used_at_another_resolution_than_its_calibration_warns(tiny_model, tmp_path):
     from anomalyvfm.calibration import Calibration
     from anomalyvfm.profile import ProfileState
