@@ -79,11 +79,11 @@ def check_size(height: int, width: int, tile_size: int = 0) -> str | None:
     return None
 
 
-def read_image(path: str | os.PathLike | BinaryIO, name: str | None = None) -> np.ndarray:
+def read_image(path: str | os.PathLike | BinaryIO) -> np.ndarray:
     """Read an image file (a path, or an open binary file such as ``io.BytesIO``) as uint8 RGB, raising
     ``ImageReadError`` with a one-line reason on any failure."""
     named = isinstance(path, (str, os.PathLike))
-    name = name or (str(path) if named else "<encoded image>")
+    name = str(path) if named else "<encoded image>"
     try:
         if named and os.path.getsize(path) == 0:
             raise ImageReadError(name, "empty file (0 bytes)")
@@ -163,8 +163,9 @@ def _to_uint8(array: np.ndarray) -> np.ndarray:
 
 
 def as_inputs(images) -> list:
-    """The inputs as a list: one path, PIL image or array of up to three dimensions is one image (a string is never
-    read character by character); any other iterable, an (N, H, W[, C]) array included, gives one image per item."""
+    """The inputs as a list: one path, PIL image, image file's bytes (or open file) or array of up to three dimensions
+    is one image (a string is never read character by character); any other iterable, an (N, H, W[, C]) array
+    included, gives one image per item."""
     if isinstance(images, (str, os.PathLike, Image.Image, *ENCODED)) or (isinstance(images, np.ndarray)
                                                                          and images.ndim <= 3):
         return [images]

@@ -183,6 +183,8 @@ def save_whole(dataset, folder: str | os.PathLike) -> Path:
             folder.rename(old)
         (tmp / "dataset").rename(folder)
     finally:
+        if old.exists() and not folder.exists():  # stopped between the two renames: the previous dataset goes back
+            old.rename(folder)
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)
     return folder
