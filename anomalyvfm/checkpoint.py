@@ -52,6 +52,17 @@ def weights_sha256(checkpoint: str | os.PathLike) -> str:
     return sha256_files(folder / name for name in WEIGHT_FILES if name != MEMBERS_NAME or (folder / name).is_file())
 
 
+def check_weights(directory: str | os.PathLike, recorded: str | None) -> None:
+    """Raise ``CheckpointError`` when the folder's weights do not match ``recorded``, the sha256 its config.json
+    holds (None: nothing recorded, nothing to check), as loading and publishing both require."""
+    if recorded is None:
+        return
+    found = weights_sha256(directory)
+    if found != recorded:
+        raise CheckpointError(f"{directory}: its weights' sha256 {found[:16]}… differs from the {recorded[:16]}… "
+                              f"that its {CONFIG_NAME} records; the files were changed or damaged")
+
+
 def _weights(model: "AnomalyVFM") -> tuple[dict, dict]:
     """(adapters, heads) of one model, as ``save`` writes them."""
     from .lora import adapter_state
@@ -172,12 +183,7 @@ def load_weights(model: "AnomalyVFM", directory: str | os.PathLike) -> None:
     if model.config.members and not (directory / MEMBERS_NAME).is_file():
         raise CheckpointError(f"{directory / MEMBERS_NAME}: missing, but {CONFIG_NAME} names "
                               f"{len(model.config.members)} ensemble member(s)")
-    recorded = model.config.weights_sha256
-    if recorded is not None:
-        found = weights_sha256(directory)
-        if found != recorded:
-            raise CheckpointError(f"{directory}: its weights' sha256 {found[:16]}… differs from the {recorded[:16]}… "
-                                  f"that its {CONFIG_NAME} records; the files were changed or damaged")
+    check_weights(directory, model.config.weights_sha256)
     set_weights(model, read_tensors(directory / ADAPTER_NAME), read_tensors(directory / HEADS_NAME),
                 str(directory / HEADS_NAME))
     if len(model.members):

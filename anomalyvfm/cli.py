@@ -119,9 +119,8 @@ def _synth(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"error: synth: {e}", file=sys.stderr)
         return 2
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        print(f"error: {out}: exists and is not a folder", file=sys.stderr)
+    out = writable(Path(args.out), "choose another --out folder")
+    if out is None:
         return 2
     preview = list(tqdm(generate(min(args.n, 24), args.seed, cfg), total=min(args.n, 24), desc="contact sheet"))
     save_whole(to_dataset(args.n, args.seed, cfg), out / "dataset")  # whole or not at all

@@ -41,20 +41,19 @@ def push_folder(folder: str | os.PathLike, repo_id: str, *, private: bool | None
 
 def _check_weights(folder: Path) -> None:
     """Refuse (``ValueError``) a folder whose weights do not match the sha256 its config.json records, as loading it
-    would: a damaged or half-replaced checkpoint is never published."""
+    would (``checkpoint.check_weights``): a damaged or half-replaced checkpoint is never published."""
     import json
 
-    from .checkpoint import weights_sha256
+    from .checkpoint import check_weights
+    from .errors import CheckpointError
 
-    recorded = json.loads((folder / CONFIG_NAME).read_text()).get("weights_sha256")
     try:
-        found = weights_sha256(folder) if recorded else None
+        check_weights(folder, json.loads((folder / CONFIG_NAME).read_text()).get("weights_sha256"))
     except OSError as e:
         raise ValueError(f"{folder}: a weight file cannot be read ({e.strerror}: {Path(e.filename).name}); "
                          f"not pushed") from None
-    if found != recorded:
-        raise ValueError(f"{folder}: its weights' sha256 {found[:16]}… differs from the {recorded[:16]}… that its "
-                         f"{CONFIG_NAME} records (changed or damaged files); not pushed")
+    except CheckpointError as e:
+        raise ValueError(f"{e}; not pushed") from None
 
 
 def _transport_errors() -> tuple[type[BaseException], ...]:
