@@ -54,10 +54,15 @@ def weights_sha256(checkpoint: str | os.PathLike) -> str:
 
 def check_weights(directory: str | os.PathLike, recorded: str | None) -> None:
     """Raise ``CheckpointError`` when the folder's weights do not match ``recorded``, the sha256 its config.json
-    holds (None: nothing recorded, nothing to check), as loading and publishing both require."""
+    holds (None: nothing recorded, nothing to check), or one of them cannot be read, as loading and publishing both
+    require."""
     if recorded is None:
         return
-    found = weights_sha256(directory)
+    try:
+        found = weights_sha256(directory)
+    except OSError as e:  # a weight file missing or unreadable: one line, not a traceback
+        raise CheckpointError(f"{directory}: a weight file cannot be read ({e.strerror}: "
+                              f"{Path(e.filename or '?').name})") from None
     if found != recorded:
         raise CheckpointError(f"{directory}: its weights' sha256 {found[:16]}… differs from the {recorded[:16]}… "
                               f"that its {CONFIG_NAME} records; the files were changed or damaged")

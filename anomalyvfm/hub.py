@@ -49,9 +49,6 @@ def _check_weights(folder: Path) -> None:
 
     try:
         check_weights(folder, json.loads((folder / CONFIG_NAME).read_text()).get("weights_sha256"))
-    except OSError as e:
-        raise ValueError(f"{folder}: a weight file cannot be read ({e.strerror}: {Path(e.filename).name}); "
-                         f"not pushed") from None
     except CheckpointError as e:
         raise ValueError(f"{e}; not pushed") from None
 

@@ -653,6 +653,15 @@ def test_push_without_network_is_one_clear_line(tiny_checkpoint, capsys):
     assert rc == 2 and err.startswith(f"error: push {tiny_checkpoint} to someone/tiny failed") and "\n" not in err
 
 
+def test_a_checkpoint_missing_a_weight_file_is_one_line(tiny_checkpoint, tmp_path, goods, capsys):
+    """heads.safetensors gone from a folder (a partial copy): loading it was a FileNotFoundError traceback."""
+    (tiny_checkpoint / "heads.safetensors").unlink()
+    rc, err = _predict([*goods, "--model", str(tiny_checkpoint), "--out", str(tmp_path / "o")], capsys)
+    assert rc == 2 and err.strip().splitlines()[-1] == (f"error: {tiny_checkpoint}: a weight file cannot be read (No "
+                                                        f"such file or directory: heads.safetensors)")
+    assert "Traceback" not in err
+
+
 def test_push_refuses_damaged_weights_before_any_upload(tiny_checkpoint, capsys, monkeypatch):
     """A folder whose weights no longer match its config.json's sha256 (a damaged copy, a save cut short) would not
     load anywhere; it was uploaded all the same."""
