@@ -37,6 +37,16 @@ def _good_patches(model: AnomalyVFM, images: list[np.ndarray], golden: bool, bat
     return MemoryBank.from_images([tokens[3 * i:3 * i + 3].reshape(-1, tokens.shape[-1]) for i in range(len(images))])
 
 
+STAT_FLOORS = {"cls": 0.5, "knn": 0.05}  # least spread of each part, so that a few alike views cannot blow it up
+
+
+def view_statistics(logits: torch.Tensor, knn_score: torch.Tensor) -> dict[str, tuple[float, float]]:
+    """(mean, std) of the good views' image-head logits ("cls") and kNN scores ("knn"), each std at least its
+    ``STAT_FLOORS``: what the ``memory`` rule standardises the two parts by."""
+    return {name: (float(v.mean()), max(float(v.std()), STAT_FLOORS[name]))
+            for name, v in (("cls", logits), ("knn", knn_score))}
+
+
 def fit_memory(model: AnomalyVFM, images: list[np.ndarray], held, cfg: FinetuneConfig, res: int) -> MemoryFit:
     """Build the memory bank; choose ``knn_scale`` and ``score_stats`` from the held-out good views, the fusion
     weight by pixel AUROC on the held-out pairs, and the image-score rule (``cfg.image_score``, or the best on the
@@ -53,8 +63,7 @@ def fit_memory(model: AnomalyVFM, images: list[np.ndarray], held, cfg: FinetuneC
     scale = max(2.0 * float(knn[good].flatten(1).quantile(0.99, dim=1).mean()), 1e-3)
     knn = knn / scale
     knn_score = topk_mean(knn, model.config.top_k)
-    stats = {name: (float(v[good].mean()), max(float(v[good].std()), floor))
-             for name, v, floor in (("cls", out.image_logits, 0.5), ("knn", knn_score, 0.05))}
+    stats = view_statistics(out.image_logits[good], knn_score[good])
     maps = torch.sigmoid(torch.nn.functional.interpolate(out.mask_logits, size=(res, res), mode="bilinear",
                                                          align_corners=False)[:, 0])
     truth = [m > 127 for m in masks]
