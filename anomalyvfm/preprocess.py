@@ -56,6 +56,7 @@ MAX_PIXELS = 64_000_000  # larger images are refused before decoding (64 MP: 800
 MAX_TILES = 16  # an image more elongated than 16:1 would need more tiles than this: refused
 MAX_GRID_TILES = 256  # with a ``tile_size``, an image that needs more tiles than this is refused
 MIN_SIDE = 14  # a side shorter than one backbone patch holds nothing to score (a placeholder, an icon): refused
+BLANK_LEVELS = 2  # an image whose pixels all lie within this many grey levels holds nothing to inspect: refused
 
 
 def check_size(height: int, width: int, tile_size: int = 0) -> str | None:
@@ -79,9 +80,25 @@ def check_size(height: int, width: int, tile_size: int = 0) -> str | None:
     return None
 
 
+def check_blank(rgb: np.ndarray) -> str | None:
+    """Why a decoded uint8 image is refused for holding no picture (a covered lens, a failed capture), or None."""
+    low, high = int(rgb.min(initial=255)), int(rgb.max(initial=0))
+    if high - low > BLANK_LEVELS:
+        return None
+    return (f"blank: every pixel lies within {BLANK_LEVELS} grey levels ({low}–{high}), nothing to inspect; a covered "
+            f"lens or a failed capture?")
+
+
+def _unless_blank(name: str, rgb: np.ndarray) -> np.ndarray:
+    refused = check_blank(rgb)
+    if refused:
+        raise ImageReadError(name, refused)
+    return rgb
+
+
 def read_image(path: str | os.PathLike | BinaryIO) -> np.ndarray:
     """Read an image file (a path, or an open binary file such as ``io.BytesIO``) as uint8 RGB, raising
-    ``ImageReadError`` with a one-line reason on any failure."""
+    ``ImageReadError`` with a one-line reason on any failure (a blank picture included: ``check_blank``)."""
     named = isinstance(path, (str, os.PathLike))
     name = str(path) if named else "<encoded image>"
     try:
@@ -92,7 +109,8 @@ def read_image(path: str | os.PathLike | BinaryIO) -> np.ndarray:
             if refused:
                 raise ImageReadError(name, refused)
             image.load()
-            return to_rgb(image)
+            rgb = to_rgb(image)
+        return _unless_blank(name, rgb)
     except ImageReadError:
         raise
     except FileNotFoundError:
@@ -122,7 +140,7 @@ def load(item: ImageInput) -> np.ndarray:
     if isinstance(item, (str, os.PathLike)):
         return read_image(item)
     if isinstance(item, Image.Image):
-        return to_rgb(item)
+        return _unless_blank("<PIL image>", to_rgb(item))
     if isinstance(item, ENCODED):
         if isinstance(item, io.IOBase):
             return read_image(item)
@@ -139,7 +157,7 @@ def load(item: ImageInput) -> np.ndarray:
         raise ValueError(f"image array must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got {array.shape}")
     array = array if array.dtype == np.uint8 else _to_uint8(array)
     array = array[..., :3] if array.shape[2] == 4 else array
-    return np.repeat(array, 3, axis=2) if array.shape[2] == 1 else array
+    return _unless_blank("<array>", np.repeat(array, 3, axis=2) if array.shape[2] == 1 else array)
 
 
 def _to_uint8(array: np.ndarray) -> np.ndarray:

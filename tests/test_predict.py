@@ -78,8 +78,9 @@ def test_a_tile_size_scores_a_large_image_as_its_most_anomalous_tile(tiny_model)
 def test_a_tile_size_that_would_need_too_many_tiles_is_refused_per_image(tiny_model):
     tiny_model.config.tile_size = 28
     try:
-        results = tiny_model.predict([np.zeros((28 * 17, 28 * 17, 3), np.uint8), np.zeros((60, 60, 3), np.uint8)],
-                                     resolution=56)
+        rng = np.random.default_rng(0)
+        results = tiny_model.predict([rng.integers(0, 256, (28 * 17, 28 * 17, 3), dtype=np.uint8),
+                                      rng.integers(0, 256, (60, 60, 3), dtype=np.uint8)], resolution=56)
     finally:
         tiny_model.config.tile_size = 0
     assert "needs 289 of them, over the 256 limit" in results[0].error

@@ -141,3 +141,21 @@ def test_encoded_bytes_and_open_files_are_images_too(tiny_model, tmp_path):
     assert tiny_model.predict(raw, resolution=56)[0].score == pytest.approx(expected, abs=1e-6)  # alone: a batch of one
     with pytest.raises(TypeError, match="images must be a path, PIL image, array or an image file's bytes"):
         tiny_model.predict(None)
+
+
+def test_a_blank_picture_is_refused_from_any_source_and_a_faint_one_is_not(tmp_path):
+    """A covered lens or failed capture (every pixel within 2 grey levels) holds nothing to inspect: a file, its
+    bytes, a PIL image or an array all raise the same reason; 3 levels apart is a picture."""
+    import io
+
+    from anomalyvfm.preprocess import load
+
+    flat = np.full((20, 30, 3), 40, np.uint8)
+    flat[0, 0] = 42
+    Image.fromarray(flat).save(tmp_path / "flat.png")
+    for item in (tmp_path / "flat.png", str(tmp_path / "flat.png"), (tmp_path / "flat.png").read_bytes(),
+                 io.BytesIO((tmp_path / "flat.png").read_bytes()), Image.fromarray(flat), flat, flat[..., 0]):
+        with pytest.raises(ImageReadError, match=r"blank: every pixel lies within 2 grey levels \(40–42\)"):
+            load(item)
+    flat[0, 0] = 43
+    assert np.array_equal(load(flat), flat)

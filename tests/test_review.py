@@ -216,7 +216,7 @@ def test_grid_banners_name_the_truth_and_the_outcome_at_the_threshold(tmp_path, 
     from anomalyvfm.methods.zeroshot import AnomalyVFMMethod
     from anomalyvfm.report import write_grid
 
-    image = np.full((56, 56, 3), 128, np.uint8)
+    image = np.random.default_rng(0).integers(0, 256, (56, 56, 3), dtype=np.uint8)
     scored = AnomalyVFMMethod(tiny_model, resolution=56).score({"a": image, "b": image[::-1]})
     assert all(isinstance(r.verdict, bool) for r in scored.values())  # zero-shot rows get FPR@thr / recall@thr
 

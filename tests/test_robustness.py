@@ -107,7 +107,11 @@ BAD = {
     "brackets in the name": (lambda d: _png(d / "part[1].png", _rgb()), None),
     "spaces and unicode in the name": (lambda d: _png(d / "pièce n°2.png", _rgb()), None),
     "tall image (tiled)": (lambda d: _png(d / "tall.png", _rgb(600, 60)), None),
-    "all-black image": (lambda d: _png(d / "black.png", np.zeros((40, 60, 3), np.uint8)), None),
+    "all-black image (a covered lens)": (lambda d: _png(d / "black.png", np.zeros((40, 60, 3), np.uint8)),
+                                         "blank: every pixel lies within 2 grey levels (0–0)"),
+    "flat grey JPEG (a failed capture)": (lambda d: Image.fromarray(np.full((40, 60, 3), 128, np.uint8)).save(
+        d / "grey.jpg") or d / "grey.jpg", "blank: every pixel"),
+    "dark, low-contrast image": (lambda d: _png(d / "dark.png", (_rgb() % 4 + 10).astype(np.uint8)), None),
     "EXIF-rotated JPEG": (lambda d: _exif_rotated(d / "rot.jpg"), None),
 }
 
@@ -616,12 +620,14 @@ def test_finetune_and_calibrate_skip_an_unreadable_good_image_and_go_on(tiny_che
     for i in range(3):
         write_image(good / f"{i}.png", seed=i)
     _write(good / "broken.png", b"\x89PNG\r\n\x1a\nbroken")
+    _png(good / "capped.png", np.zeros((40, 60, 3), np.uint8))  # a blank reference would join the memory
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the few-image threshold warning
         rc = main(["finetune", "--good", str(good), "--base", str(tiny_checkpoint), "--out", str(tmp_path / "p"),
                    "--resolution", "56", "--steps", "2"])
     err = capsys.readouterr().err
     assert rc == 0 and f"skipped good image {good / 'broken.png'}: not an image" in err
+    assert f"skipped good image {good / 'capped.png'}: blank" in err
     assert len(json.loads((tmp_path / "p" / "profile.json").read_text())["images"]) == 3
     new = tmp_path / "new"
     for i in range(3):
