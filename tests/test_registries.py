@@ -123,7 +123,8 @@ def test_a_folder_written_by_version_0_1_0_loads_with_its_state(tiny_model, tmp_
     state = model.profile
     assert state.fusion_weight == 0.25 and state.knn_scale == 0.5 and state.calibration.threshold == 0.4
     assert state.memory.good.shape == (16, 32) and not state.golden
-    assert set(model.predict([np.arange(56 * 56 * 3, dtype=np.uint8).reshape(56, 56, 3)], resolution=56)[0].scores) >= {"memory", "raw"}
+    image = np.arange(56 * 56 * 3, dtype=np.uint8).reshape(56, 56, 3)
+    assert set(model.predict([image], resolution=56)[0].scores) >= {"memory", "raw"}
     model.save_pretrained(folder)  # re-saved in the current format: the state moves out of config.json
     assert "fusion_weight" not in json.loads((folder / "config.json").read_text())
     assert json.loads((folder / "state.json").read_text())["fusion_weight"] == 0.25
