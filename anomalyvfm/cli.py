@@ -13,7 +13,7 @@ from typing import Sequence
 from .config import MODES, QUANTIZATIONS
 from .cliargs import (FULL_DISK, INTERRUPTED, calibration_inputs, calibration_target, count, device, interrupt, ints,
                       load_quietly, methods, one_line_warning, onnx_file, positive, predict_model, rate, readable,
-                      resolution, score_threshold, tile_size, writable)
+                      resolution, score_threshold, show_warning, tile_size, writable)
 from .methods import METHODS
 from .runinfo import DEVICES
 from .tta import TEST_VIEWS
@@ -359,6 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     in_main = threading.current_thread() is threading.main_thread()  # only there can a handler be set
     previous = signal.signal(signal.SIGTERM, interrupt) if in_main else None  # a stop request ends it as Ctrl-C
     formatter, warnings.formatwarning = warnings.formatwarning, one_line_warning
+    shower, warnings.showwarning = warnings.showwarning, show_warning
     try:
         return args.func(args)
     except (CheckpointError, BackboneNotFoundError, BackboneMismatchError, BatchError, DataNotFoundError,
@@ -375,7 +376,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"interrupted: {INTERRUPTED[args.command]}", file=sys.stderr)
         return 130
     finally:
-        warnings.formatwarning = formatter
+        warnings.formatwarning, warnings.showwarning = formatter, shower
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 

@@ -277,6 +277,15 @@ def one_line_warning(message, category, filename, lineno, line=None) -> str:
     return f"warning: {message}\n"
 
 
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Where the command shows it: on a line of its own above a running progress bar (tqdm.write), not glued to
+    the bar's line."""
+    from tqdm import tqdm
+
+    text = warnings.formatwarning(message, category, filename, lineno, line)
+    tqdm.write(text.rstrip("\n"), file=file or sys.stderr)
+
+
 def interrupt(signum, frame) -> None:
     """SIGTERM's handler: raise KeyboardInterrupt, so every open writer closes what was finished, as after Ctrl-C."""
     raise KeyboardInterrupt

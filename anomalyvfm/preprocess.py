@@ -37,12 +37,36 @@ def _from_range(values: np.ndarray, top: float) -> np.ndarray:
     return np.clip(values * (255.0 / top) + 0.5, 0, 255).astype(np.uint8)
 
 
+_warned_depth = False
+
+
+def _warn_if_low_bit_depth(values: np.ndarray, name: str | None) -> None:
+    """Once per process: 16-bit pixels that stay under 4096 are most likely a 10- or 12-bit camera's, which the full
+    0–65535 scale turns nearly black. They are read as they are (a per-image scale would brighten dark images of the
+    same product unevenly); the warning says so."""
+    global _warned_depth
+    high = int(values.max(initial=0))
+    if _warned_depth or not 0 < high < 4096:
+        return
+    _warned_depth = True
+    import warnings
+
+    warnings.warn(f"{name or 'a 16-bit image'}: its values stay under 4096 (at most {high}; 10- or 12-bit camera "
+                  f"data?), read on the 16-bit scale it is nearly black (at most {round(high * 255 / 65535)} of 255 "
+                  f"grey levels) and the model sees little of it; convert such images to 8 bits on their camera's "
+                  f"range first (said once per run)", stacklevel=2)
+
+
 def to_rgb(image: Image.Image) -> np.ndarray:
     """Any PIL image -> uint8 RGB (H, W, 3). 16-bit and float images are scaled from their type's full range
     (16-bit: 0..65535); transparency is composited onto black."""
+    name = getattr(image, "filename", None)  # the file it was opened from (lost by the transpose)
     image = ImageOps.exif_transpose(image)
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        grey = _from_range(np.asarray(image), 1.0 if image.mode == "F" else 65535.0)
+        values = np.asarray(image)
+        if image.mode != "F":
+            _warn_if_low_bit_depth(values, name)
+        grey = _from_range(values, 1.0 if image.mode == "F" else 65535.0)
         return np.repeat(grey[..., None], 3, axis=2)
     if image.mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")

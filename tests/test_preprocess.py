@@ -159,3 +159,26 @@ def test_a_blank_picture_is_refused_from_any_source_and_a_faint_one_is_not(tmp_p
             load(item)
     flat[0, 0] = 43
     assert np.array_equal(load(flat), flat)
+
+
+def test_twelve_bit_data_in_a_sixteen_bit_file_warns_once(tmp_path, monkeypatch):
+    """A 12-bit camera's values (0–4095) on the 16-bit scale read as nearly black: one warning naming the first such
+    file, not one per image; full-range 16-bit images say nothing."""
+    import warnings
+
+    import anomalyvfm.preprocess as preprocess
+
+    monkeypatch.setattr(preprocess, "_warned_depth", False)
+    for name, top in (("a.png", 4000), ("b.png", 4095), ("full.png", 60000)):
+        Image.fromarray(np.linspace(0, top, 400).reshape(20, 20).astype(np.uint16)).save(tmp_path / name)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        dark = read_image(tmp_path / "a.png")
+        read_image(tmp_path / "b.png")
+    assert len(seen) == 1 and f"{tmp_path / 'a.png'}: its values stay under 4096 (at most 4000" in str(seen[0].message)
+    assert dark.max() == 16  # read as it is: nearly black
+    monkeypatch.setattr(preprocess, "_warned_depth", False)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        read_image(tmp_path / "full.png")
+    assert not seen

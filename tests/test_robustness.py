@@ -816,3 +816,20 @@ def test_no_command_overwrites_a_shipped_checkpoint_and_calibrate_needs_out_for_
     assert main(["card", str(shipped)]) == 2  # its card would have gone into the package beside the weights
     assert "shipped checkpoints" in capsys.readouterr().err
     assert {p.name: p.stat().st_mtime_ns for p in shipped.iterdir()} == before
+
+
+def test_a_warning_during_the_progress_bar_gets_a_line_of_its_own(tiny_checkpoint, tmp_path, goods, capsys,
+                                                                   monkeypatch):
+    """Warnings raised while images are read (here: 12-bit data in a 16-bit file) used to be glued to the end of the
+    progress bar's line."""
+    import anomalyvfm.preprocess as preprocess
+
+    monkeypatch.setattr(preprocess, "_warned_depth", False)
+    dark = tmp_path / "in" / "mono12.png"
+    dark.parent.mkdir()
+    Image.fromarray((np.random.default_rng(0).random((40, 60)) * 4000).astype(np.uint16)).save(dark)
+    rc, err = _predict([*goods, str(dark), "--model", str(tiny_checkpoint), "--resolution", "56", "--out",
+                        str(tmp_path / "out")], capsys)
+    lines = err.replace("\r", "\n").splitlines()
+    assert rc == 0 and [line for line in lines if "its values stay under 4096" in line] == [
+        next(line for line in lines if line.startswith(f"warning: {dark}: its values stay under 4096"))]
