@@ -54,7 +54,7 @@ def _warn_if_low_bit_depth(values: np.ndarray, name: str | None) -> None:
     warnings.warn(f"{name or 'a 16-bit image'}: its values stay under 4096 (at most {high}; 10- or 12-bit camera "
                   f"data?), read on the 16-bit scale it is nearly black (at most {round(high * 255 / 65535)} of 255 "
                   f"grey levels) and the model sees little of it; convert such images to 8 bits on their camera's "
-                  f"range first (said once per run)", stacklevel=2)
+                  f"range first (said once)", stacklevel=2)
 
 
 def to_rgb(image: Image.Image) -> np.ndarray:
