@@ -163,6 +163,7 @@ def test_report_in_a_real_browser_sorts_filters_and_exports_labels(tmp_path, mon
             page.goto(page_path.as_uri())
             body = page.locator("#results tbody tr")
             assert body.count() == 5
+            assert page.locator("tr[data-path='parts/broken.png'] input").count() == 0  # nothing to label
             page.click("th[data-key=score]")  # highest score first
             order = [body.nth(i).get_attribute("data-path") for i in range(5)]
             assert order[:4] == ["parts/p1.png", "parts/p2.png", "parts/p0.png", "parts/p3.png"]
