@@ -192,6 +192,7 @@ def _to_uint8(array: np.ndarray) -> np.ndarray:
     if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
         raise ValueError(f"image array of dtype {array.dtype} holds no pixel values")
     if array.dtype == np.uint16:
+        _warn_if_low_bit_depth(array, "a uint16 image array")
         return _from_range(array, 65535.0)
     if not np.isfinite(array).all():
         raise ValueError("image array has NaN or infinite pixels")

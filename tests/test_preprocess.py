@@ -181,4 +181,9 @@ def test_twelve_bit_data_in_a_sixteen_bit_file_warns_once(tmp_path, monkeypatch)
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
         read_image(tmp_path / "full.png")
+        preprocess.load(np.linspace(0, 60000, 400).reshape(20, 20).astype(np.uint16))
     assert not seen
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        preprocess.load(np.linspace(0, 4000, 400).reshape(20, 20).astype(np.uint16))  # an array from the API too
+    assert len(seen) == 1 and "a uint16 image array: its values stay under 4096" in str(seen[0].message)
