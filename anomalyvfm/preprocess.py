@@ -6,6 +6,7 @@ import errno
 import io
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Union
@@ -49,8 +50,6 @@ def _warn_if_low_bit_depth(values: np.ndarray, name: str | None) -> None:
     if _warned_depth or not 0 < high < 4096:
         return
     _warned_depth = True
-    import warnings
-
     warnings.warn(f"{name or 'a 16-bit image'}: its values stay under 4096 (at most {high}; 10- or 12-bit camera "
                   f"data?), read on the 16-bit scale it is nearly black (at most {round(high * 255 / 65535)} of 255 "
                   f"grey levels) and the model sees little of it; convert such images to 8 bits on their camera's "

@@ -46,8 +46,8 @@ def _row_html(i: int, row: dict) -> str:
     detail = e(row["error"]) if row.get("error") else e(_regions_text(row.get("regions")))
     name = e(row["path"])
     file = e(os.path.abspath(row["path"]))  # what the labels CSV names, so that it works from any folder
-    radios = "".join(f'<label><input type="radio" name="l{i}" value="{v}"> {v}</label> ' for v in LABELS)
-    radios = "not scored" if row.get("error") else radios  # an image that could not be read cannot calibrate
+    radios = ("not scored" if row.get("error") else  # an image that could not be read cannot calibrate anything
+              "".join(f'<label><input type="radio" name="l{i}" value="{v}"> {v}</label> ' for v in LABELS))
     return (f'<tr data-path="{name}" data-file="{file}" '
             f'data-score="{"" if row.get("score") is None else row["score"]}" data-verdict="{verdict}" '
             f'data-index="{i}"><td class="idx">{i + 1}</td><td>{thumb}</td><td>{over}</td>'

@@ -176,6 +176,28 @@ def candidate_rules_section() -> list[str]:
             "benchmarks/calibration_study.py --report --out benchmarks/results/calibration-validation-v6`.", ""]
 
 
+def memory_stats_section() -> list[str]:
+    """benchmarks/memory_stats.py: the `memory` rule's standardising statistics, and wrong inputs, on v6 profiles."""
+    path = RESULTS / "memory-stats" / "results.md"
+    if not path.is_file():
+        return []
+    return ["## Few-shot profiles: what standardises the `memory` rule, and inputs of another product", "",
+            "Declared before scoring (docstring of `benchmarks/memory_stats.py`, commit 2ee629f). A k = 4 "
+            "magnetic_tile profile had called 25 of 26 wrong inputs normal (other products' good parts, noise, a "
+            "black frame). Suspected cause: the `memory` rule divides the kNN score by the sd of the held-out good "
+            "views' kNN scores, which a few augmented views can inflate. Candidate: median and 1.4826 × MAD "
+            "in place of mean and sd (same floors). Rule: on magnetic_tile (validation), k = 4 and 8, seeds 0, 1, 2, "
+            "the candidate replaces mean and sd if its mean I-AUROC is at most 0.5 lower, its FPR on test/good at "
+            "the profile's own threshold at most 2 points higher, and it flags at least 10 points more of the wrong "
+            "inputs (8 train/good images of each category of the other data sets, 5 noise images, one black "
+            "frame). Each profile is the harness's draw and fine-tune of the default (v6's weights, four test "
+            "views), fitted twice, once per variant; 224 px; 2-core AMD EPYC, 2 torch threads, torch 2.14.1, no "
+            "GPU; about 14 minutes per profile pair. The recorded runs predate the refusal of blank input (commit "
+            "a30a4a2): they scored the black frame, which neither variant flagged; a re-run counts it as caught "
+            "(refused), 3.3 points more for both.", "", path.read_text().strip(), "",
+            "Re-run: `python benchmarks/memory_stats.py` (then `--report`).", ""]
+
+
 HOLDOUT_V1_CLOSING = ("Unseen images set a better threshold only as far as they look like the good parts to come: "
                       "magnetic_tile's test/good has 8.4% of its images above every one of 32 further train/good "
                       "images, and 8 or 16 further elpv/poly images give a looser threshold than the profile's own. "
@@ -1218,6 +1240,7 @@ def main() -> int:
         "benchmarks/results/calibration-study-v6 && python benchmarks/calibration_study.py --report --model "
         "anomalyvfm-vits14-v6 --out benchmarks/results/calibration-study-v6")
     out += candidate_rules_section()
+    out += memory_stats_section()
     out += calibration_section("calibration-holdout-v6", "v6", HOLDOUT_V6_CLOSING,
                                "--model anomalyvfm-vits14-v6 --out benchmarks/results/calibration-holdout-v6")
     out += study_section()
