@@ -46,8 +46,10 @@ def _warn_if_low_bit_depth(values: np.ndarray, name: str | None) -> None:
     0–65535 scale turns nearly black. They are read as they are (a per-image scale would brighten dark images of the
     same product unevenly); the warning says so."""
     global _warned_depth
+    if _warned_depth:  # said already: no pass over the pixels of every later image
+        return
     high = int(values.max(initial=0))
-    if _warned_depth or not 0 < high < 4096:
+    if not 0 < high < 4096:
         return
     _warned_depth = True
     warnings.warn(f"{name or 'a 16-bit image'}: its values stay under 4096 (at most {high}; 10- or 12-bit camera "

@@ -145,13 +145,14 @@ def render(rows: list[dict], metadata: dict) -> str:
                    (("index", "#"), (None, "image"), (None, "overlay"), ("path", "path"), ("score", "score"),
                     ("verdict", "verdict"), (None, "regions"), (None, "your label")))
     body = "\n".join(_row_html(i, r) for i, r in enumerate(rows))
+    images = f"{len(rows)} image{'s' * (len(rows) != 1)}"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<title>anomalyvfm review: {len(rows)} image{'s' * (len(rows) != 1)}</title><style>{STYLE}</style></head>
+<title>anomalyvfm review: {images}</title><style>{STYLE}</style></head>
 <body data-run-id="{e(str(metadata.get('run_id', '')))}">
 <h1>anomalyvfm review</h1>
 <dl class="meta">{meta}</dl>
-<p class="count">{len(rows)} image{'s' * (len(rows) != 1)}: {counts['anomalous']} anomalous, {counts['normal']} normal,
+<p class="count">{images}: {counts['anomalous']} anomalous, {counts['normal']} normal,
 {counts['error']} failed. Overlays: colour where the map is high (the pixel threshold is the middle of the scale),
 predicted regions outlined in red, numbered as listed (strongest first).</p>
 <div class="controls">
