@@ -34,9 +34,10 @@ def _predict(args: argparse.Namespace) -> int:
     model = predict_model(args)
     if model is None:
         return 2
-    if args.batch_mode == "mutual" and (args.backend == "onnx" or args.threshold is not None or args.views):
+    if args.batch_mode == "mutual" and (args.backend == "onnx" or args.threshold is not None or args.views
+                                        or args.resume):
         print("error: --batch-mode mutual runs the PyTorch model in a single pass and sets its own threshold from "
-              "the batch (no --backend onnx, no --threshold, no --views)", file=sys.stderr)
+              "the batch (no --backend onnx, no --threshold, no --views, no --resume)", file=sys.stderr)
         return 2
     from .config import resolution_for
     from .runinfo import run_metadata
@@ -46,7 +47,11 @@ def _predict(args: argparse.Namespace) -> int:
                             mode=args.mode, batch_mode=args.batch_mode, backend=args.backend,
                             device=getattr(model, "device", None), threshold=args.threshold)
     # opened before any inference: a bad --out or a concurrent run into it (an OutputError) must not cost the run
-    writer = ResultsWriter(out, images=not args.no_images, metadata=metadata).open()
+    writer = ResultsWriter(out, images=not args.no_images, metadata=metadata, resume=args.resume).open()
+    if writer.carried:
+        paths = [p for p in paths if not writer.scored(p)]
+        print(f"resuming {out}: {writer.carried} scored image{'s' * (writer.carried != 1)} kept, {len(paths)} to "
+              f"score", file=sys.stderr)
     start = time.perf_counter()
     with writer:
         if args.batch_mode == "mutual":
@@ -66,15 +71,16 @@ def _predict(args: argparse.Namespace) -> int:
                                    resolution=args.resolution, threshold=args.threshold,
                                    keep_images=not args.no_images)
         for result in tqdm(results, total=len(paths), desc="predict", unit="img", file=sys.stderr,
-                           disable=args.batch_mode is not None):  # batch mode showed its own progress
+                           disable=args.batch_mode is not None or not paths):  # batch mode shows its own
             writer.add(result)
             if not result.ok:
                 tqdm.write(f"error: {result.name}: {result.error}", file=sys.stderr)
-    elapsed = time.perf_counter() - start
-    done = len(paths) - writer.failed
-    print(f"{len(paths)} image{'s' * (len(paths) != 1)}: {writer.anomalous} anomalous, {done - writer.anomalous} "
-          f"normal, {writer.failed} failed; {done / max(elapsed, 1e-9):.1f} img/s; results in {out / 'results.csv'}; "
-          f"review them in {out / 'report.html'}", file=sys.stderr)
+    total, done = len(writer.rows), len(paths) - writer.failed
+    speed = f"{done / max(time.perf_counter() - start, 1e-9):.1f} img/s; " if paths else ""  # none if none scored
+    normal = total - writer.failed - writer.anomalous
+    print(f"{total} image{'s' * (total != 1)}: {writer.anomalous} anomalous, {normal} normal, {writer.failed} failed; "
+          f"{speed}results in {out / 'results.csv'}; review them in "
+          f"{out / 'report.html'}", file=sys.stderr)
     return 0 if writer.failed == 0 else 1
 
 
@@ -258,7 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "the input resolution (for defects a few pixels wide); 0: whole images; default: the model's")
     p.add_argument("--batch-size", type=positive, default=8)
     p.add_argument("--out", default="anomalyvfm-out", help="output folder (its inputs are never scored; a rerun "
-                                                           "replaces the previous run's results there)")
+                   "replaces the previous run's results there, unless --resume)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out (interrupted, or with images "
+                   "added since): images it scored are kept and skipped; same model and settings only")
     p.add_argument("--no-images", action="store_true", help="write only results.csv / results.jsonl")
     p.add_argument("--batch-mode", choices=("mutual",),
                    help="mutual: score the images as one batch (mutual scoring of the batch fused with the model; "

@@ -261,7 +261,8 @@ def _unfitted(good: list[str], model: str) -> list[str]:
 
 FULL_DISK = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)  # write failures shown as one line, not a traceback
 INTERRUPTED = {  # what Ctrl-C or a stop request (SIGTERM) leaves behind, per command
-    "predict": "every finished image is kept in --out (its rows, PNGs and report.html; run.json says interrupted)",
+    "predict": "every finished image is kept in --out (its rows, PNGs and report.html; run.json says interrupted); "
+               "the same command with --resume scores the rest",
     "benchmark": "finished runs are kept in --out; the same command resumes from there",
     "finetune": "no profile was written",
     "calibrate": "the model was not changed",

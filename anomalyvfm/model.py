@@ -1,6 +1,7 @@
 """AnomalyVFM: a DINOv2 backbone with LoRA in every layer, a mask/confidence decoder and an image head."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import os
@@ -193,43 +194,51 @@ class AnomalyVFM(nn.Module):
 
     # ---- prediction ----------------------------------------------------------------------------------------------
     def predict(self, images, batch_size: int = 8, *, out: str | os.PathLike | None = None,
-                batch_mode: str | None = None, batch_config=None, **kwargs):
+                batch_mode: str | None = None, batch_config=None, resume: bool = False, **kwargs):
         """Score images (paths, PIL images or arrays; one of them alone counts as a list of one). Returns one
         ``Prediction`` per input, in order; an input that can't be read gets ``error`` set instead of stopping the
         batch. With ``out``, the results folder (results.csv/.jsonl, heatmaps, overlays) is written too, as
         ``anomalyvfm predict`` writes it; the inputs are held only while they are drawn, unless ``keep_images=True``.
-        ``batch_mode="mutual"`` scores the images as one batch: mutual scoring fused with the model, verdicts from
-        the batch's own score distribution (``anomalyvfm.batch``; its warnings are issued as warnings). See
-        ``anomalyvfm.predict.iter_predict`` for the other options."""
+        ``resume=True`` continues the run already in ``out`` (``anomalyvfm.outputs.ResultsWriter``): inputs it scored
+        are skipped, and only the others' predictions are returned. ``batch_mode="mutual"`` scores the images as one
+        batch: mutual scoring fused with the model, verdicts from the batch's own score distribution
+        (``anomalyvfm.batch``; its warnings are issued as warnings). See ``anomalyvfm.predict.iter_predict`` for the
+        other options."""
         from .predict import iter_predict
         from .preprocess import as_inputs
 
         images = as_inputs(images)  # one path or image is a batch of one
         if batch_mode not in (None, "mutual"):
             raise ValueError(f"batch_mode must be None or 'mutual', got {batch_mode!r}")
+        if resume and out is None:
+            raise ValueError("resume=True continues the results folder given as out; none was given")
         keep = kwargs.get("keep_images", False)
         kwargs["keep_images"] = keep or out is not None  # the writer draws overlays
-        if batch_mode == "mutual":
-            from .batch_predict import predict_batch
+        writer = None
+        if out is not None:
+            from .config import resolution_for
+            from .outputs import ResultsWriter
+            from .runinfo import run_metadata
 
-            results, report = predict_batch(self, images, batch_size=batch_size, config=batch_config, **kwargs)
-            for message in report.warnings:
-                warnings.warn(message, stacklevel=2)
-        else:
-            results = iter_predict(self, images, batch_size=batch_size, **kwargs)
-        if out is None:
-            return list(results)
-        from .config import resolution_for
-        from .outputs import ResultsWriter
-        from .runinfo import run_metadata
+            metadata = run_metadata(self, model_id=None, resolution=resolution_for(kwargs.get("mode"),
+                                                                                   kwargs.get("resolution"),
+                                                                                   self.config.mode),
+                                    mode=kwargs.get("mode"), batch_mode=batch_mode, device=self.device,
+                                    threshold=kwargs.get("threshold"))
+            writer = ResultsWriter(out, metadata=metadata, resume=resume).open()
+            images = [item for item in images if not (isinstance(item, (str, os.PathLike)) and writer.scored(item))]
+        with writer or contextlib.nullcontext():  # an error from here on ends the run as failed, its lock released
+            if batch_mode == "mutual":
+                from .batch_predict import predict_batch
 
-        metadata = run_metadata(self, model_id=None, resolution=resolution_for(kwargs.get("mode"),
-                                                                               kwargs.get("resolution"),
-                                                                               self.config.mode),
-                                mode=kwargs.get("mode"), batch_mode=batch_mode, device=self.device,
-                                threshold=kwargs.get("threshold"))
-        kept = []
-        with ResultsWriter(out, metadata=metadata) as writer:
+                results, report = predict_batch(self, images, batch_size=batch_size, config=batch_config, **kwargs)
+                for message in report.warnings:
+                    warnings.warn(message, stacklevel=2)
+            else:
+                results = iter_predict(self, images, batch_size=batch_size, **kwargs)
+            if writer is None:
+                return list(results)
+            kept = []
             for p in results:
                 writer.add(p)
                 if not keep:  # drawn: the input goes, or a long run would hold every image in memory

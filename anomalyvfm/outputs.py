@@ -116,7 +116,12 @@ def _append_whole(parts: list[tuple]) -> None:
 
 
 RUN_OUTPUTS = ("results.csv", "results.jsonl", "heatmaps", "overlays", "thumbnails", "run.json", "report.html")
+PNG_KINDS = ("heatmaps", "overlays", "thumbnails")
 LOCK = ".anomalyvfm.lock"
+# run.json fields a resumed run must share with the run it continues: what decides a score, a verdict or a picture
+RESUME_SETTINGS = ("anomalyvfm_version", "backbone", "weights_sha256", "profile", "image_score", "test_views",
+                   "edge_pad", "ensemble_members", "threshold", "pixel_threshold", "resolution", "tile_size", "mode",
+                   "backend", "pngs")
 
 
 def _alive(pid: int) -> bool:
@@ -165,11 +170,17 @@ class ResultsWriter:
     request) or failed (an error that ended it) and releases the lock.
 
     ``metadata`` (``anomalyvfm.runinfo.run_metadata``: model, weights sha256, threshold and its origin, resolution,
-    mode, version, date, hardware) goes into run.json and the report's header; its ``run_id`` is in every row."""
+    mode, version, date, hardware) goes into run.json and the report's header; its ``run_id`` is in every row.
+
+    ``resume=True`` continues the run in ``out`` instead (an interrupted one, or a finished one to which images were
+    added): its scored rows and their PNGs are kept under its ``run_id``, rows that failed are dropped to be scored
+    again, and ``scored(path)`` tells the caller which inputs to skip. The settings in ``RESUME_SETTINGS`` must be the
+    same as that run's, and a batch-mode run (whose verdicts depend on the whole batch) cannot be resumed: either is an
+    ``OutputError``. With nothing there, it is a new run."""
 
     def __init__(self, out: str | os.PathLike, images: bool = True, metadata: dict | None = None,
-                 pixel_threshold: float = 0.5):
-        self.out, self.images = Path(out), images
+                 pixel_threshold: float = 0.5, resume: bool = False):
+        self.out, self.images, self.resume = Path(out), images, resume
         self.metadata = dict(metadata or {})
         if "run_id" not in self.metadata:
             from .runinfo import new_run_id
@@ -182,6 +193,61 @@ class ResultsWriter:
         self._stems: set[str] = set()
         self._files: list = []
         self._lock: Path | None = None
+        self.carried = 0  # rows kept from the run this one resumes
+        self._done: set[str] = set()
+
+    def scored(self, path: str | os.PathLike) -> bool:
+        """Whether the run being resumed scored ``path`` already (named as it was, or the same file from here)."""
+        return str(path) in self._done or os.path.abspath(path) in self._done
+
+    def _previous(self) -> tuple[dict, list[dict]] | None:
+        """The run in ``out`` to resume: its run.json and the rows to keep (scored, every PNG present); None if none."""
+        where = self.out / "run.json"
+        try:
+            run = json.loads(where.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as e:
+            raise OutputError(f"{where}: cannot resume from it ({e}); rerun without --resume to replace it") from None
+        now = {**self.metadata, "pngs": self.images}
+        if str(run.get("mode", "")).startswith("batch") or str(now.get("mode", "")).startswith("batch"):
+            raise OutputError(f"{self.out}: a batch-mode run cannot be resumed (its verdicts depend on the whole "
+                              f"batch); rerun without --resume to score the batch again")
+        for key in RESUME_SETTINGS:
+            if run.get(key, True if key == "pngs" else None) != now.get(key):
+                raise OutputError(f"{self.out}: cannot resume: its run has {key} {run.get(key)!r} and this one "
+                                  f"{now.get(key)!r}; rerun without --resume to replace it, or choose another --out")
+        try:
+            lines = (self.out / "results.jsonl").read_bytes().split(b"\n")
+        except FileNotFoundError:
+            lines = []
+        rows = []
+        for line in lines:  # a line cut short by a killed run is no row
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(row, dict) or row.get("verdict") not in ("normal", "anomalous"):
+                continue  # failed images are scored again
+            if self.images and not all((self.out / kind / str(row.get("image"))).is_file() for kind in PNG_KINDS):
+                continue  # a row whose pictures are gone is scored again
+            rows.append(row)
+        return run, rows
+
+    def _carry_over(self, run: dict, rows: list[dict]) -> None:
+        """Keep ``rows`` (results files rewritten whole first, so a failure here loses nothing) and their PNGs."""
+        self.metadata.update(run_id=run["run_id"], resumed=int(run.get("resumed", 0)) + 1)
+        write_results(self.out, rows)
+        keep = {row["image"] for row in rows if row.get("image")}
+        for kind in PNG_KINDS:
+            folder = self.out / kind
+            for png in folder.iterdir() if folder.is_dir() else ():
+                if png.name not in keep:  # drawn for an image whose row was never written, or is scored again
+                    png.unlink()
+        self.rows, self.carried = list(rows), len(rows)
+        self.anomalous = sum(row["verdict"] == "anomalous" for row in rows)
+        self._stems = {Path(name).stem.lower() for name in keep}
+        self._done = {str(row["path"]) for row in rows} | {os.path.abspath(str(row["path"])) for row in rows}
 
     def open(self) -> "ResultsWriter":
         if self._lock is not None:
@@ -205,19 +271,31 @@ class ResultsWriter:
                 f.write(str(os.getpid()))
             break
         self._lock = lock
+        try:
+            previous = self._previous() if self.resume else None
+            if previous is not None:
+                self._carry_over(*previous)
+        except BaseException:
+            self._lock.unlink(missing_ok=True)
+            self._lock = None
+            raise
         for name in RUN_OUTPUTS:  # the previous run's outputs go: a folder holds one run
             path = self.out / name
+            if previous is not None and name in ("results.csv", "results.jsonl", *PNG_KINDS):
+                continue  # carried over
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path)
             else:
                 path.unlink(missing_ok=True)
         self._start = time.perf_counter()
         self._write_run("running")
-        self._csv = open(self.out / "results.csv", "wb", buffering=0)  # unbuffered: a row is on disk once added
-        self._jsonl = open(self.out / "results.jsonl", "wb", buffering=0)
+        mode = "ab" if previous is not None else "wb"
+        self._csv = open(self.out / "results.csv", mode, buffering=0)  # unbuffered: a row is on disk once added
+        self._jsonl = open(self.out / "results.jsonl", mode, buffering=0)
         for f in (self._csv, self._jsonl):
             os.chmod(f.name, FILE_MODE)
-        _append_whole([(self._csv, _csv_line({}, header=True).encode())])
+        if previous is None:
+            _append_whole([(self._csv, _csv_line({}, header=True).encode())])
         return self
 
     def __enter__(self) -> "ResultsWriter":
@@ -242,11 +320,14 @@ class ResultsWriter:
     def _write_run(self, status: str) -> dict:
         """Write run.json (metadata, status, counts; time and images/s once finished) and return its content."""
         counts = {"images": len(self.rows), "failed": self.failed, "anomalous": self.anomalous}
+        if self.carried:
+            counts["carried_over"] = self.carried  # scored by the run this one resumed
         if self._start is not None and status != "running":
-            seconds = time.perf_counter() - self._start
-            counts.update(seconds=round(seconds, 3),
-                          images_per_s=round((len(self.rows) - self.failed) / max(seconds, 1e-9), 3))
-        run = {**self.metadata, "status": status, **counts}
+            seconds, scored = time.perf_counter() - self._start, len(self.rows) - self.carried - self.failed
+            counts["seconds"] = round(seconds, 3)  # this session's: the carried rows took no time here
+            if scored or not self.carried:  # a resume with nothing left to score has no speed
+                counts["images_per_s"] = round(scored / max(seconds, 1e-9), 3)
+        run = {**self.metadata, "pngs": self.images, "status": status, **counts}
         atomic_write_bytes(self.out / "run.json", json.dumps(run, indent=1).encode())
         return run
 
@@ -261,7 +342,7 @@ class ResultsWriter:
                 from .visualize import heatmap, overlay, thumbnail
 
                 name = f"{self._stem(p.name)}.png"
-                pngs = [self.out / kind / name for kind in ("heatmaps", "overlays", "thumbnails")]
+                pngs = [self.out / kind / name for kind in PNG_KINDS]
                 write_png(pngs[0], heatmap(p.anomaly_map, self.pixel_threshold))
                 write_png(pngs[1], overlay(
                     p.image, p.anomaly_map, p.mask, score=p.score, threshold=getattr(p, "threshold", None),

@@ -22,7 +22,8 @@ HEADER_FIELDS = (("model", "model"), ("weights_sha256", "weights sha256"), ("bac
                  ("threshold", "threshold"), ("threshold_origin", "threshold origin"), ("image_score", "image score"),
                  ("resolution", "resolution (px)"), ("mode", "mode"), ("backend", "backend"), ("device", "device"),
                  ("anomalyvfm_version", "anomalyvfm"), ("date", "date (UTC)"), ("hardware", "hardware"),
-                 ("images_per_s", "images/s"), ("run_id", "run id"), ("status", "status"))
+                 ("images_per_s", "images/s"), ("run_id", "run id"), ("status", "status"),
+                 ("resumed", "times resumed"), ("carried_over", "images scored before the last resume"))
 
 
 def _regions_text(regions: list[dict] | None) -> str:
