@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from urllib.parse import quote
 
+from .score_chart import score_histogram
 from .visualize import score_text
 
 
@@ -35,7 +36,7 @@ def _regions_text(regions: list[dict] | None) -> str:
     return f"{len(regions)} region{'s' if len(regions) > 1 else ''}: " + "; ".join(parts) + more
 
 
-def _row_html(i: int, row: dict) -> str:
+def _row_html(i: int, row: dict, bin_: int | None = None) -> str:
     e = html.escape
     image = row.get("image")
     src = e(quote(image)) if image else ""  # a URL: '#', '?' or '%' in a file name must not cut it short
@@ -51,7 +52,8 @@ def _row_html(i: int, row: dict) -> str:
               "".join(f'<label><input type="radio" name="l{i}" value="{v}"> {v}</label> ' for v in LABELS))
     return (f'<tr data-path="{name}" data-file="{file}" '
             f'data-score="{"" if row.get("score") is None else row["score"]}" data-verdict="{verdict}" '
-            f'data-index="{i}"><td class="idx">{i + 1}</td><td>{thumb}</td><td>{over}</td>'
+            f'data-index="{i}" data-bin="{"" if bin_ is None else bin_}">'
+            f'<td class="idx">{i + 1}</td><td>{thumb}</td><td>{over}</td>'
             f'<td class="path">{name}</td><td class="score">{score}</td><td class="verdict {verdict}">{verdict}</td>'
             f'<td class="regions">{detail}</td><td class="label">{radios}</td></tr>')
 
@@ -77,6 +79,9 @@ td.verdict.error{color:#666}
 td.regions{max-width:300px;font-size:12px}
 td.label{white-space:nowrap} tr.labelled-OK td.label{background:#e6f4ea} tr.labelled-NG td.label{background:#fce8e6}
 .count{color:#666}
+svg.histogram{display:block;max-width:100%;height:auto;margin:4px 0}
+svg.histogram g.bin{cursor:pointer} svg.histogram g.bin:hover{opacity:.75}
+svg.histogram g.bin.chosen rect{stroke:#222;stroke-width:1.5}
 """
 
 SCRIPT = """
@@ -118,10 +123,16 @@ function sortBy(key){ if(sortKey===key){asc=!asc;}else{sortKey=key;asc=key!=='sc
     th.querySelector('.arrow').textContent=th.dataset.key===sortKey?(asc?' ▲':' ▼'):'';});}
 document.querySelectorAll('th[data-key]').forEach(th=>th.addEventListener('click',()=>sortBy(th.dataset.key)));
 const filter=document.getElementById('filter');
+let chosen=null;  // the histogram bar whose images are listed, or null for all
 function applyFilter(){const f=filter.value; let n=0;
-  rows().forEach(tr=>{const show=f==='all'||tr.dataset.verdict===f||(f==='unlabelled'&&!labels[tr.dataset.path]);
+  rows().forEach(tr=>{const show=(f==='all'||tr.dataset.verdict===f||(f==='unlabelled'&&!labels[tr.dataset.path]))
+    &&(chosen===null||tr.dataset.bin===chosen.dataset.bin);
     tr.style.display=show?'':'none'; n+=show;});
-  document.getElementById('shown').textContent=n+' shown';}
+  document.getElementById('shown').textContent=n+' shown'+(chosen?' (scores '+chosen.dataset.range+
+    '; click the bar again for all)':'');}
+document.querySelectorAll('svg.histogram g.bin').forEach(g=>g.addEventListener('click',()=>{
+  if(chosen) chosen.classList.remove('chosen'); chosen=chosen===g?null:g; if(chosen) chosen.classList.add('chosen');
+  applyFilter();}));
 filter.addEventListener('change',applyFilter); applyFilter();
 function csvCell(s){return /[",\\n]/.test(s)?'"'+s.replace(/"/g,'""')+'"':s;}
 window.labelsCsv=function(){let text='path,label\\n';
@@ -145,7 +156,8 @@ def render(rows: list[dict], metadata: dict) -> str:
     head = "".join(f'<th data-key="{k}">{t}<span class="arrow"></span></th>' if k else f"<th>{t}</th>" for k, t in
                    (("index", "#"), (None, "image"), (None, "overlay"), ("path", "path"), ("score", "score"),
                     ("verdict", "verdict"), (None, "regions"), (None, "your label")))
-    body = "\n".join(_row_html(i, r) for i, r in enumerate(rows))
+    chart, bins = score_histogram(rows)
+    body = "\n".join(_row_html(i, r, b) for i, (r, b) in enumerate(zip(rows, bins)))
     images = f"{len(rows)} image{'s' * (len(rows) != 1)}"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
@@ -156,6 +168,7 @@ def render(rows: list[dict], metadata: dict) -> str:
 <p class="count">{images}: {counts['anomalous']} anomalous, {counts['normal']} normal,
 {counts['error']} failed. Overlays: colour where the map is high (the pixel threshold is the middle of the scale),
 predicted regions outlined in red, numbered as listed (strongest first).</p>
+{chart}
 <div class="controls">
 <label>show <select id="filter"><option value="all">all</option><option value="anomalous">anomalous</option>
 <option value="normal">normal</option><option value="error">failed</option>

@@ -52,7 +52,7 @@ def report_picture(tile: Path, out: Path, chromium: str) -> list[str]:
         main(["predict", str(tile / "test" / "crack"), str(tile / "test" / "good"), "--out", str(run)])
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page = browser.new_page(viewport={"width": 1280, "height": 1080})
             page.goto((run / "report.html").as_uri())
             page.click("th[data-key=score]")  # highest score first
             rows = page.locator("#results tbody tr")

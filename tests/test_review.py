@@ -173,6 +173,11 @@ def test_report_in_a_real_browser_sorts_filters_and_exports_labels(tmp_path, mon
             visible = [r for r in range(5) if body.nth(r).is_visible()]
             assert len(visible) == 2 and page.inner_text("#shown") == "2 shown"
             page.select_option("#filter", "all")
+            page.locator("svg.histogram g.bin").last.click()  # the highest bar lists its image alone
+            shown = [body.nth(r).get_attribute("data-path") for r in range(5) if body.nth(r).is_visible()]
+            assert shown == ["parts/p1.png"] and "click the bar again" in page.inner_text("#shown")
+            page.locator("svg.histogram g.bin").last.click()  # and again: all
+            assert page.inner_text("#shown") == "5 shown"
             page.check("tr[data-path='parts/p1.png'] input[value=NG]")
             page.check("tr[data-path='parts/p0.png'] input[value=OK]")
             page.check("tr[data-path='parts/p3.png'] input[value=OK]")
@@ -275,3 +280,28 @@ def test_report_links_to_pictures_whose_names_hold_url_characters():
     page = render([row], {"status": "complete"})
     assert 'src="thumbnails/lot%233%20cam%3F1%25.png"' in page and 'href="overlays/lot%233%20cam%3F1%25.png"' in page
     assert "1 image: 0 anomalous" in page  # not "1 images"
+
+
+def test_the_score_histogram_puts_each_scored_image_in_one_bar_on_its_side_of_the_threshold():
+    """report.html's histogram: every scored row in exactly one bar (the bar its data-bin names), bars counting what
+    they hold, none straddling the threshold (so a bar is all normal or all anomalous), errors in none."""
+    import re
+
+    from anomalyvfm.score_chart import score_histogram
+
+    rng = np.random.default_rng(0)
+    scores = np.concatenate([rng.uniform(1e-6, 0.3, 40), rng.uniform(0.3, 1 - 1e-9, 25), [1 - 1e-13]])
+    rows = [{"path": f"{i}.png", "score": float(s), "verdict": "anomalous" if s > 0.3 else "normal", "threshold": 0.3}
+            for i, s in enumerate(scores)] + [{"path": "x.png", "score": None, "verdict": "error"}]
+    svg, bins = score_histogram(rows)
+    assert bins[-1] is None and all(b is not None for b in bins[:-1])
+    for b in set(bins[:-1]):
+        verdicts = {r["verdict"] for r, rb in zip(rows, bins) if rb == b}
+        assert len(verdicts) == 1, f"bar {b} holds both sides of the threshold"
+        title = re.search(rf'data-bin="{b}"[^>]*><title>([^<]*)', svg).group(1)
+        counted = re.search(r"(\d+) anomalous, (\d+) normal", title).groups()
+        assert tuple(map(int, counted)) == (sum(r["verdict"] == "anomalous" for r, rb in zip(rows, bins) if rb == b),
+                                            sum(r["verdict"] == "normal" for r, rb in zip(rows, bins) if rb == b))
+    assert "threshold 0.3000" in svg
+    assert score_histogram(rows[:1])[0] == ""  # one score makes no histogram
+    assert 'class="histogram"' in render(rows, {"run_id": "r"})
