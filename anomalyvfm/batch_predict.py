@@ -22,14 +22,15 @@ BATCH_RULE = "batch"  # the rule name a batch-mode score is recorded under
 
 @torch.inference_mode()
 def _forward(model, loaded: list[_Loaded], res: int, batch_size: int, layers: tuple[int, ...], progress: bool):
-    """Per crop: the model's configured-rule score, its map, the patch tokens of ``layers`` and the CLS token."""
+    """Per crop: the model's configured-rule score and its map, through the model's test views as ``predict`` scores
+    them, and the patch tokens of ``layers`` and the CLS token of the crop itself."""
     from tqdm import tqdm
 
     crops = [c for item in loaded if item.crops for c in item.crops]
     scores, maps, tokens, cls = [], [], [[] for _ in layers], []
     for start in tqdm(range(0, len(crops), batch_size), desc="batch: model", unit="batch", disable=not progress):
         x = normalize(np.stack(crops[start:start + batch_size]), model.config.mean, model.config.std)
-        out = model(x.to(model.device), extra_layers=layers)
+        out = model.outputs(x.to(model.device), extra_layers=layers)
         s, m = model.scores(out, res)
         scores.append(s[model.config.image_score].float().cpu())
         maps.append(m.float().cpu())

@@ -144,25 +144,27 @@ class AnomalyVFM(nn.Module):
         one used for verdicts) and anomaly maps (B, R, R) in [0, 1], with ``profile`` (default: the model's own)."""
         return score_outputs(out, resolution, self.config, state=self.profile if profile is None else profile)
 
-    def outputs(self, pixel_values: torch.Tensor) -> ModelOutput:
+    def outputs(self, pixel_values: torch.Tensor, extra_layers: tuple[int, ...] = ()) -> ModelOutput:
         """The outputs that prediction scores: ``forward`` (with ``config.edge_pad``) on each of
         ``config.test_views`` (``anomalyvfm.tta``), the logits averaged (the memory tokens stay the image's own),
-        then, for an ensemble, averaged with each member's outputs (the memory tokens stay this model's)."""
-        own = self._view_outputs(pixel_values)
+        then, for an ensemble, averaged with each member's outputs (the memory tokens stay this model's).
+        ``extra_layers``: as in ``forward``, the image's own (its first view's, this model's)."""
+        own = self._view_outputs(pixel_values, extra_layers)
         if not len(self.members):
             return own
         parts = [own] + [m._view_outputs(pixel_values) for m in self.members]
         return _view_average(parts, (IDENTITY,) * len(parts))  # members see the same image
 
-    def _view_outputs(self, pixel_values: torch.Tensor) -> ModelOutput:
+    def _view_outputs(self, pixel_values: torch.Tensor, extra_layers: tuple[int, ...] = ()) -> ModelOutput:
         views, pad = TEST_VIEWS[self.config.test_views], self.config.edge_pad
         if len(views) == 1:
-            return self(pixel_values, pad=pad)
+            return self(pixel_values, extra_layers, pad=pad)
         cell = self.patch_size // self.config.decoder.upsample  # input pixels per map cell, for shifted views
         if any(v.shift != (0, 0) for v in views) and cell * self.config.decoder.upsample != self.patch_size:
             raise ValueError(f"test_views {self.config.test_views!r} shifts by map cells, which needs the patch size "
                              f"({self.patch_size}) to be a multiple of decoder.upsample ({self.config.decoder.upsample})")
-        return _view_average([self(apply_view(pixel_values, v, cell), pad=pad) for v in views], views)
+        return _view_average([self(apply_view(pixel_values, v, cell), extra_layers if v == IDENTITY else (), pad=pad)
+                              for v in views], views)
 
     def infer(self, pixel_values: torch.Tensor, resolution: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """``scores(outputs(x))``: what prediction runs per batch (an exported model offers the same call)."""
