@@ -259,3 +259,23 @@ def test_a_batch_with_too_few_readable_images_is_one_line_naming_the_unreadable_
                  "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()  # it blamed non-finite scores and damaged weights
     assert err[-1] == "error: batch mode needs at least 2 readable images, got 1"
+
+
+def test_batch_mode_scores_the_model_through_its_test_views_as_predict_does(tiny_model, tmp_path):
+    """The model's part of a batch score is the one single-image predict gives (its configured views averaged), and
+    mutual scoring compares the tokens of each image itself, whatever the views."""
+    from anomalyvfm.batch_predict import predict_batch
+    from anomalyvfm.predict import iter_predict
+
+    paths = [str(write_image(tmp_path / f"{i}.png", size=(56, 56), seed=i)) for i in range(5)]
+    single, _ = predict_batch(tiny_model, paths, resolution=56, config=TINY)
+    tiny_model.config.test_views = "flips"
+    try:
+        flips, _ = predict_batch(tiny_model, paths, resolution=56, config=TINY)
+        alone = list(iter_predict(tiny_model, paths, resolution=56))
+    finally:
+        tiny_model.config.test_views = "single"
+    rule = tiny_model.config.image_score
+    assert [r.scores["model"] for r in flips] == pytest.approx([p.scores[rule] for p in alone], abs=1e-5)
+    assert [r.scores["model"] for r in flips] != pytest.approx([r.scores["model"] for r in single], abs=1e-4)
+    assert [r.scores["mutual"] for r in flips] == pytest.approx([r.scores["mutual"] for r in single], abs=1e-5)
