@@ -34,10 +34,9 @@ def _predict(args: argparse.Namespace) -> int:
     model = predict_model(args)
     if model is None:
         return 2
-    if args.batch_mode == "mutual" and (args.backend == "onnx" or args.threshold is not None or args.views
-                                        or args.resume):
-        print("error: --batch-mode mutual runs the PyTorch model in a single pass and sets its own threshold from "
-              "the batch (no --backend onnx, no --threshold, no --views, no --resume)", file=sys.stderr)
+    if args.batch_mode == "mutual" and (args.backend == "onnx" or args.threshold is not None or args.resume):
+        print("error: --batch-mode mutual runs the PyTorch model on the batch as a whole and sets its own threshold "
+              "from it (no --backend onnx, no --threshold, no --resume)", file=sys.stderr)
         return 2
     from .config import resolution_for
     from .runinfo import run_metadata

@@ -15,14 +15,15 @@ from .methods import METHODS
 
 def apply_overrides(model, args: argparse.Namespace) -> bool:
     """Set ``--views`` and ``--tile-size`` on the model's config for this run, warning when its stored threshold was
-    set without them (their scores differ); False, after an error line, where the backend cannot take them."""
+    set without them (their scores differ; batch mode sets its own); False, after an error line, where the backend
+    cannot take them."""
     if args.views is not None and args.backend == "onnx":
         print("error: --views is traced into an ONNX export; export again with the views you want", file=sys.stderr)
         return False
     for flag, key, value in (("--views", "test_views", args.views), ("--tile-size", "tile_size", args.tile_size)):
         if value is None:
             continue
-        if value != getattr(model.config, key) and args.threshold is None:
+        if value != getattr(model.config, key) and args.threshold is None and not args.batch_mode:
             print(f"warning: the model's threshold ({model.config.threshold:g}) was set with {flag} "
                   f"{getattr(model.config, key)}, not {value}, and scores change with it; calibrate with it "
                   f"(anomalyvfm calibrate MODEL {flag} {value} --good GOOD_DIR --out PROFILE), or pass --threshold",

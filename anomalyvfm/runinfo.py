@@ -73,10 +73,9 @@ def run_metadata(model, *, model_id: str | None, resolution: int, mode: str | No
         "weights_sha256": cfg.weights_sha256,
         "profile": profile is not None,
         "image_score": "batch" if batch_mode else cfg.image_score,
-        "test_views": "single" if batch_mode else cfg.test_views,  # batch mode scores a single pass
-        "edge_pad": 0 if batch_mode else cfg.edge_pad,  # patches of mirrored border (batch mode: the image alone)
-        "ensemble_members": 0 if batch_mode else len(cfg.members),  # other checkpoints averaged in (batch mode:
-        # the first alone)
+        "test_views": cfg.test_views,  # batch mode too: its model part is scored as predict scores it
+        "edge_pad": cfg.edge_pad,  # patches of mirrored border
+        "ensemble_members": len(cfg.members),  # other checkpoints averaged in
         "threshold": 0.5 if (batch_mode or calibration is not None) and threshold is None else
         (cfg.threshold if threshold is None else threshold),
         "threshold_origin": origin,

@@ -28,7 +28,7 @@ def test_predict_writes_results_and_pngs(tiny_checkpoint, tmp_path, capsys):
     assert "3 images" in capsys.readouterr().err
 
 
-def test_predict_views_changes_the_scores_and_is_recorded(tiny_checkpoint, tmp_path, capsys):
+def test_predict_views_changes_the_scores_and_is_recorded(tiny_checkpoint, tmp_path, capsys, monkeypatch):
     image = str(write_image(tmp_path / "a.png", seed=1))
     runs = {}
     for views in ("single", "d4"):
@@ -39,8 +39,16 @@ def test_predict_views_changes_the_scores_and_is_recorded(tiny_checkpoint, tmp_p
     assert runs["single"][0] == "single" and runs["d4"][0] == "d4"
     assert runs["single"][1] != runs["d4"][1]  # the eight views were averaged
     assert "was set with --views single, not d4" in capsys.readouterr().err  # it belongs to the model's views
-    assert main(["predict", image, "--model", str(tiny_checkpoint), "--views", "d4", "--batch-mode", "mutual",
-                 "--out", str(tmp_path / "b")]) == 2
+    from anomalyvfm import batch_predict
+    from anomalyvfm.mutual import MutualConfig
+
+    tiny = batch_predict.BatchConfig(mutual=MutualConfig(layers=(0, 1), radii=(1, 3)), min_images=4)
+    monkeypatch.setattr(batch_predict.BatchConfig, "for_model", classmethod(lambda cls, model: tiny))  # 2 blocks
+    lot = [image] + [str(write_image(tmp_path / f"l{i}.png", seed=20 + i)) for i in range(3)]
+    assert main(["predict", *lot, "--model", str(tiny_checkpoint), "--resolution", "56", "--views", "d4",
+                 "--batch-mode", "mutual", "--out", str(tmp_path / "b")]) == 0  # batch mode scores through them too
+    assert json.loads((tmp_path / "b" / "run.json").read_text())["test_views"] == "d4"
+    assert "was set with" not in capsys.readouterr().err  # batch mode sets its own threshold: nothing to warn of
     good = [str(write_image(tmp_path / f"g{i}.png", seed=10 + i)) for i in range(3)]
     assert main(["calibrate", str(tiny_checkpoint), "--views", "mirror", "--good", *good, "--out",
                  str(tmp_path / "cal")]) == 0
