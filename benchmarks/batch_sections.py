@@ -159,7 +159,8 @@ def fewshot_batch_section() -> list[str]:
             "comparison as known-good members. Same fusion rule and batch threshold as zero-shot batch mode, but "
             "measured before the reference budget went from 200 to 64 images: both batch columns here use 200 (the "
             "zero-shot one is the `anomalyvfm-batch` harness run of commit 20c23df, kept in zero-shot-200.json); not "
-            "re-run at 64 yet. The profile-alone column is the seed-0 row of the few-shot section.", "", *lines, "",
+            "re-run at 64 yet, nor through the model's test views (every column here is a single pass). "
+            "The profile-alone column is the seed-0 row of the few-shot section.", "", *lines, "",
             "Re-run: `anomalyvfm benchmark --data ../shared/data --methods anomalyvfm-fewshot-batch --shots 4 "
             "--seeds 0 --resolution 224 --out benchmarks/results/fewshot-batch-224`.", ""]
 
