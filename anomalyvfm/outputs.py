@@ -120,8 +120,8 @@ PNG_KINDS = ("heatmaps", "overlays", "thumbnails")
 LOCK = ".anomalyvfm.lock"
 # run.json fields a resumed run must share with the run it continues: what decides a score, a verdict or a picture
 RESUME_SETTINGS = ("anomalyvfm_version", "backbone", "weights_sha256", "profile", "image_score", "test_views",
-                   "edge_pad", "ensemble_members", "threshold", "pixel_threshold", "resolution", "tile_size", "mode",
-                   "backend", "pngs")
+                   "edge_pad", "ensemble_members", "threshold", "threshold_origin", "calibration", "pixel_threshold",
+                   "resolution", "tile_size", "mode", "backend", "pngs")
 
 
 def _alive(pid: int) -> bool:

@@ -79,6 +79,7 @@ def run_metadata(model, *, model_id: str | None, resolution: int, mode: str | No
         "threshold": 0.5 if (batch_mode or calibration is not None) and threshold is None else
         (cfg.threshold if threshold is None else threshold),
         "threshold_origin": origin,
+        "calibration": None if batch_mode or calibration is None else calibration.to_dict(),  # a profile's own
         "pixel_threshold": cfg.pixel_threshold,
         "resolution": resolution,
         "tile_size": cfg.tile_size,  # 0: whole images

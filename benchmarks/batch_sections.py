@@ -168,8 +168,9 @@ def fewshot_batch_section() -> list[str]:
 def scale_section() -> list[str]:
     return _table_section(
         "batch-scale/scale.md", "Batch mode cost against batch size",
-        "Wall time and peak resident memory of `predict(batch_mode=\"mutual\")` (model pass with the extra "
-        "layers, 6 mutual maps of 128-d projected features, fusion, calibration) for N real 224 px images, next to "
+        "Wall time and peak resident memory of `predict(batch_mode=\"mutual\")` (the model's four views with the "
+        "extra layers, 6 mutual maps of 128-d projected features, fusion, calibration) for N real 224 px images, next "
+        "to "
         "single-image `predict` on the same images (timed on min(N, 200) and scaled to N); each N in a fresh "
         "process; 2-core CPU, batch 8, at most 64 reference images per image, bfloat16 similarities.",
         "python benchmarks/batch_scale.py", after=("![batch mode cost](benchmarks/results/batch-scale/scale.png)", ""))

@@ -151,3 +151,24 @@ def test_the_python_api_resumes_the_same_folder(tiny_checkpoint, tmp_path, input
     assert [r["path"] for r in rows] == inputs and [r["score"] for r in rows[:2]] == [p.score for p in first]
     with pytest.raises(ValueError, match="out"):
         model.predict(inputs, resume=True)
+
+
+def test_a_profile_calibrated_again_cannot_resume_the_run_of_its_former_calibration(tmp_path):
+    """A profile's threshold is always 0.5 on its deviation scale: what moves is its calibration, which run.json
+    records and a resume must share (same weights, another calibration, would mix two sets of verdicts)."""
+    from types import SimpleNamespace
+
+    from anomalyvfm.errors import OutputError
+
+    def run(calibration: dict, resume: bool) -> None:
+        metadata = {"weights_sha256": "w", "threshold": 0.5, "profile": True, "calibration": calibration}
+        with outputs.ResultsWriter(tmp_path / "o", images=False, metadata=metadata, resume=resume) as writer:
+            writer.add(SimpleNamespace(name="a.png", ok=True, error=None, score=0.7, is_anomalous=True, threshold=0.5,
+                                       rule="memory", threshold_source="calibration", regions=[], image=None))
+
+    first = {"threshold": 0.91, "scale": 0.02, "fpr": 0.01, "n_good": 64}
+    run(first, resume=False)
+    with pytest.raises(OutputError, match="cannot resume: its run has calibration"):
+        run({**first, "threshold": 0.95}, resume=True)
+    run(first, resume=True)  # the same calibration resumes
+    assert json.loads((tmp_path / "o" / "run.json").read_text())["carried_over"] == 1
