@@ -44,8 +44,10 @@ def score_histogram(rows: list[dict], bins: int = 40) -> tuple[str, list[int | N
         lo = _logit(threshold) - math.ceil((_logit(threshold) - lo) / step - 1e-9) * step
         bins = max(1, math.ceil((hi - lo) / step - 1e-9))
         hi = lo + bins * step
-    of_row = [None if r.get("score") is None else min(int((_logit(float(r["score"])) - lo) / step), bins - 1)
-              for r in rows]
+    def bar(z: float) -> int:  # right-closed bars: a score equal to the threshold, which is not above it, sits below
+        return min(max(math.ceil((z - lo) / step - 1e-9) - 1, 0), bins - 1)
+
+    of_row = [None if r.get("score") is None else bar(_logit(float(r["score"]))) for r in rows]
     counts = [{"anomalous": 0, "normal": 0} for _ in range(bins)]
     for i, row in zip(of_row, rows):
         if i is not None:

@@ -303,5 +303,8 @@ def test_the_score_histogram_puts_each_scored_image_in_one_bar_on_its_side_of_th
         assert tuple(map(int, counted)) == (sum(r["verdict"] == "anomalous" for r, rb in zip(rows, bins) if rb == b),
                                             sum(r["verdict"] == "normal" for r, rb in zip(rows, bins) if rb == b))
     assert "threshold 0.3000" in svg
+    at = [{"path": "t.png", "score": 0.3, "verdict": "normal", "threshold": 0.3}]  # not above: normal
+    _, with_at = score_histogram(rows[:-1] + at)
+    assert {b for r, b in zip(rows, with_at) if r["verdict"] == "normal"} >= {with_at[-1]}
     assert score_histogram(rows[:1])[0] == ""  # one score makes no histogram
     assert 'class="histogram"' in render(rows, {"run_id": "r"})
