@@ -9,6 +9,7 @@ by any column, filters by verdict, and lets a person mark each image OK or NG an
 from __future__ import annotations
 
 import csv
+import hashlib
 import html
 import os
 from pathlib import Path
@@ -50,7 +51,9 @@ def _row_html(i: int, row: dict, bin_: int | None = None) -> str:
     file = e(os.path.abspath(row["path"]))  # what the labels CSV names, so that it works from any folder
     radios = ("not scored" if row.get("error") else  # an image that could not be read cannot calibrate anything
               "".join(f'<label><input type="radio" name="l{i}" value="{v}"> {v}</label> ' for v in LABELS))
-    return (f'<tr data-path="{name}" data-file="{file}" '
+    key = "k" + hashlib.sha1(str(row["path"]).encode()).hexdigest()[:8]  # the URL's name for the row: stable when a
+    # resumed run re-orders rows (its failed ones scored again at the end), where an index would point elsewhere
+    return (f'<tr data-path="{name}" data-file="{file}" data-key="{key}" '
             f'data-score="{"" if row.get("score") is None else row["score"]}" data-verdict="{verdict}" '
             f'data-index="{i}" data-bin="{"" if bin_ is None else bin_}">'
             f'<td class="idx">{i + 1}</td><td>{thumb}</td><td>{over}</td>'
@@ -92,15 +95,16 @@ const runId=document.body.dataset.runId;
 const store='anomalyvfm-labels-'+runId;
 let labels={};
 try{labels=JSON.parse(localStorage.getItem(store)||'{}');}catch(e){labels={};}
-// the URL keeps the labels too (#labels=3N,0O: row index and OK/NG), so a reload never loses them even where the
-// browser keeps no storage for file:// pages reliably (headless Chromium binds some loads to an empty one)
-const byIndex={}; rows().forEach(tr=>{byIndex[tr.dataset.index]=tr;});
+// the URL keeps the labels too (#labels=k1a2b3c4dN,...: the row's key and OK/NG; a bare row index in older links),
+// so a reload never loses them even where the browser keeps no storage for file:// pages reliably (headless
+// Chromium binds some loads to an empty one)
+const byRef={}; rows().forEach(tr=>{byRef[tr.dataset.index]=tr; byRef[tr.dataset.key]=tr;});
 const inUrl=/(?:^#|&)labels=([^&]*)/.exec(location.hash);
-if(inUrl) decodeURIComponent(inUrl[1]).split(',').forEach(t=>{const tr=byIndex[t.slice(0,-1)], l=t.slice(-1);
+if(inUrl) decodeURIComponent(inUrl[1]).split(',').forEach(t=>{const tr=byRef[t.slice(0,-1)], l=t.slice(-1);
   if(tr&&(l==='O'||l==='N')) labels[tr.dataset.path]=l==='O'?'OK':'NG';});
 function save(){try{if(Object.keys(labels).length) localStorage.setItem(store,JSON.stringify(labels));
   else localStorage.removeItem(store);}catch(e){}
-  const kept=rows().filter(tr=>labels[tr.dataset.path]).map(tr=>tr.dataset.index+labels[tr.dataset.path][0]);
+  const kept=rows().filter(tr=>labels[tr.dataset.path]).map(tr=>tr.dataset.key+labels[tr.dataset.path][0]);
   try{history.replaceState(null,'',kept.length?'#labels='+kept.join(','):location.pathname+location.search);}
   catch(e){}}
 function paint(tr){tr.classList.remove('labelled-OK','labelled-NG');

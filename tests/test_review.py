@@ -192,6 +192,19 @@ def test_report_in_a_real_browser_sorts_filters_and_exports_labels(tmp_path, mon
             fresh.goto(page.url)
             assert fresh.inner_text("#labelled") == "3 labelled"
             assert fresh.is_checked("tr[data-path='parts/p1.png'] input[value=NG]")
+            # a resumed run re-orders rows (its failed ones scored again at the end): the link's labels follow
+            # each image, not its old position
+            url = fresh.url
+            moved = tmp_path / "moved.html"
+            moved.write_text(render([rows[3], rows[0], rows[1], rows[2], rows[4]],
+                                    {"run_id": "other-run", "model": "m"}))
+            again = browser.new_context().new_page()
+            again.goto(moved.as_uri() + url[url.index("#"):])
+            assert again.inner_text("#labelled") == "3 labelled"
+            assert again.is_checked("tr[data-path='parts/p1.png'] input[value=NG]")
+            assert again.is_checked("tr[data-path='parts/p0.png'] input[value=OK]")
+            assert again.is_checked("tr[data-path='parts/p3.png'] input[value=OK]")
+            assert not again.is_checked("tr[data-path='parts/p2.png'] input[value=OK]")
             fresh.click("#clear")
             assert fresh.inner_text("#labelled") == "0 labelled" and "labels=" not in fresh.url
         finally:
