@@ -78,8 +78,7 @@ def _predict(args: argparse.Namespace) -> int:
     speed = f"{done / max(time.perf_counter() - start, 1e-9):.1f} img/s; " if paths else ""  # none if none scored
     normal = total - writer.failed - writer.anomalous
     print(f"{total} image{'s' * (total != 1)}: {writer.anomalous} anomalous, {normal} normal, {writer.failed} failed; "
-          f"{speed}results in {out / 'results.csv'}; review them in "
-          f"{out / 'report.html'}", file=sys.stderr)
+          f"{speed}results in {out / 'results.csv'}; review them in {out / 'report.html'}", file=sys.stderr)
     return 0 if writer.failed == 0 else 1
 
 

@@ -228,7 +228,8 @@ class AnomalyVFM(nn.Module):
                                     mode=kwargs.get("mode"), batch_mode=batch_mode, device=self.device,
                                     threshold=kwargs.get("threshold"))
             writer = ResultsWriter(out, metadata=metadata, resume=resume).open()
-            images = [item for item in images if not (isinstance(item, (str, os.PathLike)) and writer.scored(item))]
+            if writer.carried:
+                images = [i for i in images if not (isinstance(i, (str, os.PathLike)) and writer.scored(i))]
         with writer or contextlib.nullcontext():  # an error from here on ends the run as failed, its lock released
             if batch_mode == "mutual":
                 from .batch_predict import predict_batch

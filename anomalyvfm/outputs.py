@@ -214,8 +214,9 @@ class ResultsWriter:
             raise OutputError(f"{self.out}: a batch-mode run cannot be resumed (its verdicts depend on the whole "
                               f"batch); rerun without --resume to score the batch again")
         for key in RESUME_SETTINGS:
-            if run.get(key, True if key == "pngs" else None) != now.get(key):
-                raise OutputError(f"{self.out}: cannot resume: its run has {key} {run.get(key)!r} and this one "
+            was = run.get(key, True if key == "pngs" else None)  # run.json before "pngs" was written: PNGs were
+            if was != now.get(key):
+                raise OutputError(f"{self.out}: cannot resume: its run has {key} {was!r} and this one "
                                   f"{now.get(key)!r}; rerun without --resume to replace it, or choose another --out")
         try:
             lines = (self.out / "results.jsonl").read_bytes().split(b"\n")

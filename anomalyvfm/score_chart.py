@@ -44,6 +44,7 @@ def score_histogram(rows: list[dict], bins: int = 40) -> tuple[str, list[int | N
         lo = _logit(threshold) - math.ceil((_logit(threshold) - lo) / step - 1e-9) * step
         bins = max(1, math.ceil((hi - lo) / step - 1e-9))
         hi = lo + bins * step
+
     def bar(z: float) -> int:  # right-closed bars: a score equal to the threshold, which is not above it, sits below
         return min(max(math.ceil((z - lo) / step - 1e-9) - 1, 0), bins - 1)
 

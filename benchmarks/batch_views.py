@@ -28,6 +28,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 OUT = ROOT / "benchmarks" / "results" / "batch-views"
 VALIDATION = ("magnetic_tile/magnetic_tile",)
 REPORT = ("deeppcb/pcb", "elpv")
@@ -36,7 +37,6 @@ ARMS = ("single", "flips")
 
 def _model(arm: str) -> Path:
     """A copy of the shipped default with ``test_views`` set to ``arm`` (runs/ is not committed)."""
-    sys.path.insert(0, str(ROOT))
     from anomalyvfm.checkpoint import update_config
 
     folder = ROOT / "runs" / f"batch-views-{arm}"

@@ -1,6 +1,7 @@
 """Offline, deterministic test set-up: no network, temporary caches, tiny random DINOv2 models."""
 from __future__ import annotations
 
+import csv
 import socket
 from pathlib import Path
 
@@ -117,3 +118,9 @@ def fake_mvtec(root: Path, category: str = "widget", n: int = 3, size=(40, 60)) 
         write_image(folder / "test" / "crack" / f"{i:03d}.png", size, seed=200 + i)
         write_mask(folder / "ground_truth" / "crack" / f"{i:03d}_mask.png", size)
     return folder
+
+
+def result_rows(out: Path) -> list[dict]:
+    """The rows of a results folder's results.csv."""
+    with open(out / "results.csv", newline="") as f:
+        return list(csv.DictReader(f))

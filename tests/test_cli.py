@@ -1,15 +1,11 @@
-import csv
 import json
 
 import pytest
 
 from anomalyvfm.cli import main
-from conftest import shared_images, write_image
+from conftest import result_rows, shared_images, write_image
 
 
-def _rows(out):
-    with open(out / "results.csv") as f:
-        return list(csv.DictReader(f))
 
 
 def test_predict_writes_results_and_pngs(tiny_checkpoint, tmp_path, capsys):
@@ -19,7 +15,7 @@ def test_predict_writes_results_and_pngs(tiny_checkpoint, tmp_path, capsys):
     out = tmp_path / "out"
     code = main(["predict", str(images), "--model", str(tiny_checkpoint), "--resolution", "56", "--out", str(out)])
     assert code == 0
-    rows = _rows(out)
+    rows = result_rows(out)
     assert [r["verdict"] in ("normal", "anomalous") for r in rows] == [True] * 3
     assert len((out / "results.jsonl").read_text().splitlines()) == 3
     assert sorted(p.name for p in (out / "heatmaps").iterdir()) == ["img0.png", "img1.png", "img2.png"]
@@ -35,7 +31,7 @@ def test_predict_views_changes_the_scores_and_is_recorded(tiny_checkpoint, tmp_p
         out = tmp_path / views
         assert main(["predict", image, "--model", str(tiny_checkpoint), "--resolution", "56", "--views", views,
                      "--out", str(out)]) == 0
-        runs[views] = (json.loads((out / "run.json").read_text())["test_views"], float(_rows(out)[0]["score"]))
+        runs[views] = (json.loads((out / "run.json").read_text())["test_views"], float(result_rows(out)[0]["score"]))
     assert runs["single"][0] == "single" and runs["d4"][0] == "d4"
     assert runs["single"][1] != runs["d4"][1]  # the eight views were averaged
     assert "was set with --views single, not d4" in capsys.readouterr().err  # it belongs to the model's views
@@ -62,7 +58,7 @@ def test_predict_tile_size_changes_the_scores_and_is_recorded(tiny_checkpoint, t
         out = tmp_path / size
         assert main(["predict", image, "--model", str(tiny_checkpoint), "--resolution", "56", "--tile-size", size,
                      "--out", str(out)]) == 0
-        runs[size] = (json.loads((out / "run.json").read_text())["tile_size"], float(_rows(out)[0]["score"]))
+        runs[size] = (json.loads((out / "run.json").read_text())["tile_size"], float(result_rows(out)[0]["score"]))
     assert runs["0"][0] == 0 and runs["40"][0] == 40
     assert runs["0"][1] != runs["40"][1]  # nine tiles, the most anomalous one's score
     assert "was set with --tile-size 0, not 40" in capsys.readouterr().err  # it belongs to the model's tiling
@@ -85,7 +81,7 @@ def test_unreadable_files_are_reported_and_the_rest_scored(tiny_checkpoint, tmp_
     code = main(["predict", str(good), str(empty), str(text), str(tmp_path / "missing.png"),
                  "--model", str(tiny_checkpoint), "--resolution", "56", "--out", str(out)])
     assert code == 1
-    rows = {r["path"]: r for r in _rows(out)}
+    rows = {r["path"]: r for r in result_rows(out)}
     assert rows[str(good)]["verdict"] != "error" and rows[str(good)]["score"] != ""
     assert rows[str(empty)]["verdict"] == "error" and "empty file" in rows[str(empty)]["error"]
     assert "not an image" in rows[str(text)]["error"]
@@ -107,7 +103,7 @@ def test_predict_on_real_images_with_the_default_model(tmp_path, capsys):
     images = shared_images("magnetic_tile", "magnetic_tile", "crack", 3)
     out = tmp_path / "out"
     assert main(["predict", *map(str, images), "--out", str(out)]) == 0
-    rows = _rows(out)
+    rows = result_rows(out)
     assert len(rows) == 3 and all(0.0 <= float(r["score"]) <= 1.0 for r in rows)
     assert len(list((out / "overlays").glob("*.png"))) == 3
 

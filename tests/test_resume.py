@@ -2,7 +2,6 @@
 what it had scored is kept whole and never mixed with another model's or setting's results."""
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -10,12 +9,9 @@ import pytest
 
 import anomalyvfm.outputs as outputs
 from anomalyvfm.cli import main
-from conftest import write_image
+from conftest import result_rows, write_image
 
 
-def _rows(out: Path) -> list[dict]:
-    with open(out / "results.csv", newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def _jsonl(out: Path) -> list[dict]:
@@ -68,7 +64,7 @@ def test_resume_scores_only_what_an_interrupted_run_left_and_keeps_its_rows(tiny
     assert "3 scored images kept, 2 to score" in err and "5 images:" in err
     after = _jsonl(out)
     assert after[:3] == before and [r["path"] for r in after] == inputs  # kept byte for byte, one run id
-    assert len({r["run_id"] for r in after}) == 1 and len(_rows(out)) == 5
+    assert len({r["run_id"] for r in after}) == 1 and len(result_rows(out)) == 5
     for kind in outputs.PNG_KINDS:
         assert sorted(p.name for p in (out / kind).iterdir()) == sorted(r["image"] for r in after)
     run = json.loads((out / "run.json").read_text())
@@ -84,10 +80,10 @@ def test_without_resume_a_rerun_still_replaces_the_previous_run(tiny_checkpoint,
     out = tmp_path / "o"
     assert main(["predict", *inputs[:2], "--model", str(tiny_checkpoint), "--out", str(out)]) == 0
     assert main(["predict", *inputs[2:], "--model", str(tiny_checkpoint), "--out", str(out)]) == 0
-    assert [r["path"] for r in _rows(out)] == inputs[2:]
+    assert [r["path"] for r in result_rows(out)] == inputs[2:]
     assert main(["predict", *inputs, "--model", str(tiny_checkpoint), "--out", str(out), "--resume"]) == 0
     assert scored[-2:] == inputs[:2] and len(scored) == 2 + 3 + 2  # images added since are scored, the rest kept
-    assert sorted(r["path"] for r in _rows(out)) == sorted(inputs)
+    assert sorted(r["path"] for r in result_rows(out)) == sorted(inputs)
 
 
 def test_resume_refuses_another_setting_and_leaves_the_results_as_they_were(tiny_checkpoint, tmp_path, inputs,
@@ -127,7 +123,7 @@ def test_resume_rescores_failed_cut_and_pictureless_rows_and_drops_orphan_pictur
     assert sorted(scored) == sorted([inputs[1], *inputs[3:], str(broken)])
     after = _jsonl(out)
     assert sorted(r["path"] for r in after) == sorted([*inputs, str(broken)])
-    assert all(r["verdict"] in ("normal", "anomalous") for r in after) and len(_rows(out)) == 6
+    assert all(r["verdict"] in ("normal", "anomalous") for r in after) and len(result_rows(out)) == 6
     for kind in outputs.PNG_KINDS:
         assert sorted(p.name for p in (out / kind).iterdir()) == sorted(r["image"] for r in after)
 
@@ -135,7 +131,7 @@ def test_resume_rescores_failed_cut_and_pictureless_rows_and_drops_orphan_pictur
 def test_resume_with_nothing_there_is_a_new_run(tiny_checkpoint, tmp_path, inputs, capsys):
     out = tmp_path / "o"
     assert main(["predict", *inputs[:2], "--model", str(tiny_checkpoint), "--out", str(out), "--resume"]) == 0
-    assert "resuming" not in capsys.readouterr().err and len(_rows(out)) == 2
+    assert "resuming" not in capsys.readouterr().err and len(result_rows(out)) == 2
     assert "carried_over" not in json.loads((out / "run.json").read_text())
 
 

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from anomalyvfm.cli import main
-from conftest import write_image
+from conftest import result_rows, write_image
 
 GOOD = 2  # good images scored beside each bad input
 
@@ -124,9 +124,6 @@ def _exif_rotated(path: Path) -> Path:
     return path
 
 
-def _rows(out: Path) -> list[dict]:
-    with open(out / "results.csv", newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def _predict(args: list[str], capsys) -> tuple[int, str]:
@@ -148,7 +145,7 @@ def test_each_input_kind_gets_a_result_or_a_one_line_reason(case, tiny_checkpoin
     out = tmp_path / "out"
     rc, err = _predict([*goods, str(path), "--model", str(tiny_checkpoint), "--resolution", "56", "--out", str(out)],
                        capsys)
-    rows = _rows(out)
+    rows = result_rows(out)
     by_path = {r["path"]: r for r in rows}
     assert all(by_path[g]["verdict"] in ("normal", "anomalous") for g in goods)  # the good ones always scored
     if case == "a folder named like an image":  # a folder is searched: nothing inside, nothing added
@@ -281,7 +278,7 @@ def test_a_second_concurrent_run_is_refused_and_a_stale_lock_is_taken_over(tiny_
         sleeper.kill()
         sleeper.wait()
     rc, _ = _predict([*goods, "--model", str(tiny_checkpoint), "--out", str(out)], capsys)  # its pid is dead now
-    assert rc == 0 and len(_rows(out)) == GOOD and not (out / ".anomalyvfm.lock").exists()
+    assert rc == 0 and len(result_rows(out)) == GOOD and not (out / ".anomalyvfm.lock").exists()
 
 
 def test_a_rerun_replaces_the_previous_run_and_leaves_nothing_stale(tiny_checkpoint, tmp_path, capsys):
@@ -290,7 +287,7 @@ def test_a_rerun_replaces_the_previous_run_and_leaves_nothing_stale(tiny_checkpo
     out = tmp_path / "o"
     assert _predict([*first, "--model", str(tiny_checkpoint), "--out", str(out)], capsys)[0] == 0
     assert _predict([*second, "--model", str(tiny_checkpoint), "--out", str(out)], capsys)[0] == 0
-    assert [r["path"] for r in _rows(out)] == second
+    assert [r["path"] for r in result_rows(out)] == second
     assert sorted(p.name for p in (out / "heatmaps").iterdir()) == ["second.png"]
     assert sorted(p.name for p in (out / "overlays").iterdir()) == ["second.png"]
 
@@ -302,7 +299,7 @@ def test_predicting_the_current_folder_twice_never_scores_its_own_outputs(tiny_c
     monkeypatch.chdir(tmp_path / "lot")
     for _ in range(2):
         assert _predict([".", "--model", str(tiny_checkpoint), "--out", "out"], capsys)[0] == 0
-        assert len(_rows(tmp_path / "lot" / "out")) == 2
+        assert len(result_rows(tmp_path / "lot" / "out")) == 2
 
 
 def test_a_run_killed_midway_keeps_every_row_it_finished(tiny_checkpoint, tmp_path, capsys, monkeypatch):
@@ -320,7 +317,7 @@ def test_a_run_killed_midway_keeps_every_row_it_finished(tiny_checkpoint, tmp_pa
     monkeypatch.setattr(outputs.ResultsWriter, "add", add_then_die)
     assert main(["predict", *paths, "--model", str(tiny_checkpoint), "--out", str(tmp_path / "o"),
                  "--batch-size", "2"]) == 130  # one line, no traceback
-    rows = _rows(tmp_path / "o")
+    rows = result_rows(tmp_path / "o")
     assert [r["path"] for r in rows] == paths[:3] and all(r["score"] for r in rows)
     assert len((tmp_path / "o" / "results.jsonl").read_text().splitlines()) == 3
     assert json.loads((tmp_path / "o" / "run.json").read_text())["status"] == "interrupted"
@@ -384,7 +381,7 @@ def test_a_full_disk_stops_the_run_in_one_line_and_keeps_every_finished_row(tiny
     err = capsys.readouterr().err
     line = next(x for x in err.splitlines() if x.startswith("error:"))
     assert "Traceback" not in err and "No space left on device" in line and "1.png" in line
-    assert [r["path"] for r in _rows(tmp_path / "o")] == paths[:1]
+    assert [r["path"] for r in result_rows(tmp_path / "o")] == paths[:1]
     assert json.loads((tmp_path / "o" / "run.json").read_text())["status"] == "failed"
     assert not (tmp_path / "o" / outputs.LOCK).exists() and (tmp_path / "o" / "report.html").exists()
     assert sorted(p.name for p in (tmp_path / "o").rglob("*.png")) == ["0.png"] * 3  # none without its row
@@ -420,7 +417,7 @@ def test_colliding_names_get_one_heatmap_each(tiny_checkpoint, tmp_path, capsys)
     paths = [str(write_image(tmp_path / "c" / "A" / "a.png", seed=1)), str(write_image(tmp_path / "c" / "B" / "a.png"))]
     paths.append(str(write_image(tmp_path / "c" / "a_2.png", seed=2)))
     _predict([*paths, "--model", str(tiny_checkpoint), "--out", str(tmp_path / "o")], capsys)
-    rows = _rows(tmp_path / "o")
+    rows = result_rows(tmp_path / "o")
     names = [r["image"] for r in rows]
     assert len(rows) == 3 and len(set(names)) == 3
     assert all((tmp_path / "o" / "heatmaps" / n).is_file() for n in names)
@@ -452,7 +449,7 @@ def test_a_nan_score_is_an_error_never_a_verdict(tiny_model, tmp_path, goods, ca
     tiny_model.config.weights_sha256 = None
     ckpt = tiny_model.save_pretrained(tmp_path / "nan")
     rc, err = _predict([*goods, "--model", str(ckpt), "--out", str(tmp_path / "o")], capsys)
-    rows = _rows(tmp_path / "o")
+    rows = result_rows(tmp_path / "o")
     assert rc == 1 and all(r["verdict"] == "error" and "non-finite" in r["error"] for r in rows)
     lines = (tmp_path / "o" / "results.jsonl").read_text()
     def bare(token):
@@ -723,10 +720,10 @@ def test_kill_9_midway_keeps_the_finished_rows_and_a_rerun_completes(tiny_checkp
     assert proc.returncode == -signal.SIGKILL, "the run ended before it was killed"
     lines = jsonl.read_text().splitlines()
     assert 3 <= len(lines) < len(paths) and all(json.loads(line)["score"] is not None for line in lines)
-    assert len(_rows(out)) >= len(lines) - 1  # the csv is streamed the same way
+    assert len(result_rows(out)) >= len(lines) - 1  # the csv is streamed the same way
     assert json.loads((out / "run.json").read_text())["status"] == "running"  # it never finished
     rc = subprocess.run(cmd, env=env, capture_output=True).returncode  # the dead run's lock is taken over
-    assert rc == 0 and len(_rows(out)) == len(paths)
+    assert rc == 0 and len(result_rows(out)) == len(paths)
     assert json.loads((out / "run.json").read_text())["status"] == "complete"
 
 
@@ -766,7 +763,7 @@ def test_a_stop_request_closes_the_run_like_ctrl_c(tiny_checkpoint, tmp_path, ca
     finally:
         assert signal.signal(signal.SIGTERM, original) is before  # main gave the caller's handler back
     assert code == 130 and "interrupted" in capsys.readouterr().err
-    assert [r["path"] for r in _rows(tmp_path / "o")] == paths[:3]  # the rows finished before the signal
+    assert [r["path"] for r in result_rows(tmp_path / "o")] == paths[:3]  # the rows finished before the signal
     assert json.loads((tmp_path / "o" / "run.json").read_text())["status"] == "interrupted"
     assert (tmp_path / "o" / "report.html").is_file() and not (tmp_path / "o" / outputs.LOCK).exists()
 
